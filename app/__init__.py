@@ -1,0 +1,50 @@
+"""The Flask application factory. Never imports torch or model code."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from app.errors import register_error_handlers
+from app.services import Services
+from config import Settings, get_settings
+from config.logging import bind, unbind
+
+access_log = logging.getLogger("assay.access")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask("assay")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["assay"] = Services.from_settings(settings)
+
+    from app import jobs_api, meta_api
+
+    app.register_blueprint(meta_api.bp)
+    app.register_blueprint(jobs_api.bp)
+    register_error_handlers(app)
+
+    @app.before_request
+    def _request_context() -> None:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.request_id = request_id[:64]
+        g.log_token = bind(request_id=g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _request_id_header(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def _clear_context(_: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            unbind(token)
+
+    return app

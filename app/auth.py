@@ -1,0 +1,49 @@
+"""Bearer API keys. Every /v1 route needs one; the tenant it belongs to scopes every query."""
+
+from __future__ import annotations
+
+import time
+
+from flask import g, request
+
+from app.errors import ApiError
+from app.services import services
+from store.keys import hash_key, tenant_for_key
+
+_cache: dict[str, tuple[str, float]] = {}
+_CACHE_MAX = 10_000
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer realm="assay"'})
+
+
+def authenticate() -> None:
+    """Set `g.tenant` from the Authorization header or raise 401.
+
+    A short in-process cache (ASSAY_AUTH_CACHE_SECONDS) spares a query per request; a revoked key
+    stops working within that time.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise _unauthorized("missing_api_key", "send 'Authorization: Bearer <api key>'")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized("invalid_authorization", "the Authorization header must be 'Bearer <api key>'")
+    key = key.strip()
+    digest = hash_key(key)
+    now = time.monotonic()
+    cached = _cache.get(digest)
+    if cached and cached[1] > now:
+        g.tenant = cached[0]
+        return
+    svc = services()
+    with svc.db.connect() as conn:
+        tenant = tenant_for_key(conn, key)
+    if tenant is None:
+        _cache.pop(digest, None)
+        raise _unauthorized("invalid_api_key", "the API key is unknown or revoked")
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[digest] = (tenant, now + svc.settings.auth_cache_seconds)
+    g.tenant = tenant

@@ -1,0 +1,89 @@
+"""Request and response models (pydantic); also the source of the OpenAPI schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class TextInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the text to analyse; must not be blank")
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analysis: str = Field(description="an analysis name from GET /v1/analyses", examples=["sentiment"])
+    input: TextInput
+    metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: list[dict[str, Any]] = Field(description="JobCreate objects; one invalid entry rejects the request")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str | None
+
+
+class Job(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    analysis: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    result: dict[str, Any] | None
+    error: JobError | None
+    metadata: dict[str, Any]
+    attempts: int
+    erased_at: datetime | None = Field(None, description="set once DELETE erased input, result and metadata")
+
+
+class JobList(BaseModel):
+    data: list[Job]
+    next_cursor: str | None
+
+
+class BatchCreated(BaseModel):
+    data: list[Job]
+
+
+class CancelResult(BaseModel):
+    job: Job
+    cancellation: Literal["immediate", "best_effort", "not_cancelable"] = Field(
+        description="immediate: it was queued and will never run; best_effort: it was running, the model call "
+        "was not interrupted but its result is discarded"
+    )
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Analysis(BaseModel):
+    name: str
+    description: str
+    input: Literal["text", "audio"]
+    family: str
+    queue: str
+    model: str
+    labels: list[str]
+    limits: dict[str, int]
+
+
+class AnalysisList(BaseModel):
+    data: list[Analysis]

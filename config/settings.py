@@ -1,0 +1,162 @@
+"""One typed settings object built from the environment.
+
+Every module takes its configuration from a `Settings` instance; nothing else reads
+`os.environ`. Variables carry the `ASSAY_` prefix, except the two that every tool in this
+stack already knows by name: `DATABASE_URL` and `REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(RuntimeError):
+    """Raised at start-up when the environment holds a value Assay cannot use."""
+
+
+class Settings(BaseSettings):
+    """Assay's configuration; defaults work on a developer's machine."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore", frozen=True)
+
+    # --- services -------------------------------------------------------------------
+    database_url: str = Field(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/assay",
+        validation_alias=AliasChoices("DATABASE_URL", "ASSAY_DATABASE_URL"),
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "ASSAY_REDIS_URL"),
+    )
+    db_pool_size: int = Field(5, ge=1, le=200)
+    db_statement_timeout_ms: int = Field(15_000, ge=100)
+
+    # --- queues -----------------------------------------------------------------------
+    queue_prefix: str = Field("assay", pattern=r"^[a-z][a-z0-9_.-]*$")
+    max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this")
+    publish_chunk_size: int = Field(64, ge=1, le=10_000)
+
+    # --- batching (worker) --------------------------------------------------------------
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_batch_wait_ms: int = Field(50, ge=1, le=60_000)
+    worker_prefetch_batches: int = Field(2, ge=1, le=64)
+
+    # --- leases, recovery ---------------------------------------------------------------
+    lease_seconds: int = Field(300, ge=1)
+    requeue_after_seconds: int = Field(120, ge=1, description="a queued job older than this is re-published")
+    max_attempts: int = Field(3, ge=1, le=100)
+    sweep_interval_seconds: float = Field(15.0, gt=0)
+    sweep_limit: int = Field(5_000, ge=1)
+    visibility_timeout_seconds: int = Field(7_200, ge=60)
+
+    # --- input limits -------------------------------------------------------------------
+    max_text_chars: int = Field(20_000, ge=1)
+    max_metadata_bytes: int = Field(16_384, ge=2)
+    max_jobs_per_batch: int = Field(1_000, ge=1)
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_wait_seconds: int = Field(30, ge=0, le=300)
+    list_max_limit: int = Field(200, ge=1)
+
+    # --- models -------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(0, ge=0, description="0: one per core")
+    text_model_path: str = Field("", description="embedding model dir or HF id; empty: the packaged MiniLM")
+    max_model_tokens: int = Field(256, ge=8, le=8192)
+    warmup: bool = True
+
+    # --- API ----------------------------------------------------------------------------
+    api_bind: str = "127.0.0.1:8000"
+    api_workers: int = Field(2, ge=1, le=64)
+    api_worker_connections: int = Field(1000, ge=1)
+    public_url: str = ""
+    auth_cache_seconds: float = Field(10.0, ge=0)
+
+    # --- Flower ---------------------------------------------------------------------------
+    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_user: str = "admin"
+    flower_password: str = "assay-dev"
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = ROOT / "var"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg2://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.visibility_timeout_seconds <= self.lease_seconds + self.requeue_after_seconds:
+            raise ValueError(
+                "visibility_timeout_seconds must exceed lease_seconds + requeue_after_seconds, "
+                "or Redis redelivers messages of jobs that are still running"
+            )
+        if self.flower_password == "assay-dev" and self.environment == "production":
+            raise ValueError("set ASSAY_FLOWER_PASSWORD in production")
+        return self
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def database_url_plain(self) -> str:
+        """The URL as libpq and psql read it (no SQLAlchemy driver suffix)."""
+        return self.database_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+    def queue_name(self, family: str) -> str:
+        """Broker queue of a model family, e.g. `assay.text`."""
+        return f"{self.queue_prefix}.{family}"
+
+    @property
+    def maintenance_queue(self) -> str:
+        return self.queue_name("maintenance")
+
+    @property
+    def prefetch_multiplier(self) -> int:
+        """Messages a worker may hold: enough for celery-batches to fill whole batches."""
+        return self.max_batch_size * self.worker_prefetch_batches
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), with one clear error on bad values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    """The environment variable a validation error is about, as the operator typed it."""
+    field = str(loc[0]) if loc else ""
+    if field in ("database_url", "redis_url"):
+        return field.upper()
+    return f"ASSAY_{field.upper()}" if field else "settings"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,36 @@
+"""Gunicorn settings, taken from Assay's settings object (ASSAY_API_BIND, ASSAY_API_WORKERS, ...)."""
+
+from config import get_settings
+
+_settings = get_settings()
+
+bind = _settings.api_bind
+workers = _settings.api_workers
+worker_class = "gevent"
+worker_connections = _settings.api_worker_connections
+# Recycle workers now and then so slow leaks cannot grow forever; jitter keeps them from
+# restarting all at once.
+max_requests = 20_000
+max_requests_jitter = 2_000
+worker_tmp_dir = "/dev/shm"
+timeout = 60  # > the longest ?wait=N long-poll
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+access_log_format = (
+    '{"ts":"%(t)s","logger":"assay.access","method":"%(m)s","path":"%(U)s","query":"%(q)s",'
+    '"status":%(s)s,"bytes":%(B)s,"duration_us":%(D)s,"request_id":"%({x-request-id}o)s",'
+    '"remote":"%(h)s","user_agent":"%(a)s"}'
+)
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+
+def post_fork(server, worker):
+    """psycopg2 blocks the gevent loop unless patched: one slow query would stall every request."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+    from config.logging import configure_logging
+
+    configure_logging(_settings)

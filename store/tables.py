@@ -1,0 +1,91 @@
+"""SQLAlchemy 2.x table definitions; the Alembic migrations are written to match them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+FINAL_STATUSES = ("succeeded", "failed", "canceled")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    # sha256 of the whole key: keys are 190-bit random strings, so a fast hash is enough
+    # (the same choice GitHub and Stripe make for their tokens) and lookups stay O(1).
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("label", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("analysis", String(64), nullable=False),
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("input", JSONB),
+    Column("result", JSONB),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("enqueued_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("erased_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+    # Listing: newest first per owner, keyset on (created_at, id).
+    Index("ix_jobs_owner_created", "owner", text("created_at DESC"), text("id DESC")),
+    Index("ix_jobs_owner_status_created", "owner", "status", text("created_at DESC"), text("id DESC")),
+    Index(
+        "uq_jobs_owner_idempotency_key",
+        "owner",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    # The sweeper's two scans stay small: only live rows are indexed.
+    Index("ix_jobs_queued_enqueued", "enqueued_at", postgresql_where=text("status = 'queued'")),
+    Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+)

@@ -1,0 +1,1 @@
+"""Worker processes: the Celery app entry point, bootstrap (model preload) and launcher."""

@@ -1,0 +1,49 @@
+"""Worker start-up: logging, then models loaded and warmed in the process that will use them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+
+from config import get_settings
+from config.logging import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def _families(queues: list[str], prefix: str) -> set[str]:
+    return {q[len(prefix) + 1 :] for q in queues if q.startswith(prefix + ".")}
+
+
+def preload_models(consumer_queues: list[str]) -> None:
+    """Load (and warm up) the engines of the queues this worker consumes, before it takes work.
+
+    Runs in the worker process itself (solo or threads pool), so CUDA, if used, is first
+    touched here and never in a parent that forks.
+    """
+    from tasks.context import get_context
+
+    ctx = get_context()
+    families = _families(consumer_queues, ctx.settings.queue_prefix) - {"maintenance"}
+    if not families:
+        return
+    from models.runtime import configure_threads
+
+    threads = configure_threads(ctx.settings.torch_threads)
+    ctx.registry.load(families)
+    if ctx.settings.warmup:
+        ctx.registry.warm_up()
+    log.info("worker ready", extra={"families": sorted(families), "torch_threads": threads})
+
+
+def install(app: Celery) -> None:
+    @signals.setup_logging.connect(weak=False)
+    def _logging(**_: Any) -> None:
+        configure_logging(get_settings())
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
+        preload_models(queues)
