@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     environment: Literal["development", "test", "production"] = "development"
+    # make run / make test only: "auto" uses configured or default servers when they answer and
+    # starts private ones under var/ otherwise; "always" starts private ones regardless.
+    local_services: Literal["auto", "always"] = "auto"
     var_dir: Path = ROOT / "var"
 
     @field_validator("database_url")

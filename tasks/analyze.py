@@ -67,54 +67,58 @@ def run_engine(engine: TextEngine, jobs: list[ClaimedJob]) -> list[Outcome]:
     return outcomes
 
 
-def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | None = None) -> BatchReport:
-    """Claim the jobs (one statement), run them in model batches, write each batch (one statement).
+def _fail_all(jobs: list[ClaimedJob], code: str, message: str) -> list[Outcome]:
+    return [Outcome(j.id, j.attempt, error_code=code, error_message=message) for j in jobs]
 
-    No database connection is held while a model runs.
+
+def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | None = None) -> BatchReport:
+    """Run jobs in model batches: per batch one claim (inputs + lease), one model call, one write.
+
+    Claiming batch by batch, just before the model runs, keeps each lease about one model
+    call long however many messages a flush delivered. No database connection is held while
+    the model runs. Ids already running, finished or canceled are skipped by the claim.
     """
     settings: Settings = ctx.settings
     unique_ids = list(dict.fromkeys(job_ids))
     report = BatchReport(received=len(unique_ids))
-    with ctx.db.begin() as conn:
-        claimed = claim_jobs(conn, unique_ids, settings.lease_seconds)
-    report.claimed = len(claimed)
-    if events:
+    size = settings.max_batch_size
+    for start in range(0, len(unique_ids), size):
+        with ctx.db.begin() as conn:
+            claimed = claim_jobs(conn, unique_ids[start : start + size], settings.lease_seconds)
+        if not claimed:
+            continue
+        report.claimed += len(claimed)
+        if events:
+            for job in claimed:
+                events.started(job.id, job.analysis, job.attempt)
+        by_analysis: dict[str, list[ClaimedJob]] = defaultdict(list)
         for job in claimed:
-            events.started(job.id, job.analysis, job.attempt)
-
-    by_analysis: dict[str, list[ClaimedJob]] = defaultdict(list)
-    for job in claimed:
-        by_analysis[job.analysis].append(job)
-
-    for analysis, group in by_analysis.items():
-        for start in range(0, len(group), settings.max_batch_size):
-            batch = group[start : start + settings.max_batch_size]
-            started = time.perf_counter()
+            by_analysis[job.analysis].append(job)
+        started = time.perf_counter()
+        outcomes: list[Outcome] = []
+        for analysis, group in by_analysis.items():
             if analysis in ctx.catalog:
-                outcomes = run_engine(ctx.registry.engine(analysis), batch)
+                outcomes += run_engine(ctx.registry.engine(analysis), group)
             else:
-                outcomes = [
-                    Outcome(j.id, j.attempt, error_code="unknown_analysis", error_message=f"{analysis!r} is not served")
-                    for j in batch
-                ]
-            elapsed = time.perf_counter() - started
-            with ctx.db.begin() as conn:
-                written = finish_jobs(conn, outcomes)
-            notify_finished(ctx.redis, written)
-            report.written.update(written)
-            report.model_batches.append(len(batch))
-            log.info(
-                "batch processed",
-                extra={"analysis": analysis, "size": len(batch), "written": len(written), "seconds": round(elapsed, 4)},
-            )
-            for outcome in outcomes:
-                if outcome.job_id in written:
-                    log.info(
-                        "job finished",
-                        extra={"job_id": outcome.job_id, "status": outcome.status, "attempt": outcome.attempt},
-                    )
-                    if events:
-                        events.finished(outcome.job_id, outcome.status, elapsed, outcome.error_code)
+                outcomes += _fail_all(group, "unknown_analysis", f"{analysis!r} is not served by this worker")
+        elapsed = time.perf_counter() - started
+        with ctx.db.begin() as conn:
+            written = finish_jobs(conn, outcomes)
+        notify_finished(ctx.redis, written)
+        report.written.update(written)
+        report.model_batches.append(len(claimed))
+        log.info(
+            "batch processed",
+            extra={"size": len(claimed), "written": len(written), "seconds": round(elapsed, 4)},
+        )
+        for outcome in outcomes:
+            if outcome.job_id in written:
+                log.info(
+                    "job finished",
+                    extra={"job_id": outcome.job_id, "status": outcome.status, "attempt": outcome.attempt},
+                )
+                if events:
+                    events.finished(outcome.job_id, outcome.status, elapsed, outcome.error_code)
     return report
 
 

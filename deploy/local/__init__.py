@@ -1,0 +1,1 @@
+"""Local development and test orchestration (used by the Makefile; never by the service itself)."""

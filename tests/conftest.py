@@ -1,0 +1,114 @@
+"""Session set-up: a fresh, migrated PostgreSQL database and an isolated Redis namespace.
+
+`make test` exports DATABASE_URL and REDIS_URL (servers it found or started); this file
+creates database `assay_test_<random>` on that server, migrates it with Alembic, points a
+dedicated Redis database and queue prefix at the session, and exports the environment that
+the real gunicorn and Celery processes started by the tests inherit.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import closing
+import secrets
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+import redis
+from psycopg2 import sql
+from sqlalchemy import Engine
+
+from config.settings import Settings, load_settings
+from store.db import make_engine
+from store.keys import create_key
+from store.migrate import upgrade
+from tests.support import Client, Stack
+
+TEST_REDIS_DB = 11
+
+TEST_ENV = {
+    "ASSAY_ENVIRONMENT": "test",
+    "ASSAY_MAX_BATCH_SIZE": "32",
+    "ASSAY_MAX_BATCH_WAIT_MS": "25",
+    "ASSAY_LEASE_SECONDS": "6",
+    "ASSAY_REQUEUE_AFTER_SECONDS": "4",
+    "ASSAY_SWEEP_INTERVAL_SECONDS": "1",
+    "ASSAY_MAX_ATTEMPTS": "3",
+    "ASSAY_AUTH_CACHE_SECONDS": "0",
+    "ASSAY_TORCH_THREADS": "1",
+    "ASSAY_LOG_LEVEL": "INFO",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def _admin(url: str) -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    base = load_settings()
+    name = f"assay_test_{secrets.token_hex(4)}"
+    server = base.database_url_plain.rsplit("/", 1)[0]
+    with closing(_admin(base.database_url_plain)) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    redis_url = base.redis_url.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **TEST_ENV,
+        "DATABASE_URL": f"{server}/{name}",
+        "REDIS_URL": redis_url,
+        "ASSAY_QUEUE_PREFIX": f"t{secrets.token_hex(3)}",
+        "ASSAY_VAR_DIR": str(tmp_path_factory.mktemp("var")),
+    }
+    os.environ.update(env)
+    settings = load_settings()
+    upgrade(settings)
+    yield settings
+    with closing(_admin(base.database_url_plain)) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(env=dict(os.environ), logdir=tmp_path_factory.mktemp("logs"), queue_prefix=settings.queue_prefix)
+    yield stack
+    stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> str:
+    return stack.api()[1]
+
+
+@pytest.fixture
+def new_key(db: Engine):  # noqa: ANN201
+    """Issue a key for a brand-new tenant: each test sees only its own jobs."""
+
+    def issue(tenant: str | None = None) -> str:
+        with db.begin() as conn:
+            return create_key(conn, tenant or f"tenant-{secrets.token_hex(4)}").secret
+
+    return issue
+
+
+@pytest.fixture
+def client(api_url: str, new_key) -> Client:  # noqa: ANN001
+    return Client(api_url, new_key())
