@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps({"key_id": issued.key_id, "tenant_id": issued.tenant_id, "key": issued.secret}))
             else:
-                print(
-                    f"key id: {issued.key_id}\ntenant: {issued.tenant_name} ({issued.tenant_id})\nkey:    {issued.secret}"
-                )
+                print(f"key id: {issued.key_id}")
+                print(f"tenant: {issued.tenant_name} ({issued.tenant_id})")
+                print(f"key:    {issued.secret}")
                 print("Store the key now: only its hash is kept.", file=sys.stderr)
         elif args.action == "revoke":
             if not revoke_key(conn, args.key_id):

@@ -9,9 +9,9 @@ the real gunicorn and Celery processes started by the tests inherit.
 from __future__ import annotations
 
 import os
-from contextlib import closing
 import secrets
 from collections.abc import Iterator
+from contextlib import closing
 
 import psycopg2
 import pytest
@@ -99,7 +99,7 @@ def api_url(stack: Stack) -> str:
 
 
 @pytest.fixture
-def new_key(db: Engine):  # noqa: ANN201
+def new_key(db: Engine):
     """Issue a key for a brand-new tenant: each test sees only its own jobs."""
 
     def issue(tenant: str | None = None) -> str:
@@ -110,5 +110,5 @@ def new_key(db: Engine):  # noqa: ANN201
 
 
 @pytest.fixture
-def client(api_url: str, new_key) -> Client:  # noqa: ANN001
+def client(api_url: str, new_key) -> Client:
     return Client(api_url, new_key())

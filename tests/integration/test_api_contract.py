@@ -23,7 +23,7 @@ def idle_api(stack: Stack) -> str:
 
 
 @pytest.fixture
-def idle(idle_api: str, new_key) -> Client:  # noqa: ANN001
+def idle(idle_api: str, new_key) -> Client:
     return Client(idle_api, new_key())
 
 
@@ -32,7 +32,7 @@ def job_count(db: Engine) -> int:
         return conn.execute(select(func.count()).select_from(jobs)).scalar_one()
 
 
-def assert_error(response, status: int, code: str) -> dict:  # noqa: ANN001
+def assert_error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
@@ -125,7 +125,7 @@ def test_delete_erases_input_result_and_metadata(idle: Client, db: Engine) -> No
     assert stored.input is None and stored.metadata == {}
 
 
-def test_tenants_are_isolated(idle: Client, idle_api: str, new_key) -> None:  # noqa: ANN001
+def test_tenants_are_isolated(idle: Client, idle_api: str, new_key) -> None:
     job = idle.submit("mine")
     other = Client(idle_api, new_key())
     assert_error(other.get(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
@@ -187,7 +187,7 @@ LONG = "x" * 20_001
          "invalid_idempotency_key"),
     ],
 )  # fmt: skip
-def test_bad_submissions_are_4xx_and_create_nothing(idle: Client, db: Engine, kwargs, status, code) -> None:  # noqa: ANN001
+def test_bad_submissions_are_4xx_and_create_nothing(idle: Client, db: Engine, kwargs, status, code) -> None:
     before = job_count(db)
     assert_error(idle.post("/v1/jobs", **kwargs), status, code)
     assert job_count(db) == before
@@ -202,7 +202,7 @@ def test_bad_submissions_are_4xx_and_create_nothing(idle: Client, db: Engine, kw
         ({"items": []}, 422, "validation_error"),
     ],
 )
-def test_bad_batches_are_4xx_and_create_nothing(idle: Client, db: Engine, body, status, code) -> None:  # noqa: ANN001
+def test_bad_batches_are_4xx_and_create_nothing(idle: Client, db: Engine, body, status, code) -> None:
     before = job_count(db)
     assert_error(idle.post("/v1/jobs/batch", json=body), status, code)
     assert job_count(db) == before
@@ -235,7 +235,7 @@ def test_one_bad_batch_entry_rejects_the_batch_with_per_index_errors(idle: Clien
         ("PUT", "/v1/jobs", None, 405, "method_not_allowed"),
     ],
 )
-def test_bad_reads_are_4xx(idle: Client, method, path, params, status, code) -> None:  # noqa: ANN001
+def test_bad_reads_are_4xx(idle: Client, method, path, params, status, code) -> None:
     assert_error(idle.request(method, path, params=params), status, code)
 
 
@@ -248,7 +248,7 @@ def test_bad_reads_are_4xx(idle: Client, method, path, params, status, code) -> 
         ({"Authorization": "Bearer "}, "invalid_authorization"),
     ],
 )
-def test_bad_or_missing_api_key_is_401(idle_api: str, db: Engine, headers, code) -> None:  # noqa: ANN001
+def test_bad_or_missing_api_key_is_401(idle_api: str, db: Engine, headers, code) -> None:
     anonymous = Client(idle_api, None)
     before = job_count(db)
     body = {"analysis": "sentiment", "input": {"text": "hi"}}
@@ -273,7 +273,7 @@ def test_revoked_key_is_refused(idle_api: str, db: Engine) -> None:
     assert_error(client.get("/v1/jobs"), 401, "invalid_api_key")
 
 
-def test_request_body_over_the_byte_limit_is_413(stack: Stack, new_key) -> None:  # noqa: ANN001
+def test_request_body_over_the_byte_limit_is_413(stack: Stack, new_key) -> None:
     _, url = stack.api(ASSAY_MAX_REQUEST_BYTES="2048", ASSAY_QUEUE_PREFIX="idle-small")
     client = Client(url, new_key())
     body = json.dumps({"analysis": "sentiment", "input": {"text": "y" * 5000}})
