@@ -128,7 +128,8 @@ class Stack:
         return proc, url
 
     def worker(self, name: str = "w", families: tuple[str, ...] = ("text",), **env: str) -> Proc:
-        queues = ",".join(f"{self.queue_prefix}.{f}" for f in families)
+        prefix = env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
+        queues = ",".join(f"{prefix}.{f}" for f in families)
         proc = self._proc(
             f"worker-{name}",
             [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "solo", "-c", "1", "-Q", queues,
@@ -148,7 +149,7 @@ class Stack:
         proc = self._proc(
             "sweeper",
             [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "threads", "-c", "2",
-             "-Q", f"{self.queue_prefix}.maintenance", "-n", "maintenance@%h", "-B",
+             "-Q", f"{env.get('ASSAY_QUEUE_PREFIX', self.queue_prefix)}.maintenance", "-n", "maintenance@%h", "-B",
              "-s", str(self.logdir / "beat-schedule"), "--without-gossip", "--without-mingle", "-l", "INFO"],
             env,
         )  # fmt: skip

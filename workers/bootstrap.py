@@ -28,6 +28,7 @@ def preload_models(consumer_queues: list[str]) -> None:
     ctx = get_context()
     families = _families(consumer_queues, ctx.settings.queue_prefix) - {"maintenance"}
     if not families:
+        log.info("worker ready", extra={"families": [], "queues": consumer_queues})
         return
     from models.runtime import configure_threads
 

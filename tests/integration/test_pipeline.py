@@ -1,0 +1,78 @@
+"""End to end: real gunicorn → PostgreSQL → Redis → real Celery worker (real MiniLM) → poll."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.integration.helpers import wait_all_final
+from tests.support import Client, Proc, Stack, wait_for
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack) -> Proc:
+    return stack.worker("pipeline")
+
+
+def test_submit_then_wait_returns_the_real_models_answer(client: Client, worker: Proc) -> None:
+    positive = client.submit("I love this product")
+    job = client.get(f"/v1/jobs/{positive['id']}", params={"wait": 10}).json()
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["label"] == "positive"
+    assert set(result["scores"]) == {"positive", "negative", "neutral"}
+    assert abs(sum(result["scores"].values()) - 1) < 1e-3
+    assert result["score"] == max(result["scores"].values())
+    assert result["truncated"] is False
+    assert "MiniLM" in result["model"]
+    assert job["attempts"] == 1 and job["started_at"] and job["completed_at"]
+
+    negative = client.submit("This is the worst service I have ever had")
+    job = client.get(f"/v1/jobs/{negative['id']}", params={"wait": 10}).json()
+    assert job["status"] == "succeeded" and job["result"]["label"] == "negative"
+
+
+def test_long_text_is_truncated_and_flagged(client: Client, worker: Proc) -> None:
+    job = client.submit("I love this product. " * 200)
+    done = client.get(f"/v1/jobs/{job['id']}", params={"wait": 15}).json()
+    assert done["status"] == "succeeded"
+    assert done["result"]["truncated"] is True
+    assert done["result"]["label"] == "positive"
+
+
+def test_500_jobs_through_the_batch_endpoint_all_succeed_in_real_batches(
+    client: Client, worker: Proc, db: Engine
+) -> None:
+    texts = [f"Review {i}: " + ("I love it, great value" if i % 2 else "awful, it broke at once") for i in range(500)]
+    created = client.submit_batch(texts)
+    assert len(created) == 500
+    ids = [job["id"] for job in created]
+    assert set(wait_all_final(db, ids, timeout=180).values()) == {"succeeded"}
+    page = client.get("/v1/jobs", params={"limit": 200}).json()["data"]
+    labels = {job["id"]: job["result"]["label"] for job in page}
+    assert len(labels) == 200
+    assert (
+        sum(labels[job_id] == ("positive" if i % 2 else "negative") for i, job_id in enumerate(ids) if job_id in labels)
+        > 180
+    )
+
+    finished = {r["job_id"] for r in worker.log_events("job finished")}
+    assert set(ids) <= finished
+    sizes = [r["size"] for r in worker.log_events("batch processed")]
+    mean = sum(sizes) / len(sizes)
+    assert mean >= 8, f"mean model batch {mean:.1f} over {len(sizes)} batches"
+
+
+def test_single_submissions_are_batched_across_requests(client: Client, worker: Proc, db: Engine) -> None:
+    before = len(worker.log_events("batch processed"))
+    ids = [client.submit(f"message {i}: this is fine")["id"] for i in range(60)]
+    assert set(wait_all_final(db, ids, timeout=120).values()) == {"succeeded"}
+    sizes = [r["size"] for r in worker.log_events("batch processed")[before:]]
+    assert max(sizes) > 1, sizes
+
+
+def test_cancel_of_a_finished_job_is_refused(client: Client, worker: Proc) -> None:
+    job = client.submit("done soon")
+    wait_for(lambda: client.get(f"/v1/jobs/{job['id']}", params={"wait": 5}).json()["status"] == "succeeded", 30)
+    response = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "job_not_cancelable"

@@ -1,0 +1,78 @@
+"""Nothing accepted is lost: a worker SIGKILLed mid-batch, and a Redis that lost every message.
+
+Each test runs its own API, workers and sweeper on a queue prefix of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+
+import redis
+
+from tests.integration.helpers import attempts, status_counts, statuses, wait_all_final
+from tests.support import Client, Stack, wait_for
+
+# ~250 tokens: a 32-job model batch takes about a second on two CPU cores, long enough to
+# kill the worker while one is in flight.
+LONG_TEXT = " ".join(["The delivery arrived late and the box was damaged but support was helpful."] * 18)
+
+
+def isolated_env() -> dict[str, str]:
+    return {"ASSAY_QUEUE_PREFIX": f"r{secrets.token_hex(3)}"}
+
+
+def test_worker_killed_mid_batch_every_job_finishes_exactly_once(stack: Stack, new_key, db) -> None:
+    env = isolated_env()
+    _, url = stack.api(**env)
+    client = Client(url, new_key())
+    victim = stack.worker("victim", **env)
+    stack.sweeper(**env)
+
+    ids = [job["id"] for job in client.submit_batch([f"{i}. {LONG_TEXT}" for i in range(300)])]
+    wait_for(
+        lambda: (c := status_counts(db, ids))["succeeded"] >= 32 and c["running"] > 0,
+        90,
+        interval=0.05,
+        what="a batch in flight after at least one finished",
+    )
+    victim.kill()
+    in_flight = [job_id for job_id, status in statuses(db, ids).items() if status == "running"]
+    finished_before_kill = {r["job_id"] for r in victim.log_events("job finished")}
+    assert in_flight and finished_before_kill
+
+    rescuer = stack.worker("rescuer", **env)
+    final = wait_all_final(db, ids, timeout=180)
+    assert Counter(final.values()) == Counter({"succeeded": 300})
+
+    finished = Counter(r["job_id"] for proc in (victim, rescuer) for r in proc.log_events("job finished"))
+    assert set(finished) == set(ids), "every job was finished by some worker"
+    assert max(finished.values()) == 1, "no job was finished twice"
+
+    tries = attempts(db, ids)
+    assert all(tries[job_id] == 2 for job_id in in_flight), "a job cut off mid-batch ran a second time, counted"
+    assert all(tries[job_id] == 1 for job_id in finished_before_kill)
+    assert all(1 <= n <= 2 for n in tries.values())
+
+
+def test_redis_emptied_after_accepting_jobs_the_sweeper_finishes_them(
+    stack: Stack,
+    new_key,
+    db,
+    redis_client: redis.Redis,
+) -> None:
+    env = isolated_env()
+    _, url = stack.api(**env)
+    client = Client(url, new_key())
+    ids = [job["id"] for job in client.submit_batch([f"batch job {i} is great" for i in range(50)])]
+    ids += [client.submit(f"single job {i} is awful")["id"] for i in range(10)]
+    assert redis_client.llen(f"{env['ASSAY_QUEUE_PREFIX']}.text") > 0
+
+    redis_client.flushdb()  # every message, binding and unacked entry is gone
+    assert redis_client.dbsize() == 0
+
+    stack.worker("after-flush", **env)
+    stack.sweeper(**env)
+    final = wait_all_final(db, ids, timeout=120)
+    assert Counter(final.values()) == Counter({"succeeded": 60})
+    assert set(attempts(db, ids).values()) == {1}
