@@ -1,0 +1,67 @@
+"""The worker's service function, called directly (as warehouse tests task bodies) on the real DB and model."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from sqlalchemy import Engine, select
+
+from config.analyses import load_catalog
+from config.settings import Settings
+from store import jobs as q
+from store.keys import ensure_tenant
+from store.tables import jobs
+from tasks.analyze import process_jobs
+from tasks.context import WorkerContext
+
+
+@pytest.fixture(scope="module")
+def ctx(settings: Settings, db: Engine, redis_client) -> WorkerContext:
+    return WorkerContext(settings=settings, db=db, redis=redis_client, catalog=load_catalog())
+
+
+def make(db: Engine, inputs: list[dict], analysis: str = "sentiment") -> list[str]:
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"svc-{secrets.token_hex(4)}")
+        created = q.create_jobs(conn, owner, [q.JobSpec(analysis, payload) for payload in inputs])
+    return [r["id"] for r in created.rows]
+
+
+def stored(db: Engine, ids: list[str]) -> dict[str, dict]:
+    with db.connect() as conn:
+        return {r["id"]: dict(r) for r in conn.execute(select(jobs).where(jobs.c.id.in_(ids))).mappings()}
+
+
+def test_one_bad_input_fails_only_its_own_job(ctx: WorkerContext, db: Engine) -> None:
+    ids = make(db, [{"text": "I love this product"}, {"text": 42}, {"text": "   "}, {"text": "awful, broken"}])
+    report = process_jobs(ctx, ids)
+    assert report.claimed == 4 and report.model_batches == [4]
+    rows = stored(db, ids)
+    assert rows[ids[0]]["status"] == "succeeded" and rows[ids[0]]["result"]["label"] == "positive"
+    assert rows[ids[1]]["status"] == "failed" and rows[ids[1]]["error_code"] == "invalid_input"
+    assert rows[ids[2]]["status"] == "failed" and rows[ids[2]]["error_code"] == "empty_text"
+    assert rows[ids[3]]["status"] == "succeeded" and rows[ids[3]]["result"]["label"] == "negative"
+
+
+def test_unknown_analysis_fails_with_a_code(ctx: WorkerContext, db: Engine) -> None:
+    (job_id,) = make(db, [{"text": "hi"}], analysis="retired_analysis")
+    process_jobs(ctx, [job_id])
+    assert stored(db, [job_id])[job_id]["error_code"] == "unknown_analysis"
+
+
+def test_duplicate_delivery_changes_nothing(ctx: WorkerContext, db: Engine) -> None:
+    ids = make(db, [{"text": f"pleasant day number {i}"} for i in range(5)])
+    first = process_jobs(ctx, ids + ids)  # the same ids twice in one flush, too
+    before = stored(db, ids)
+    again = process_jobs(ctx, ids)
+    assert first.claimed == 5 and again.claimed == 0 and again.written == {}
+    assert stored(db, ids) == before
+
+
+def test_model_batches_are_capped_at_max_batch_size(ctx: WorkerContext, db: Engine) -> None:
+    ids = make(db, [{"text": f"sentence {i}"} for i in range(ctx.settings.max_batch_size * 2 + 3)])
+    report = process_jobs(ctx, ids)
+    size = ctx.settings.max_batch_size
+    assert report.model_batches == [size, size, 3]
+    assert set(report.written.values()) == {"succeeded"}

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from config.settings import SettingsError, load_settings
+
+
+def test_defaults_work_on_a_developer_machine() -> None:
+    settings = load_settings(database_url="postgresql://postgres@127.0.0.1:5432/assay")
+    assert settings.database_url.startswith("postgresql+psycopg2://")
+    assert settings.database_url_plain == "postgresql://postgres@127.0.0.1:5432/assay"
+    assert settings.queue_name("text") == f"{settings.queue_prefix}.text"
+    assert settings.prefetch_multiplier >= settings.max_batch_size
+
+
+def test_bad_value_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSAY_MAX_BATCH_SIZE", "zero")
+    with pytest.raises(SettingsError, match="ASSAY_MAX_BATCH_SIZE"):
+        load_settings()
+
+
+def test_non_postgres_database_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/x")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: .*postgresql"):
+        load_settings()
+
+
+def test_visibility_timeout_must_outlast_leases() -> None:
+    with pytest.raises(SettingsError, match="visibility_timeout_seconds"):
+        load_settings(lease_seconds=3000, visibility_timeout_seconds=3000)
+
+
+def test_production_refuses_the_default_flower_password() -> None:
+    with pytest.raises(SettingsError, match="FLOWER_PASSWORD"):
+        load_settings(environment="production")
