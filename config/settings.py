@@ -66,6 +66,9 @@ class Settings(BaseSettings):
 
     # --- models -------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus: str = Field(
+        "", pattern=r"^[0-9, ]*$", description="GPU indices for the launcher; empty: all nvidia-smi lists"
+    )
     torch_threads: int = Field(0, ge=0, description="0: one per core")
     text_model_path: str = Field("", description="embedding model dir or HF id; empty: the packaged MiniLM")
     max_model_tokens: int = Field(256, ge=8, le=8192)

@@ -1,0 +1,58 @@
+# Assay. `make` alone lists the targets. Everything runs from a virtualenv in .venv that the
+# targets create and fill from the pinned requirements on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit migrate worker api flower key lint format bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned requirements
+
+run: $(STAMP) ## run the whole service: PostgreSQL + Redis (found or started), migrations, API, worker, sweeper, Flower
+	$(PY) -m deploy.local.run
+
+test: $(STAMP) ## run the whole test suite against real PostgreSQL, Redis, Celery workers and gunicorn
+	$(PY) -m deploy.local.services exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## run only the unit tests (no services needed)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+migrate: $(STAMP) ## apply database migrations (DATABASE_URL, or the local default)
+	$(PY) -m deploy.local.services exec -- $(PY) -m store.migrate upgrade
+
+worker: $(STAMP) ## start the inference worker(s): one per GPU, or one on the CPU
+	$(PY) -m workers.launch
+
+api: $(STAMP) ## start only the API under gunicorn
+	$(PY) -m gunicorn -c gunicorn.conf.py app.wsgi:app
+
+flower: $(STAMP) ## start only Flower (basic auth from ASSAY_FLOWER_USER / ASSAY_FLOWER_PASSWORD)
+	$(PY) -m celery -A workers.celery_app flower --port=5555 --basic-auth=$${ASSAY_FLOWER_USER:-admin}:$${ASSAY_FLOWER_PASSWORD:-assay-dev}
+
+key: $(STAMP) ## create an API key: make key TENANT=acme
+	$(PY) -m store.cli keys create --tenant $(or $(TENANT),dev)
+
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff format and fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## remove var/ (local databases) and caches; keeps .venv
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,111 @@
+"""`make run`: the whole service on one machine, with everything it needs.
+
+Finds or starts PostgreSQL and Redis (deploy.local.services), migrates, makes sure a development
+API key exists (kept in var/dev-api-key), then supervises gunicorn, the inference worker(s),
+the maintenance worker with the sweeper's beat, and Flower. Ctrl-C stops all of it, including
+any database or Redis it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from config.settings import ROOT, load_settings
+from deploy.local.services import running
+from store.db import make_engine
+from store.keys import create_key, tenant_for_key
+from store.migrate import upgrade
+from workers.launch import detect_gpus, plan_workers
+from workers.supervisor import Supervisor
+
+DEV_TENANT = "dev"
+
+
+def dev_api_key(database_url: str, key_file: Path) -> str:
+    """The key in var/dev-api-key if it still works, else a new one for tenant `dev`."""
+    engine = make_engine(load_settings(database_url=database_url), pool_size=1)
+    try:
+        with engine.begin() as conn:
+            if key_file.exists():
+                key = key_file.read_text().strip()
+                if tenant_for_key(conn, key):
+                    return key
+            key = create_key(conn, DEV_TENANT, "make run").secret
+    finally:
+        engine.dispose()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
+    """Print the banner only once the API answers (or say why it did not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.popen.poll() is not None for child in supervisor.children):
+            return  # supervisor.wait() reports which one died
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.3)
+    print(f"[run] {url} did not answer within {timeout:.0f}s", file=sys.stderr)
+
+
+def banner(api: str, flower: str, user: str, password: str, key: str) -> str:
+    return f"""
+  Assay is running.
+    API      {api}            (OpenAPI: {api}/openapi.json, metrics: {api}/metrics)
+    Flower   {flower}         (user {user}, password {password})
+    API key  {key}
+
+  Try it:
+    curl -s -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+         -d '{{"analysis":"sentiment","input":{{"text":"I love this product"}}}}' {api}/v1/jobs
+    curl -s -H "Authorization: Bearer {key}" "{api}/v1/jobs/<id>?wait=10"
+
+  Ctrl-C stops everything.
+"""
+
+
+def main() -> int:
+    settings = load_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    with running(settings) as services:
+        env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        live = load_settings(database_url=services.database_url, redis_url=services.redis_url)
+        upgrade(live)
+        key = dev_api_key(services.database_url, settings.var_dir / "dev-api-key")
+
+        python = sys.executable
+        celery = [python, "-m", "celery", "-A", "workers.celery_app"]
+        supervisor = Supervisor(ROOT)
+        supervisor.start("api", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.wsgi:app"], env)
+        for plan in plan_workers(live, detect_gpus(live), len(os.sched_getaffinity(0)), ["text"]):
+            supervisor.start(plan.hostname, plan.argv(python), {**env, **plan.env})
+        supervisor.start(
+            "maintenance",
+            [*celery, "worker", "-P", "threads", "-c", "2", "-Q", live.maintenance_queue, "-n", "maintenance@%h",
+             "-B", "-s", str(settings.var_dir / "celerybeat-schedule"), "--without-gossip", "--without-mingle"],
+            env,
+        )  # fmt: skip
+        supervisor.start(
+            "flower",
+            [*celery, "flower", f"--port={live.flower_port}", "--address=127.0.0.1",
+             f"--basic-auth={live.flower_user}:{live.flower_password}"],
+            env,
+        )  # fmt: skip
+        api = f"http://{live.api_bind}"
+        flower = f"http://127.0.0.1:{live.flower_port}"
+        wait_healthy(api + "/health", supervisor)
+        print(banner(api, flower, live.flower_user, live.flower_password, key), file=sys.stderr, flush=True)
+        return supervisor.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
