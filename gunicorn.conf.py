@@ -1,8 +1,19 @@
 """Gunicorn settings, taken from Assay's settings object (ASSAY_API_BIND, ASSAY_API_WORKERS, ...)."""
 
+import os
+import shutil
+
 from config import get_settings
 
 _settings = get_settings()
+
+# prometheus-client's multiprocess mode: every gunicorn worker writes its samples under this
+# folder and /metrics adds them up. prometheus-client reads the variable itself, so it must be
+# set here, in the master, before any worker imports it; the folder starts empty each run.
+_metrics_dir = _settings.var_dir / "prometheus" / f"api-{_settings.api_bind.replace(':', '-')}"
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = _settings.api_bind
 workers = _settings.api_workers
@@ -24,6 +35,13 @@ access_log_format = (
 )
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def child_exit(server, worker):
+    """A dead worker's gauges must not linger in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_fork(server, worker):

@@ -12,6 +12,7 @@ from app.errors import register_error_handlers
 from app.services import Services
 from config import Settings, get_settings
 from config.logging import bind, unbind
+from tasks.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 access_log = logging.getLogger("assay.access")
 
@@ -39,6 +40,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def _request_id_header(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        if route != "/metrics":
+            elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+            HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+            HTTP_LATENCY.labels(request.method, route).observe(elapsed)
         return response
 
     @app.teardown_request

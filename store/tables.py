@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -88,4 +89,16 @@ jobs = Table(
     # The sweeper's two scans stay small: only live rows are indexed.
     Index("ix_jobs_queued_enqueued", "enqueued_at", postgresql_where=text("status = 'queued'")),
     Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+)
+
+# Uploaded audio. Kept in PostgreSQL, beside its job: written in the job's own transaction (so
+# "commit, then publish" covers it), readable by any worker without a shared volume, and erased
+# with the job. Bounded by ASSAY_MAX_AUDIO_BYTES.
+job_blobs = Table(
+    "job_blobs",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("content_type", String(100), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -14,11 +15,12 @@ from celery_batches import Batches
 from config import Settings
 from config.celery import ANALYZE_TASK
 from config.logging import bound
-from models.base import InputError, TextEngine
-from store.jobs import ClaimedJob, Outcome, claim_jobs, finish_jobs
+from store.jobs import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
 from store.notify import notify_finished
+from tasks import metrics
 from tasks.context import WorkerContext, get_context
 from tasks.events import JobEvents
+from tasks.inference import run_audio, run_text
 
 log = logging.getLogger(__name__)
 
@@ -31,44 +33,49 @@ class BatchReport:
     model_batches: list[int] = field(default_factory=list)
 
 
-def text_of(job: ClaimedJob) -> str | InputError:
-    text = job.input.get("text")
-    if not isinstance(text, str):
-        return InputError("invalid_input", "input.text must be a string")
-    return text
+def _fail_all(jobs: list[ClaimedJob], code: str, message: str) -> list[Outcome]:
+    return [Outcome(j.id, j.attempt, error_code=code, error_message=message) for j in jobs]
 
 
-def run_engine(engine: TextEngine, jobs: list[ClaimedJob]) -> list[Outcome]:
-    """Predict for a model batch; an error in one input fails only that input's job.
-
-    A batch-wide exception is retried one input at a time to find the input that caused it,
-    so a single poisonous text cannot fail its neighbours.
-    """
-    texts = [text_of(job) for job in jobs]
-    valid = [i for i, t in enumerate(texts) if isinstance(t, str)]
-    predictions: dict[int, Any] = {i: t for i, t in enumerate(texts) if isinstance(t, InputError)}
-    try:
-        for i, prediction in zip(valid, engine.predict([texts[i] for i in valid]), strict=True):  # type: ignore[misc]
-            predictions[i] = prediction
-    except Exception:
-        log.exception("batch inference failed; retrying inputs one at a time", extra={"size": len(valid)})
-        for i in valid:
-            try:
-                predictions[i] = engine.predict([texts[i]])[0]  # type: ignore[list-item]
-            except Exception as exc:
-                predictions[i] = InputError("inference_error", f"{type(exc).__name__}: {exc}")
-    outcomes = []
-    for i, job in enumerate(jobs):
-        prediction = predictions[i]
-        if isinstance(prediction, InputError):
-            outcomes.append(Outcome(job.id, job.attempt, error_code=prediction.code, error_message=prediction.message))
-        else:
-            outcomes.append(Outcome(job.id, job.attempt, result=prediction.to_json()))
+def run_batch(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome]:
+    """Outcomes for one claimed model batch: text jobs in one call, audio jobs in one call."""
+    text = [job for job in claimed if job.analysis in ctx.catalog and ctx.catalog[job.analysis].input == "text"]
+    audio = [job for job in claimed if job.analysis in ctx.catalog and ctx.catalog[job.analysis].input == "audio"]
+    unknown = [job for job in claimed if job.analysis not in ctx.catalog]
+    outcomes = _fail_all(unknown, "unknown_analysis", "this analysis is not served by this deployment")
+    if text:
+        outcomes += run_text(ctx.registry, text)
+    if audio:
+        with ctx.db.connect() as conn:
+            blobs = load_blobs(conn, [job.id for job in audio])
+        outcomes += run_audio(ctx.registry, ctx.catalog, audio, blobs)
     return outcomes
 
 
-def _fail_all(jobs: list[ClaimedJob], code: str, message: str) -> list[Outcome]:
-    return [Outcome(j.id, j.attempt, error_code=code, error_message=message) for j in jobs]
+def _family(ctx: WorkerContext, analysis: str) -> str:
+    return ctx.catalog[analysis].family if analysis in ctx.catalog else "unknown"
+
+
+def observe_claimed(ctx: WorkerContext, claimed: list[ClaimedJob]) -> None:
+    for job in claimed:
+        if job.created_at and job.started_at:
+            metrics.QUEUE_WAIT.labels(job.analysis).observe((job.started_at - job.created_at).total_seconds())
+    for family, size in Counter(_family(ctx, job.analysis) for job in claimed).items():
+        metrics.BATCH_SIZE.labels(family).observe(size)
+
+
+def observe_finished(ctx: WorkerContext, claimed: list[ClaimedJob], written: dict[str, str], seconds: float) -> None:
+    now = datetime.now(UTC)
+    for family in {_family(ctx, job.analysis) for job in claimed}:
+        metrics.INFERENCE.labels(family).observe(seconds)
+    for job in claimed:
+        status = written.get(job.id)
+        if status is None:
+            continue
+        metrics.JOBS_FINISHED.labels(job.analysis, status).inc()
+        if job.created_at:
+            metrics.JOB_LATENCY.labels(job.analysis).observe((now - job.created_at).total_seconds())
+    metrics.record_gpu_memory()
 
 
 def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | None = None) -> BatchReport:
@@ -88,23 +95,17 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | Non
         if not claimed:
             continue
         report.claimed += len(claimed)
+        observe_claimed(ctx, claimed)
         if events:
             for job in claimed:
                 events.started(job.id, job.analysis, job.attempt)
-        by_analysis: dict[str, list[ClaimedJob]] = defaultdict(list)
-        for job in claimed:
-            by_analysis[job.analysis].append(job)
         started = time.perf_counter()
-        outcomes: list[Outcome] = []
-        for analysis, group in by_analysis.items():
-            if analysis in ctx.catalog:
-                outcomes += run_engine(ctx.registry.engine(analysis), group)
-            else:
-                outcomes += _fail_all(group, "unknown_analysis", f"{analysis!r} is not served by this worker")
+        outcomes = run_batch(ctx, claimed)
         elapsed = time.perf_counter() - started
         with ctx.db.begin() as conn:
             written = finish_jobs(conn, outcomes)
         notify_finished(ctx.redis, written)
+        observe_finished(ctx, claimed, written, elapsed)
         report.written.update(written)
         report.model_batches.append(len(claimed))
         log.info(

@@ -9,6 +9,7 @@ from celery import Celery
 from config.celery import SWEEP_TASK
 from store.jobs import sweep
 from store.notify import notify_finished
+from tasks import metrics
 from tasks.context import WorkerContext, get_context
 from tasks.dispatch import publish_jobs
 
@@ -27,7 +28,9 @@ def sweep_once(app: Celery, ctx: WorkerContext) -> dict[str, int]:
     if known:
         publish_jobs(app, s, known)
     if found.exhausted:
-        notify_finished(ctx.redis, found.exhausted)
+        notify_finished(ctx.redis, [job_id for job_id, _ in found.exhausted])
+        for _, analysis in found.exhausted:
+            metrics.JOBS_FINISHED.labels(analysis, "failed").inc()
     counts = {"republished": len(known), "exhausted": len(found.exhausted)}
     if known or found.exhausted:
         log.info("sweep", extra=counts)

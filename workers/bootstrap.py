@@ -36,7 +36,29 @@ def preload_models(consumer_queues: list[str]) -> None:
     ctx.registry.load(families)
     if ctx.settings.warmup:
         ctx.registry.warm_up()
+    from tasks.metrics import MODEL_LOAD
+
+    for model, seconds in ctx.registry.load_seconds.items():
+        MODEL_LOAD.labels(model).set(seconds)
     log.info("worker ready", extra={"families": sorted(families), "torch_threads": threads})
+
+
+def serve_metrics(consumer_queues: list[str]) -> None:
+    """This worker's /metrics on ASSAY_WORKER_METRICS_PORT (the launcher gives each worker its own)."""
+    from prometheus_client import start_http_server
+
+    from tasks.context import get_context
+    from tasks.metrics import worker_registry
+
+    ctx = get_context()
+    if not ctx.settings.worker_metrics_port:
+        return
+    try:
+        start_http_server(ctx.settings.worker_metrics_port, registry=worker_registry(ctx.redis, consumer_queues))
+    except OSError as exc:
+        log.warning("metrics port unavailable", extra={"port": ctx.settings.worker_metrics_port, "error": str(exc)})
+        return
+    log.info("metrics served", extra={"port": ctx.settings.worker_metrics_port})
 
 
 def install(app: Celery) -> None:
@@ -48,3 +70,4 @@ def install(app: Celery) -> None:
     def _ready(sender: Any = None, **_: Any) -> None:
         queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
         preload_models(queues)
+        serve_metrics(queues)

@@ -58,25 +58,36 @@ def detect_gpus(settings: Settings) -> list[str]:
 def plan_workers(settings: Settings, gpus: list[str], cpu_count: int, families: list[str]) -> list[WorkerPlan]:
     """One worker per GPU, pinned and named `gpuN@%h`; or one CPU worker with threads = cores."""
     queues = [settings.queue_name(f) for f in families]
+    port = settings.worker_metrics_port
     if not gpus:
         threads = settings.torch_threads or cpu_count
-        env = {"ASSAY_DEVICE": "cpu", "ASSAY_TORCH_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": ""}
+        env = {
+            "ASSAY_DEVICE": "cpu",
+            "ASSAY_TORCH_THREADS": str(threads),
+            "CUDA_VISIBLE_DEVICES": "",
+            "ASSAY_WORKER_METRICS_PORT": str(port),
+        }
         return [WorkerPlan("cpu0@%h", queues, env, threads)]
     threads = settings.torch_threads or max(1, cpu_count // len(gpus))
     return [
         WorkerPlan(
             f"gpu{index}@%h",
             queues,
-            {"ASSAY_DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": index, "ASSAY_TORCH_THREADS": str(threads)},
+            {
+                "ASSAY_DEVICE": "cuda",
+                "CUDA_VISIBLE_DEVICES": index,
+                "ASSAY_TORCH_THREADS": str(threads),
+                "ASSAY_WORKER_METRICS_PORT": str(port + n if port else 0),
+            },
             threads,
         )
-        for index in gpus
+        for n, index in enumerate(gpus)
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.launch", description=__doc__)
-    parser.add_argument("--families", default="text", help="model families (queues) to serve, comma separated")
+    parser.add_argument("--families", default="text,audio", help="model families (queues) to serve, comma separated")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
     settings = get_settings()

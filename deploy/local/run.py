@@ -86,7 +86,7 @@ def main() -> int:
         celery = [python, "-m", "celery", "-A", "workers.celery_app"]
         supervisor = Supervisor(ROOT)
         supervisor.start("api", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.wsgi:app"], env)
-        for plan in plan_workers(live, detect_gpus(live), len(os.sched_getaffinity(0)), ["text"]):
+        for plan in plan_workers(live, detect_gpus(live), len(os.sched_getaffinity(0)), ["text", "audio"]):
             supervisor.start(plan.hostname, plan.argv(python), {**env, **plan.env})
         supervisor.start(
             "maintenance",

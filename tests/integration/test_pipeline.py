@@ -6,12 +6,14 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.integration.helpers import wait_all_final
-from tests.support import Client, Proc, Stack, wait_for
+from tests.support import Client, Proc, Stack, free_port, wait_for
+
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
 def worker(stack: Stack) -> Proc:
-    return stack.worker("pipeline")
+    return stack.worker("pipeline", ASSAY_WORKER_METRICS_PORT=str(METRICS_PORT))
 
 
 def test_submit_then_wait_returns_the_real_models_answer(client: Client, worker: Proc) -> None:
@@ -76,3 +78,39 @@ def test_cancel_of_a_finished_job_is_refused(client: Client, worker: Proc) -> No
     wait_for(lambda: client.get(f"/v1/jobs/{job['id']}", params={"wait": 5}).json()["status"] == "succeeded", 30)
     response = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 409 and response.json()["error"]["code"] == "job_not_cancelable"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    assert found, f"{name} {labels} not exposed"
+    return total
+
+
+def test_metrics_on_the_api_and_on_the_worker_have_real_values(client: Client, worker: Proc, api_url: str) -> None:
+    import requests
+
+    ids = [job["id"] for job in client.submit_batch([f"metrics {i}: nice" for i in range(40)])]
+    for job_id in ids[-1:]:
+        client.get(f"/v1/jobs/{job_id}", params={"wait": 20})
+    worker_text = requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+    assert metric(worker_text, "assay_jobs_finished_total", analysis="sentiment", status="succeeded") >= 40
+    assert metric(worker_text, "assay_batch_size_count", family="text") >= 2
+    assert metric(worker_text, "assay_batch_size_sum", family="text") >= 40
+    assert metric(worker_text, "assay_inference_seconds_count", family="text") >= 2
+    assert metric(worker_text, "assay_queue_wait_seconds_count", analysis="sentiment") >= 40
+    assert metric(worker_text, "assay_job_latency_seconds_count", analysis="sentiment") >= 40
+    assert metric(worker_text, "assay_model_load_seconds", model="all-MiniLM-L6-v2") > 0
+    assert "assay_queue_depth{" in worker_text
+
+    api_text = requests.get(f"{api_url}/metrics", timeout=5).text
+    assert metric(api_text, "assay_jobs_submitted_total", analysis="sentiment") >= 40
+    assert metric(api_text, "assay_http_requests_total", route="/v1/jobs/batch", status="202") >= 1
+    assert metric(api_text, "assay_http_request_seconds_count", route="/v1/jobs/<job_id>") >= 1
+    assert metric(api_text, "assay_queue_depth") >= 0

@@ -88,7 +88,7 @@ def test_sweeper_republishes_lost_queued_jobs_requeues_expired_leases_and_gives_
         found = q.sweep(conn, requeue_after_seconds=3600, max_attempts=3, limit=100)
     republished = {job_id for job_id, _ in found.republish}
     assert {lost, expired} <= republished and healthy not in republished and exhausted not in republished
-    assert exhausted in found.exhausted
+    assert exhausted in {job_id for job_id, _ in found.exhausted}
     assert row(db, expired)["status"] == "queued" and row(db, expired)["lease_expires_at"] is None
     assert row(db, healthy)["status"] == "running"
     gave_up = row(db, exhausted)
