@@ -24,10 +24,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["assay"] = Services.from_settings(settings)
 
-    from app import jobs_api, meta_api
+    from app import jobs_api, meta_api, webhooks_api
 
     app.register_blueprint(meta_api.bp)
     app.register_blueprint(jobs_api.bp)
+    app.register_blueprint(webhooks_api.bp)
     register_error_handlers(app)
 
     @app.before_request

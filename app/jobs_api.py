@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from pydantic import ValidationError
 
 from app.auth import authenticate
 from app.errors import ApiError
-from app.serialize import decode_cursor, encode_cursor, job_json
+from app.schemas import WebhookSpec
+from app.serialize import decode_cursor, encode_cursor, event_json, job_json
 from app.services import Services, services
-from app.validation import EntryError, audio_spec, idempotency_key_from, validate_job
+from app.validation import EntryError, audio_spec, check_webhook, idempotency_key_from, validate_job
 from store import jobs as store_jobs
+from store import webhooks as store_webhooks
 from store.notify import FinishWaiter, notify_finished
 from store.tables import FINAL_STATUSES
+from store.webhooks import create_events
 from tasks.dispatch import publish_jobs, queue_for
 from tasks.metrics import JOBS_SUBMITTED
+from tasks.webhooks import publish_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,10 @@ def _create(svc: Services, specs: list[store_jobs.JobSpec]) -> tuple[list[dict[s
     return [job_json(r) for r in created.rows], created.created
 
 
+def _details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
+
+
 def _upload(svc: Services, key: str | None) -> store_jobs.JobSpec:
     """multipart/form-data: `analysis`, `file` (the audio), optional `metadata` (a JSON object)."""
     form, files = request.form, request.files
@@ -98,8 +108,14 @@ def _upload(svc: Services, key: str | None) -> store_jobs.JobSpec:
         metadata = None
     if not isinstance(metadata, dict):
         raise EntryError(422, "validation_error", "form field 'metadata' must be a JSON object")
+    try:
+        raw_webhook = form.get("webhook")
+        webhook = check_webhook(WebhookSpec.model_validate_json(raw_webhook) if raw_webhook else None, svc.settings)
+    except ValidationError:
+        raise EntryError(422, "validation_error", 'form field webhook must be JSON {"url", "events"?}') from None
     data = upload.read(svc.settings.max_audio_bytes + 1)
-    return audio_spec(analysis, data, upload.filename, upload.mimetype, metadata, svc.settings, key)
+    spec = audio_spec(analysis, data, upload.filename, upload.mimetype, metadata, svc.settings, key)
+    return replace(spec, webhook=webhook)
 
 
 @bp.post("")
@@ -127,8 +143,16 @@ def create_batch() -> Response:
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     body = _json_body()
     entries = body.get("jobs") if isinstance(body, dict) else None
-    if not isinstance(body, dict) or set(body) - {"jobs"} or not isinstance(entries, list):
-        raise ApiError(422, "validation_error", 'the body must be {"jobs": [ ... ]}')
+    if not isinstance(body, dict) or set(body) - {"jobs", "webhook"} or not isinstance(entries, list):
+        raise ApiError(422, "validation_error", 'the body must be {"jobs": [ ... ], "webhook"?: {...}}')
+    try:
+        batch_webhook = check_webhook(
+            WebhookSpec.model_validate(body["webhook"]) if body.get("webhook") is not None else None, svc.settings
+        )
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", "webhook is not valid", _details(exc)) from None
+    except EntryError as exc:
+        raise exc.as_api_error() from None
     if not entries:
         raise ApiError(422, "empty_batch", "jobs must hold at least one job")
     limit = svc.settings.max_jobs_per_batch
@@ -142,7 +166,9 @@ def create_batch() -> Response:
     specs, errors = [], []
     for index, entry in enumerate(entries):
         try:
-            specs.append(validate_job(entry, svc.settings, svc.catalog, f"{key}#{index}" if key else None))
+            specs.append(
+                validate_job(entry, svc.settings, svc.catalog, f"{key}#{index}" if key else None, batch_webhook)
+            )
         except EntryError as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message, "details": exc.details})
     if errors:
@@ -218,17 +244,38 @@ def list_jobs() -> Response:
     return jsonify({"data": [job_json(r) for r in page], "next_cursor": next_cursor})
 
 
+def _publish_events(svc: Services, event_ids: list[str]) -> None:
+    """After commit; if the broker is down the webhook sweeper sends them later."""
+    try:
+        publish_deliveries(svc.celery, svc.settings, event_ids)
+    except Exception:
+        log.exception("webhook publish failed; the webhook sweeper will send these", extra={"events": event_ids})
+
+
+@bp.get("/<job_id>/webhooks")
+def job_webhooks(job_id: str) -> Response:
+    """Every webhook event of a job, each with its attempts (status code, latency, error, next try)."""
+    svc = services()
+    with svc.db.connect() as conn:
+        if store_jobs.get_job(conn, g.tenant, job_id) is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id!r}")
+        events = store_webhooks.events_for_job(conn, g.tenant, job_id)
+    return jsonify({"data": [event_json(e) for e in events]})
+
+
 @bp.post("/<job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     svc = services()
     with svc.db.begin() as conn:
         outcome = store_jobs.cancel_job(conn, g.tenant, job_id)
+        events = create_events(conn, [job_id], svc.settings.webhook_publish_grace_seconds) if outcome else []
     if outcome is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}")
     row, before = outcome
     if before not in ("queued", "running"):
         raise ApiError(409, "job_not_cancelable", f"the job is already {before}", {"job": job_json(row)})
     notify_finished(svc.redis, [job_id])
+    _publish_events(svc, events)
     return jsonify({"job": job_json(row), "cancellation": "immediate" if before == "queued" else "best_effort"})
 
 

@@ -23,11 +23,22 @@ class AudioInput(BaseModel):
     filename: str | None = Field(None, max_length=255)
 
 
+class WebhookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="http(s) URL; must resolve to public addresses unless the deployment allows others")
+    events: list[Literal["started", "completed"]] = Field(
+        default_factory=lambda: ["completed"],
+        min_length=1,
+        description="started: job.started; completed: job.succeeded, job.failed or job.canceled",
+    )
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     analysis: str = Field(description="an analysis name from GET /v1/analyses", examples=["sentiment"])
     input: TextInput = Field(description="for text analyses; audio analyses take AudioInput")
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
+    webhook: WebhookSpec | None = None
 
 
 class AudioJobCreate(BaseModel):
@@ -35,11 +46,43 @@ class AudioJobCreate(BaseModel):
     analysis: str
     input: AudioInput
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
+    webhook: WebhookSpec | None = None
 
 
 class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     jobs: list[dict[str, Any]] = Field(description="JobCreate objects; one invalid entry rejects the request")
+    webhook: WebhookSpec | None = Field(None, description="for every job that sets none of its own")
+
+
+class WebhookAttempt(BaseModel):
+    attempt: int
+    url: str
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class WebhookEvent(BaseModel):
+    id: str = Field(description="the webhook-id header, the same on every retry")
+    type: Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]
+    url: str
+    status: Literal["pending", "delivering", "delivered", "failed", "stopped"]
+    attempts: list[WebhookAttempt]
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+class WebhookEventList(BaseModel):
+    data: list[WebhookEvent]
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="whsec_…: verify with the standardwebhooks library")
+    previous_secret_expires_at: datetime | None
 
 
 class JobError(BaseModel):

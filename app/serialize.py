@@ -11,27 +11,36 @@ from typing import Any
 from sqlalchemy import RowMapping
 
 from app.errors import ApiError
+from store.jobs import job_document as job_json
+
+__all__ = ["decode_cursor", "encode_cursor", "event_json", "job_json"]
 
 
-def _ts(value: datetime | None) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def job_json(row: RowMapping) -> dict[str, Any]:
-    error = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+def event_json(event: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "object": "job",
-        "analysis": row["analysis"],
-        "status": row["status"],
-        "created_at": _ts(row["created_at"]),
-        "started_at": _ts(row["started_at"]),
-        "completed_at": _ts(row["completed_at"]),
-        "result": row["result"],
-        "error": error,
-        "metadata": row["metadata"],
-        "attempts": row["attempts"],
-        "erased_at": _ts(row["erased_at"]),
+        "id": event["id"],
+        "type": event["type"],
+        "url": event["url"],
+        "status": event["status"],
+        "created_at": _iso(event["created_at"]),
+        "delivered_at": _iso(event["delivered_at"]),
+        "next_attempt_at": _iso(event["next_attempt_at"]) if event["status"] == "pending" else None,
+        "attempts": [
+            {
+                "attempt": a["attempt"],
+                "url": a["url"],
+                "status_code": a["status_code"],
+                "latency_ms": a["latency_ms"],
+                "error": a["error"],
+                "next_attempt_at": _iso(a["next_attempt_at"]),
+                "created_at": _iso(a["created_at"]),
+            }
+            for a in event["attempt_log"]
+        ],
     }
 
 

@@ -6,15 +6,17 @@ import base64
 import binascii
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from app.errors import ApiError
-from app.schemas import AudioJobCreate, JobCreate
+from app.schemas import AudioJobCreate, JobCreate, WebhookSpec
 from config import Settings
 from config.analyses import AnalysisConfig
 from store.jobs import JobSpec
+from tasks.urlguard import UnsafeURLError, check_webhook_url
 
 
 class EntryError(Exception):
@@ -34,12 +36,39 @@ def _pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in exc.errors()]
 
 
+def check_webhook(webhook: WebhookSpec | None, settings: Settings) -> dict[str, Any] | None:
+    if webhook is None:
+        return None
+    try:
+        check_webhook_url(
+            webhook.url, allow_private=settings.webhook_allow_private, max_chars=settings.max_webhook_url_chars
+        )
+    except UnsafeURLError as exc:
+        raise EntryError(422, exc.code, exc.message, {"url": webhook.url}) from None
+    return {"url": webhook.url, "events": sorted(set(webhook.events))}
+
+
 def validate_job(
-    payload: Any, settings: Settings, catalog: dict[str, AnalysisConfig], idempotency_key: str | None = None
+    payload: Any,
+    settings: Settings,
+    catalog: dict[str, AnalysisConfig],
+    idempotency_key: str | None = None,
+    default_webhook: dict[str, Any] | None = None,
 ) -> JobSpec:
     """One job entry → JobSpec, or EntryError with the status and code the API documents."""
     if not isinstance(payload, dict):
         raise EntryError(422, "validation_error", "a job must be a JSON object")
+    spec = _validate_job(payload, settings, catalog, idempotency_key)
+    webhook = spec.webhook or default_webhook
+    if webhook is None:
+        return spec
+    request_hash = spec.request_hash and canonical_hash([spec.request_hash, webhook])
+    return replace(spec, webhook=webhook, request_hash=request_hash)
+
+
+def _validate_job(
+    payload: dict[str, Any], settings: Settings, catalog: dict[str, AnalysisConfig], idempotency_key: str | None
+) -> JobSpec:
     analysis = payload.get("analysis")
     if analysis is None:
         raise EntryError(
@@ -76,6 +105,7 @@ def validate_job(
         metadata=job.metadata,
         idempotency_key=idempotency_key,
         request_hash=canonical_hash(body) if idempotency_key else None,
+        webhook=check_webhook(job.webhook, settings),
     )
 
 
@@ -103,7 +133,8 @@ def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str
         data = base64.b64decode(job.input.audio_base64, validate=True)
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
-    return audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
+    spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
+    return replace(spec, webhook=check_webhook(job.webhook, settings))
 
 
 def _too_large(settings: Settings, actual: int) -> EntryError:

@@ -8,6 +8,8 @@ from config.settings import Settings
 
 ANALYZE_TASK = "assay.analyze"
 SWEEP_TASK = "assay.sweep"
+DELIVER_TASK = "assay.webhooks.deliver"
+WEBHOOK_SWEEP_TASK = "assay.webhooks.sweep"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -16,7 +18,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # Longer than any lease plus queue wait: Redis redelivers unacknowledged messages
         # after this, and a job still running must not start a second time (celery#5935).
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds},
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "unacked_restore_interval": settings.broker_restore_interval_seconds,
+            "unacked_restore_throttle": settings.broker_restore_throttle,
+        },
         # PostgreSQL holds results; no result backend.
         "result_backend": None,
         "task_ignore_result": True,
@@ -37,7 +43,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": settings.maintenance_queue, "expires": settings.sweep_interval_seconds * 2},
-            }
+            },
+            "webhook-sweep": {
+                "task": WEBHOOK_SWEEP_TASK,
+                "schedule": settings.webhook_sweep_interval_seconds,
+                "options": {
+                    "queue": settings.maintenance_queue,
+                    "expires": settings.webhook_sweep_interval_seconds * 2,
+                },
+            },
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
     }

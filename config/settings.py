@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=100)
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_limit: int = Field(5_000, ge=1)
-    visibility_timeout_seconds: int = Field(7_200, ge=60)
+    visibility_timeout_seconds: int = Field(7_200, ge=10)
+    # How often kombu scans for unacknowledged messages older than the visibility timeout
+    # (a killed worker's), roughly interval x throttle seconds in a worker's event loop.
+    broker_restore_interval_seconds: int = Field(10, ge=1)
+    broker_restore_throttle: int = Field(10, ge=1)
 
     # --- input limits -------------------------------------------------------------------
     max_text_chars: int = Field(20_000, ge=1)
@@ -91,6 +95,23 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(10.0, ge=0)
 
     worker_metrics_port: int = Field(9100, ge=0, le=65535, description="a worker's /metrics port; 0: off")
+
+    # --- webhooks -------------------------------------------------------------------------------
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=120)
+    webhook_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000],
+        description="delay before each retry after the first try (JSON list); then the event fails",
+    )
+    webhook_jitter: float = Field(0.1, ge=0, le=1, description="± fraction of each delay")
+    webhook_allow_private: bool = Field(False, description="let webhooks reach loopback/private addresses (dev, tests)")
+    webhook_secret_grace_seconds: float = Field(86_400, ge=0, description="old secret keeps signing after rotation")
+    webhook_sweep_interval_seconds: float = Field(5.0, gt=0)
+    webhook_max_retry_after_seconds: float = Field(86_400, gt=0)
+    webhook_publish_grace_seconds: float = Field(
+        60.0, gt=0, description="a published delivery not started by then is re-sent"
+    )
+    webhook_concurrency: int = Field(50, ge=1, le=1000)
+    max_webhook_url_chars: int = Field(2048, ge=16)
 
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)
@@ -154,6 +175,10 @@ class Settings(BaseSettings):
     def queue_name(self, family: str) -> str:
         """Broker queue of a model family, e.g. `assay.text`."""
         return f"{self.queue_prefix}.{family}"
+
+    @property
+    def webhook_queue(self) -> str:
+        return self.queue_name("webhooks")
 
     @property
     def maintenance_queue(self) -> str:

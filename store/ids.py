@@ -10,3 +10,8 @@ def new_id(prefix: str, nbytes: int = 15) -> str:
     """`prefix_` + lowercase base32 of random bytes: URL-safe, case-insensitive, 120 bits by default."""
     token = base64.b32encode(secrets.token_bytes(nbytes)).decode().rstrip("=").lower()
     return f"{prefix}_{token}"
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

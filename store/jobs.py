@@ -15,7 +15,7 @@ from sqlalchemy import Connection, RowMapping, case, delete, func, or_, select, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.ids import new_id
-from store.tables import FINAL_STATUSES, job_blobs, jobs
+from store.tables import FINAL_STATUSES, job_blobs, jobs, webhook_events
 
 JOB_COLUMNS = (
     jobs.c.id,
@@ -34,6 +34,29 @@ JOB_COLUMNS = (
 )
 
 
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def job_document(row: RowMapping) -> dict[str, Any]:
+    """The job object, as the API returns it and webhooks carry it."""
+    error = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    return {
+        "id": row["id"],
+        "object": "job",
+        "analysis": row["analysis"],
+        "status": row["status"],
+        "created_at": _ts(row["created_at"]),
+        "started_at": _ts(row["started_at"]),
+        "completed_at": _ts(row["completed_at"]),
+        "result": row["result"],
+        "error": error,
+        "metadata": row["metadata"],
+        "attempts": row["attempts"],
+        "erased_at": _ts(row["erased_at"]),
+    }
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One validated job to create."""
@@ -44,6 +67,7 @@ class JobSpec:
     idempotency_key: str | None = None
     request_hash: str | None = None
     blob: bytes | None = None  # uploaded audio, stored in job_blobs
+    webhook: dict[str, Any] | None = None  # {"url", "events"}
     blob_content_type: str = "application/octet-stream"
 
 
@@ -72,6 +96,7 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec]) -> Created:
             "metadata": spec.metadata,
             "idempotency_key": spec.idempotency_key,
             "request_hash": spec.request_hash,
+            "webhook": spec.webhook,
             "enqueued_at": func.now(),
         }
         for spec in specs
@@ -185,6 +210,7 @@ def erase_job(conn: Connection, owner: str, job_id: str) -> RowMapping | None:
     if erased is None:
         return None
     conn.execute(delete(job_blobs).where(job_blobs.c.job_id == job_id))
+    conn.execute(delete(webhook_events).where(webhook_events.c.job_id == job_id))  # their payloads hold results
     return get_job(conn, owner, job_id)
 
 
@@ -210,6 +236,7 @@ class ClaimedJob:
     attempt: int
     created_at: datetime | None = None
     started_at: datetime | None = None
+    webhook: dict[str, Any] | None = None
 
 
 def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list[ClaimedJob]:
@@ -227,11 +254,21 @@ def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list
             started_at=func.now(),
             lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds),
         )
-        .returning(jobs.c.id, jobs.c.analysis, jobs.c.input, jobs.c.attempts, jobs.c.created_at, jobs.c.started_at)
+        .returning(
+            jobs.c.id,
+            jobs.c.analysis,
+            jobs.c.input,
+            jobs.c.attempts,
+            jobs.c.created_at,
+            jobs.c.started_at,
+            jobs.c.webhook,
+        )
     ).mappings()
     order = {job_id: i for i, job_id in enumerate(job_ids)}
     claimed = [
-        ClaimedJob(r["id"], r["analysis"], r["input"] or {}, r["attempts"], r["created_at"], r["started_at"])
+        ClaimedJob(
+            r["id"], r["analysis"], r["input"] or {}, r["attempts"], r["created_at"], r["started_at"], r["webhook"]
+        )
         for r in rows
     ]
     return sorted(claimed, key=lambda job: order[job.id])

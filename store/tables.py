@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -14,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -38,6 +41,11 @@ tenants = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Standard Webhooks signing secret (`whsec_…`); during a rotation the previous one also signs
+    # until `webhook_secret_previous_until`, so receivers can switch without dropping events.
+    Column("webhook_secret", String(100), nullable=False),
+    Column("webhook_secret_previous", String(100)),
+    Column("webhook_secret_previous_until", DateTime(timezone=True)),
 )
 
 api_keys = Table(
@@ -75,6 +83,7 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     Column("erased_at", DateTime(timezone=True)),
+    Column("webhook", JSONB),  # {"url": ..., "events": ["started", "completed"]}
     CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
     # Listing: newest first per owner, keyset on (created_at, id).
     Index("ix_jobs_owner_created", "owner", text("created_at DESC"), text("id DESC")),
@@ -101,4 +110,44 @@ job_blobs = Table(
     Column("content_type", String(100), nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+WEBHOOK_EVENT_STATUSES = ("pending", "delivering", "delivered", "failed", "stopped")
+
+# The outbox: at most one event per (job, type), created in the same transaction as the state
+# change it reports; its id is the `webhook-id` header, the same on every retry.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(40), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), server_default=func.now()),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+    UniqueConstraint("job_id", "type", name="uq_webhook_events_job_id_type"),
+    CheckConstraint(f"status IN {WEBHOOK_EVENT_STATUSES!r}", name="status"),
+    Index("ix_webhook_events_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'delivering')")),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", String(40), ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer),
+    Column("error", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_webhook_attempts_event_id", "event_id", "attempt"),
 )

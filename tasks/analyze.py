@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +18,12 @@ from config.celery import ANALYZE_TASK
 from config.logging import bound
 from store.jobs import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
 from store.notify import notify_finished
+from store.webhooks import create_events
 from tasks import metrics
 from tasks.context import WorkerContext, get_context
 from tasks.events import JobEvents
 from tasks.inference import run_audio, run_text
+from tasks.webhooks import publish_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,12 @@ def observe_finished(ctx: WorkerContext, claimed: list[ClaimedJob], written: dic
     metrics.record_gpu_memory()
 
 
-def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | None = None) -> BatchReport:
+def process_jobs(
+    ctx: WorkerContext,
+    job_ids: list[str],
+    events: JobEvents | None = None,
+    publish_webhooks: Callable[[list[str]], None] | None = None,
+) -> BatchReport:
     """Run jobs in model batches: per batch one claim (inputs + lease), one model call, one write.
 
     Claiming batch by batch, just before the model runs, keeps each lease about one model
@@ -92,6 +100,14 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | Non
     for start in range(0, len(unique_ids), size):
         with ctx.db.begin() as conn:
             claimed = claim_jobs(conn, unique_ids[start : start + size], settings.lease_seconds)
+            hooked = [job.id for job in claimed if job.webhook]
+            webhook_events = create_events(conn, hooked, settings.webhook_publish_grace_seconds)
+        if publish_webhooks:
+            publish_webhooks(webhook_events)
+        if len(claimed) < len(unique_ids[start : start + size]):
+            taken = {job.id for job in claimed}
+            skipped = [job_id for job_id in unique_ids[start : start + size] if job_id not in taken]
+            log.info("already handled", extra={"job_ids": skipped})  # duplicate delivery, cancel, or erasure
         if not claimed:
             continue
         report.claimed += len(claimed)
@@ -104,7 +120,13 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str], events: JobEvents | Non
         elapsed = time.perf_counter() - started
         with ctx.db.begin() as conn:
             written = finish_jobs(conn, outcomes)
+            # Same transaction as the result: exactly one job.succeeded/failed, even on a re-run.
+            webhook_events = create_events(
+                conn, [i for i in hooked if i in written], settings.webhook_publish_grace_seconds
+            )
         notify_finished(ctx.redis, written)
+        if publish_webhooks:
+            publish_webhooks(webhook_events)
         observe_finished(ctx, claimed, written, elapsed)
         report.written.update(written)
         report.model_batches.append(len(claimed))
@@ -142,5 +164,6 @@ def register_analyze(app: Celery, settings: Settings) -> None:
         job_ids = [job_id for request in requests for job_id in (request.args[0] if request.args else [])]
         hostname = requests[0].hostname if requests else "worker"
         events = _events.setdefault(hostname, JobEvents(self.app, hostname))
+        ctx = get_context()
         with bound(messages=len(requests)):
-            process_jobs(get_context(), job_ids, events)
+            process_jobs(ctx, job_ids, events, lambda ids: publish_deliveries(self.app, ctx.settings, ids))

@@ -15,7 +15,9 @@ def create_celery(settings: Settings, *, with_tasks: bool = False) -> Celery:
     if with_tasks:
         from tasks.analyze import register_analyze
         from tasks.sweep import register_sweep
+        from tasks.webhooks import register_webhooks
 
         register_analyze(app, settings)
         register_sweep(app)
+        register_webhooks(app)
     return app

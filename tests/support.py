@@ -157,6 +157,20 @@ class Stack:
         assert proc.alive(), proc.log_text()[-3000:]
         return proc
 
+    def webhooks(self, **env: str) -> Proc:
+        """The webhook delivery worker: its own queue, a gevent pool, no models."""
+        prefix = env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
+        proc = self._proc(
+            "webhooks",
+            [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "gevent", "-c", "50",
+             "-Q", f"{prefix}.webhooks", "-n", f"webhooks-{prefix}@%h", "--without-gossip", "--without-mingle",
+             "-l", "INFO"],
+            env,
+        )  # fmt: skip
+        wait_for(lambda: "ready." in proc.log_text() or not proc.alive(), 60, what="webhook worker ready")
+        assert proc.alive(), proc.log_text()[-3000:]
+        return proc
+
     def flower(self, port: int, user: str, password: str) -> Proc:
         return self._proc(
             "flower",

@@ -26,7 +26,8 @@ def preload_models(consumer_queues: list[str]) -> None:
     from tasks.context import get_context
 
     ctx = get_context()
-    families = _families(consumer_queues, ctx.settings.queue_prefix) - {"maintenance"}
+    served = {analysis.family for analysis in ctx.catalog.values()}
+    families = _families(consumer_queues, ctx.settings.queue_prefix) & served
     if not families:
         log.info("worker ready", extra={"families": [], "queues": consumer_queues})
         return
@@ -65,6 +66,15 @@ def install(app: Celery) -> None:
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
         configure_logging(get_settings())
+
+    @signals.worker_init.connect(weak=False)
+    def _green_psycopg(sender: Any = None, **_: Any) -> None:
+        """Under the gevent pool (webhook worker) psycopg2 must yield to the loop while it waits."""
+        pool = getattr(sender, "pool_cls", None)
+        if pool is not None and "gevent" in str(getattr(pool, "__module__", pool)):
+            from psycogreen.gevent import patch_psycopg
+
+            patch_psycopg()
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:

@@ -95,6 +95,12 @@ def main() -> int:
             env,
         )  # fmt: skip
         supervisor.start(
+            "webhooks",
+            [*celery, "worker", "-P", "gevent", "-c", str(live.webhook_concurrency), "-Q", live.webhook_queue,
+             "-n", "webhooks@%h", "--without-gossip", "--without-mingle"],
+            env,
+        )  # fmt: skip
+        supervisor.start(
             "flower",
             [*celery, "flower", f"--port={live.flower_port}", "--address=127.0.0.1",
              f"--basic-auth={live.flower_user}:{live.flower_password}"],
