@@ -83,7 +83,8 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     Column("erased_at", DateTime(timezone=True)),
-    Column("webhook", JSONB),  # {"url": ..., "events": ["started", "completed"]}
+    # {"url": ..., "events": ["started", "completed"]}; SQL NULL (not JSON null) when absent
+    Column("webhook", JSONB(none_as_null=True)),
     CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
     # Listing: newest first per owner, keyset on (created_at, id).
     Index("ix_jobs_owner_created", "owner", text("created_at DESC"), text("id DESC")),

@@ -36,7 +36,9 @@ def create_events(conn: Connection, job_ids: list[str], publish_grace_seconds: f
     if not job_ids:
         return []
     rows = conn.execute(
-        select(*JOB_COLUMNS, jobs.c.webhook).where(jobs.c.id.in_(job_ids), jobs.c.webhook.is_not(None))
+        select(*JOB_COLUMNS, jobs.c.webhook).where(
+            jobs.c.id.in_(job_ids), func.jsonb_typeof(jobs.c.webhook) == "object"
+        )
     ).mappings()
     now = datetime.now(UTC)
     values = []

@@ -1,0 +1,104 @@
+"""API submission throughput and latency with no worker consuming (wrk, from Debian's packages).
+
+    .venv/bin/python -m bench.api [--seconds 15] [--connections 64]
+
+Single submissions (POST /v1/jobs) and batch submissions (POST /v1/jobs/batch, 100 jobs each) at a
+fixed concurrency. wrk is C and light, so on two cores it steals less CPU from gunicorn than a Python
+load generator would; it still shares the machine, which this table's numbers include.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.harness import bench_stack, record, table
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+wrk.body = [[{body}]]
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
+    summary.errors.status + summary.errors.connect + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def run_wrk(wrk: str, url: str, key: str, body: dict, seconds: int, connections: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA.replace("{key}", key).replace("{body}", json.dumps(body)))
+    out = subprocess.run(
+        [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(script.name).unlink()
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
+    assert match, out
+    requests_, micros, errors, p50, p95, p99 = match.groups()
+    return {
+        "rps": int(requests_) / (int(micros) / 1e6),
+        "errors": int(errors),
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args(argv)
+    wrk = ensure_wrk()
+    single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    batch = {"jobs": [single] * args.batch_size}
+
+    with bench_stack(ASSAY_MAX_QUEUE_DEPTH="100000000") as bench:
+        _, url = bench.stack.api()
+        key = bench.key()
+        run_wrk(wrk, f"{url}/v1/jobs", key, single, 3, args.connections)  # warm-up
+        one = run_wrk(wrk, f"{url}/v1/jobs", key, single, args.seconds, args.connections)
+        many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, max(4, args.connections // 8))
+        workers = bench.settings.api_workers
+
+    rows = [
+        ["POST /v1/jobs", args.connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}",
+         f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}", one["errors"]],
+        [f"POST /v1/jobs/batch ({args.batch_size} jobs)", max(4, args.connections // 8), f"{many['rps']:.0f}",
+         f"{many['rps'] * args.batch_size:.0f}", f"{many['p50']:.1f}", f"{many['p95']:.1f}", f"{many['p99']:.1f}",
+         many["errors"]],
+    ]  # fmt: skip
+    text = table(["request", "connections", "requests/s", "jobs/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+    notes = (
+        f"gunicorn with {workers} gevent workers, no inference worker running, {args.seconds} s per row, wrk -t 2 "
+        "on the same machine. Every accepted job is a committed PostgreSQL row plus a Redis message."
+    )
+    record("API submission (CPU)", "python -m bench.api " + " ".join(argv or sys.argv[1:]), text, notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
