@@ -44,11 +44,15 @@ class EngineRegistry:
         text = [name for name in self.catalog if self._is_text(name) and self._loaded(name)]
         if text:
             self.predict_text([(name, "warm-up") for name in text])
+        if self._transcriber is not None:
+            self._transcriber.warm_up()
 
     def _is_text(self, analysis: str) -> bool:
         return self.catalog[analysis].input == "text"
 
     def _loaded(self, analysis: str) -> bool:
+        if self.catalog[analysis].engine == "pipeline":
+            return False
         engine = model_choice(self.settings, self.catalog[analysis]).engine
         if engine == PROTOTYPES:
             return self._bank is not None and analysis in self._bank.heads
@@ -118,6 +122,8 @@ class EngineRegistry:
                         compute_type=s.speech_compute_type,
                         cpu_threads=s.torch_threads,
                         beam_size=s.speech_beam_size,
+                        max_batch_size=s.max_batch_size,
+                        local_files_only=not s.allow_model_download,
                         name=choice.model,
                     ),
                 )

@@ -69,7 +69,7 @@ def run_audio(
             values[i] = InputError("audio_missing", "the job's audio is gone (erased?)")
             continue
         try:
-            audio[i] = decode_audio(data)
+            audio[i] = decode_audio(data, max_seconds=registry.settings.max_audio_seconds)
         except InvalidAudio as exc:
             values[i] = InputError(exc.code, exc.message)
     order = list(audio)

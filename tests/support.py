@@ -128,6 +128,7 @@ class Stack:
         return proc, url
 
     def worker(self, name: str = "w", families: tuple[str, ...] = ("text",), **env: str) -> Proc:
+        """An inference worker (solo pool) for these model families; returns once models are warm."""
         prefix = env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
         queues = ",".join(f"{prefix}.{f}" for f in families)
         proc = self._proc(

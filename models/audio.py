@@ -1,0 +1,134 @@
+"""Audio bytes in, facts or samples out, independent of any speech model.
+
+PyAV bundles FFmpeg, so any container FFmpeg reads (WAV, MP3, OGG/Opus, WebM, M4A, FLAC...)
+works without a system ffmpeg. Probing reads only the container header, so limits can be
+checked before a job pays for decoding; decoding yields what Whisper-style models want:
+float32 mono at a fixed sample rate.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from models.base import InputError
+
+
+class InvalidAudio(InputError):  # noqa: N818 (the name the service uses for its error codes)
+    """Bytes that are not usable audio: `empty_audio` (nothing to hear) or `invalid_audio` (not decodable).
+
+    An InputError, so it fails only the job whose input it is, never the batch.
+    """
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration_seconds: float
+    sample_rate: int
+    channels: int
+    codec: str
+
+
+def probe_audio(data: bytes) -> AudioInfo:
+    """Duration, rate, channels and codec of the first audio stream.
+
+    The duration comes from the stream or container header; only when neither has one
+    (streamed WebM/Ogg, raw ADTS) is the audio decoded to count its samples.
+    """
+    if not data:
+        raise InvalidAudio("empty_audio", "audio is empty")
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise InvalidAudio("invalid_audio", "no audio stream found")
+            stream = container.streams.audio[0]
+            context = stream.codec_context
+            duration = _header_duration(container, stream)
+            if duration is None or duration <= 0:
+                duration = _decoded_duration(container, stream)
+            info = AudioInfo(
+                duration_seconds=round(duration, 3),
+                sample_rate=int(context.sample_rate or 0),
+                channels=int(context.channels or 0),
+                codec=context.name,
+            )
+    except av.FFmpegError as exc:
+        raise InvalidAudio("invalid_audio", f"audio could not be read: {exc.strerror or exc}") from exc
+    if info.duration_seconds <= 0:
+        raise InvalidAudio("empty_audio", "audio has no samples")
+    return info
+
+
+def decode_audio(data: bytes, sample_rate: int = 16000, *, max_seconds: float | None = None) -> Any:
+    """Float32 mono samples at `sample_rate` (a numpy array), decoded as faster-whisper decodes files.
+
+    `max_seconds` stops a file whose header understates its length (a small upload that
+    decodes to hours of audio) with `audio_too_long` once that much has been decoded.
+    """
+    if not data:
+        raise InvalidAudio("empty_audio", "audio is empty")
+    import av
+    import numpy as np
+
+    limit = None if max_seconds is None else int(max_seconds * sample_rate)
+    chunks: list[Any] = []
+    decoded = 0
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise InvalidAudio("invalid_audio", "no audio stream found")
+            for frame in _frames(container, container.streams.audio[0]):
+                frame.pts = None  # resample by sample count; broken timestamps must not drop audio
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    decoded += out.samples
+                if limit is not None and decoded > limit:
+                    raise InvalidAudio("audio_too_long", f"audio is longer than {max_seconds:g} s")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise InvalidAudio("invalid_audio", f"audio could not be decoded: {exc.strerror or exc}") from exc
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    if samples.size == 0:
+        raise InvalidAudio("empty_audio", "audio has no samples")
+    if limit is not None and samples.size > limit:
+        raise InvalidAudio("audio_too_long", f"audio is longer than {max_seconds:g} s")
+    return samples.astype(np.float32) / 32768.0
+
+
+def _header_duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        import av
+
+        return container.duration / av.time_base
+    return None
+
+
+def _frames(container: Any, stream: Any) -> Iterator[Any]:
+    """Decoded frames, skipping damaged packets the way faster-whisper does."""
+    import av
+
+    frames = container.decode(stream)
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
+
+
+def _decoded_duration(container: Any, stream: Any) -> float:
+    samples = 0
+    rate = stream.codec_context.sample_rate or 0
+    for frame in _frames(container, stream):
+        samples += frame.samples
+        rate = frame.sample_rate or rate
+    return samples / rate if rate else 0.0

@@ -1,0 +1,163 @@
+"""Speech to text on the real packaged Whisper tiny.en (loads from site-packages, no hub) and audio probing.
+
+The clips are espeak-ng speech (tests/fixtures/audio/README.md); tiny.en mishears a word
+here and there, so text is scored by word accuracy rather than compared exactly, except
+where two paths of our own must agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.audio import AudioInfo, InvalidAudio, decode_audio, probe_audio
+from models.base import InputError
+from models.transcriber import Segment, Transcript, WhisperTranscriber, packaged_tiny_en_path
+
+AUDIO = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
+EXPECTED: dict[str, str] = json.loads((AUDIO / "transcripts.json").read_text())
+SHORT = ["hello.wav", "phishing.wav", "benign.wav", "numbers.wav"]
+
+
+def word_accuracy(expected: str, got: str) -> float:
+    """1 - word-level edit distance / number of expected words, ignoring case and punctuation."""
+    want, have = (re.sub(r"[^\w\s]", "", text.lower()).split() for text in (expected, got))
+    row = list(range(len(have) + 1))
+    for i, word in enumerate(want, 1):
+        previous, row[0] = row[:], i
+        for j, other in enumerate(have, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (word != other))
+    return 1 - row[-1] / len(want)
+
+
+def wav_seconds(name: str) -> float:
+    with wave.open(str(AUDIO / name), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> WhisperTranscriber:
+    return WhisperTranscriber(packaged_tiny_en_path(), device="cpu", name="whisper-tiny.en")
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    return {name: decode_audio((AUDIO / name).read_bytes()) for name in [*SHORT, "long.wav"]}
+
+
+@pytest.fixture(scope="module")
+def batched(transcriber: WhisperTranscriber, clips: dict[str, np.ndarray]) -> dict[str, Transcript]:
+    """The four short clips in one call: one batched model call, as jobs from a worker batch."""
+    results = transcriber.transcribe([clips[name] for name in SHORT])
+    assert all(isinstance(result, Transcript) for result in results)
+    return dict(zip(SHORT, results, strict=True))  # type: ignore[arg-type]
+
+
+def test_word_accuracy_helper() -> None:
+    assert word_accuracy("Hello, World!", "hello world") == 1.0
+    assert word_accuracy("one two three four", "one too three") == 0.5
+    assert word_accuracy("a b", "") == 0.0
+
+
+@pytest.mark.parametrize("name", SHORT)
+def test_short_clips_are_transcribed(name: str, batched: dict[str, Transcript], clips: dict[str, np.ndarray]) -> None:
+    transcript = batched[name]
+    assert word_accuracy(EXPECTED[name], transcript.text) >= 0.8, transcript.text
+    assert transcript.language == "en" and transcript.model == "whisper-tiny.en"
+    assert transcript.duration == pytest.approx(len(clips[name]) / 16000, abs=1e-3)
+    assert transcript.segments and " ".join(s.text for s in transcript.segments) == transcript.text
+    for segment in transcript.segments:
+        assert 0 <= segment.start <= segment.end <= transcript.duration
+
+
+def test_batched_equals_one_at_a_time(
+    transcriber: WhisperTranscriber, batched: dict[str, Transcript], clips: dict[str, np.ndarray]
+) -> None:
+    for name in SHORT:
+        (alone,) = transcriber.transcribe([clips[name]])
+        assert alone == batched[name], name
+
+
+def test_batched_path_is_close_to_faster_whisper(
+    transcriber: WhisperTranscriber, batched: dict[str, Transcript], clips: dict[str, np.ndarray]
+) -> None:
+    for name in ["hello.wav", "numbers.wav"]:
+        segments, _ = transcriber.model.transcribe(
+            clips[name], language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False
+        )
+        reference = "".join(segment.text for segment in segments)
+        assert word_accuracy(reference, batched[name].text) >= 0.9, (reference, batched[name].text)
+
+
+def test_long_audio_goes_window_by_window(transcriber: WhisperTranscriber, clips: dict[str, np.ndarray]) -> None:
+    assert wav_seconds("long.wav") > 30
+    (transcript,) = transcriber.transcribe([clips["long.wav"]])
+    assert isinstance(transcript, Transcript)
+    assert word_accuracy(EXPECTED["long.wav"], transcript.text) >= 0.8, transcript.text
+    assert len(transcript.segments) > 1
+    assert transcript.segments[-1].end > 30
+    starts = [segment.start for segment in transcript.segments]
+    assert starts == sorted(starts)
+    assert transcript.segments[-1].end <= transcript.duration
+
+
+def test_bad_inputs_fail_alone_and_keep_their_place(
+    transcriber: WhisperTranscriber, clips: dict[str, np.ndarray]
+) -> None:
+    empty, good, stereo = transcriber.transcribe(
+        [np.zeros(0, dtype=np.float32), clips["benign.wav"], np.zeros((2, 16000), dtype=np.float32)]
+    )
+    assert isinstance(empty, InputError) and empty.code == "empty_audio"
+    assert isinstance(good, Transcript) and word_accuracy(EXPECTED["benign.wav"], good.text) >= 0.8
+    assert isinstance(stereo, InputError) and stereo.code == "invalid_audio"
+
+
+def test_transcript_json() -> None:
+    transcript = Transcript(
+        text="Hi there.", language="en", duration=1.5, segments=[Segment(0.0, 1.5, "Hi there.")], model="m"
+    )
+    assert transcript.to_json() == {
+        "text": "Hi there.",
+        "language": "en",
+        "duration": 1.5,
+        "segments": [{"start": 0.0, "end": 1.5, "text": "Hi there."}],
+        "model": "m",
+    }
+    json.dumps(transcript.to_json())
+
+
+@pytest.mark.parametrize("name", [*SHORT, "long.wav"])
+def test_probe_reads_the_header(name: str) -> None:
+    info = probe_audio((AUDIO / name).read_bytes())
+    assert isinstance(info, AudioInfo)
+    assert info.duration_seconds == pytest.approx(wav_seconds(name), abs=0.1)
+    assert (info.sample_rate, info.channels, info.codec) == (16000, 1, "pcm_s16le")
+
+
+def test_decode_gives_float32_mono(clips: dict[str, np.ndarray]) -> None:
+    with wave.open(str(AUDIO / "hello.wav"), "rb") as wav:
+        frames = wav.getnframes()
+    samples = clips["hello.wav"]
+    assert samples.dtype == np.float32 and samples.shape == (frames,)
+    assert 0 < np.abs(samples).max() <= 1.0
+
+
+def test_decode_stops_audio_longer_than_allowed() -> None:
+    with pytest.raises(InvalidAudio) as caught:
+        decode_audio((AUDIO / "long.wav").read_bytes(), max_seconds=10)
+    assert caught.value.code == "audio_too_long"
+
+
+@pytest.mark.parametrize(("name", "code"), [("not_audio.wav", "invalid_audio"), ("empty.wav", "empty_audio")])
+def test_unusable_files_are_input_errors(name: str, code: str) -> None:
+    data = (AUDIO / name).read_bytes()
+    for read in (probe_audio, decode_audio):
+        with pytest.raises(InvalidAudio) as caught:
+            read(data)
+        assert caught.value.code == code and caught.value.message
+        assert isinstance(caught.value, InputError)
