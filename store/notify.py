@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
 import redis
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "assay:job:{}"
 
 
 def notify_finished(client: redis.Redis, job_ids: Iterable[str]) -> None:
-    """Tell waiters these jobs reached a final state (after the write committed)."""
-    pipe = client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.publish(CHANNEL.format(job_id), "done")
-    pipe.execute()
+    """Tell waiters these jobs reached a final state (after the write committed).
+
+    Best effort: if Redis is unreachable, a waiter simply answers at its deadline, with the
+    state it reads from PostgreSQL then.
+    """
+    try:
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.publish(CHANNEL.format(job_id), "done")
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("job notifications not sent", exc_info=True)
 
 
 class FinishWaiter:

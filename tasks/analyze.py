@@ -23,7 +23,7 @@ from tasks import metrics
 from tasks.context import WorkerContext, get_context
 from tasks.events import JobEvents
 from tasks.inference import run_audio, run_text
-from tasks.webhooks import publish_deliveries
+from tasks.webhooks import publish_or_defer
 
 log = logging.getLogger(__name__)
 
@@ -166,4 +166,4 @@ def register_analyze(app: Celery, settings: Settings) -> None:
         events = _events.setdefault(hostname, JobEvents(self.app, hostname))
         ctx = get_context()
         with bound(messages=len(requests)):
-            process_jobs(ctx, job_ids, events, lambda ids: publish_deliveries(self.app, ctx.settings, ids))
+            process_jobs(ctx, job_ids, events, lambda ids: publish_or_defer(self.app, ctx.settings, ids))

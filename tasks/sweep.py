@@ -13,7 +13,7 @@ from store.webhooks import create_events
 from tasks import metrics
 from tasks.context import WorkerContext, get_context
 from tasks.dispatch import publish_jobs
-from tasks.webhooks import publish_deliveries
+from tasks.webhooks import publish_or_defer
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def sweep_once(app: Celery, ctx: WorkerContext) -> dict[str, int]:
             conn, requeue_after_seconds=s.requeue_after_seconds, max_attempts=s.max_attempts, limit=s.sweep_limit
         )
         failed_events = create_events(conn, [job_id for job_id, _ in found.exhausted], s.webhook_publish_grace_seconds)
-    publish_deliveries(app, s, failed_events)
+    publish_or_defer(app, s, failed_events)
     # Publish after commit: a worker must find the row `queued` when the message arrives.
     known = [(job_id, analysis) for job_id, analysis in found.republish if analysis in ctx.catalog]
     if known:

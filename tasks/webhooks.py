@@ -206,6 +206,14 @@ def publish_deliveries(app: Celery, settings: Settings, event_ids: list[str]) ->
             app.send_task(DELIVER_TASK, args=[event_id], queue=settings.webhook_queue, producer=producer)
 
 
+def publish_or_defer(app: Celery, settings: Settings, event_ids: list[str]) -> None:
+    """Publish from the inference path without ever failing it: a lost publish is re-sent by the sweep."""
+    try:
+        publish_deliveries(app, settings, event_ids)
+    except Exception:
+        log.warning("webhook publish deferred to the sweeper", exc_info=True, extra={"events": len(event_ids)})
+
+
 def sweep_webhooks(app: Celery, ctx: WorkerContext) -> int:
     with ctx.db.begin() as conn:
         due = store.due_events(conn, ctx.settings.webhook_publish_grace_seconds)
