@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -45,10 +46,25 @@ def _json_body() -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
+_depths: dict[str, tuple[int, float]] = {}
+DEPTH_CACHE_SECONDS = 0.25
+
+
+def _queue_depth(svc: Services, queue: str) -> int:
+    """LLEN, re-read at most every 250 ms per process: a soft bound does not need a round trip per request."""
+    now = time.monotonic()
+    cached = _depths.get(queue)
+    if cached and now - cached[1] < DEPTH_CACHE_SECONDS:
+        return cached[0]
+    depth = int(svc.redis.llen(queue))
+    _depths[queue] = (depth, now)
+    return depth
+
+
 def _check_queue_depth(svc: Services, analyses: set[str], adding: int) -> None:
     """Back-pressure: refuse new work while a queue is past its bound, rather than grow it forever."""
     for queue in {queue_for(svc.settings, a) for a in analyses}:
-        depth = int(svc.redis.llen(queue))
+        depth = _queue_depth(svc, queue)
         if depth + adding > svc.settings.max_queue_depth:
             raise ApiError(
                 503,

@@ -68,29 +68,30 @@ def run_wrk(wrk: str, url: str, key: str, body: dict, seconds: int, connections:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
     batch = {"jobs": [single] * args.batch_size}
 
+    rows = []
     with bench_stack(ASSAY_MAX_QUEUE_DEPTH="100000000") as bench:
         _, url = bench.stack.api()
         key = bench.key()
-        run_wrk(wrk, f"{url}/v1/jobs", key, single, 3, args.connections)  # warm-up
-        one = run_wrk(wrk, f"{url}/v1/jobs", key, single, args.seconds, args.connections)
-        many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, max(4, args.connections // 8))
+        run_wrk(wrk, f"{url}/v1/jobs", key, single, 3, 16)  # warm-up
+        for connections in args.connections:
+            one = run_wrk(wrk, f"{url}/v1/jobs", key, single, args.seconds, connections)
+            rows.append(["POST /v1/jobs", connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}",
+                         f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}", one["errors"]])  # fmt: skip
+        for connections in (4, 8):
+            many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, connections)
+            rows.append([f"POST /v1/jobs/batch ({args.batch_size} jobs)", connections, f"{many['rps']:.0f}",
+                         f"{many['rps'] * args.batch_size:.0f}", f"{many['p50']:.1f}", f"{many['p95']:.1f}",
+                         f"{many['p99']:.1f}", many["errors"]])  # fmt: skip
         workers = bench.settings.api_workers
 
-    rows = [
-        ["POST /v1/jobs", args.connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}",
-         f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}", one["errors"]],
-        [f"POST /v1/jobs/batch ({args.batch_size} jobs)", max(4, args.connections // 8), f"{many['rps']:.0f}",
-         f"{many['rps'] * args.batch_size:.0f}", f"{many['p50']:.1f}", f"{many['p95']:.1f}", f"{many['p99']:.1f}",
-         many["errors"]],
-    ]  # fmt: skip
     text = table(["request", "connections", "requests/s", "jobs/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
     notes = (
         f"gunicorn with {workers} gevent workers, no inference worker running, {args.seconds} s per row, wrk -t 2 "

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(["", "p50 ms", "p95 ms", "over floor (p50)"], rows)
     notes = (
         f"{args.jobs} jobs, one at a time, POST /v1/jobs then GET ?wait=10; target: p50 ≤ floor + 25 ms. "
-        "celery-batches flushes on a repeating timer, so a lone job waits between 0 and max wait (avg. half)."
+        "celery-batches starts its flush timer when a message reaches an empty buffer, so a lone job waits the "
+        "whole max wait before its batch of one runs."
     )
     record("Idle latency (CPU)", "python -m bench.idle_latency " + " ".join(argv or sys.argv[1:]), text, notes)
     return 0

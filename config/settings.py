@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "ASSAY_REDIS_URL"),
     )
-    db_pool_size: int = Field(5, ge=1, le=200)
+    db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
     db_statement_timeout_ms: int = Field(15_000, ge=100)
 
     # --- queues -----------------------------------------------------------------------

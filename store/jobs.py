@@ -97,18 +97,19 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec]) -> Created:
             "idempotency_key": spec.idempotency_key,
             "request_hash": spec.request_hash,
             "webhook": spec.webhook,
-            "enqueued_at": func.now(),
         }
         for spec in specs
     ]
     keyed = any(spec.idempotency_key for spec in specs)
-    stmt = pg_insert(jobs).values(values)
+    # Rows go as executemany parameters (batched by SQLAlchemy's insertmanyvalues), so the
+    # statement's compiled form is cached rather than rebuilt for every request.
+    stmt = pg_insert(jobs).values(enqueued_at=func.now())
     if keyed:
         stmt = stmt.on_conflict_do_nothing(
             index_elements=["owner", "idempotency_key"],
             index_where=text("idempotency_key IS NOT NULL"),
         )
-    inserted = {row["id"]: row for row in conn.execute(stmt.returning(*JOB_COLUMNS)).mappings()}
+    inserted = {row["id"]: row for row in conn.execute(stmt.returning(*JOB_COLUMNS), values).mappings()}
     if len(inserted) == len(values):
         blobs = [
             {"job_id": v["id"], "data": spec.blob, "content_type": spec.blob_content_type}
