@@ -17,7 +17,7 @@ def _families(queues: list[str], prefix: str) -> set[str]:
     return {q[len(prefix) + 1 :] for q in queues if q.startswith(prefix + ".")}
 
 
-def preload_models(consumer_queues: list[str]) -> None:
+def preload_models(consumer_queues: list[str]) -> set[str]:
     """Load (and warm up) the engines of the queues this worker consumes, before it takes work.
 
     Runs in the worker process itself (solo or threads pool), so CUDA, if used, is first
@@ -30,7 +30,7 @@ def preload_models(consumer_queues: list[str]) -> None:
     families = _families(consumer_queues, ctx.settings.queue_prefix) & served
     if not families:
         log.info("worker ready", extra={"families": [], "queues": consumer_queues})
-        return
+        return families
     from models.runtime import configure_threads
 
     threads = configure_threads(ctx.settings.torch_threads)
@@ -42,6 +42,7 @@ def preload_models(consumer_queues: list[str]) -> None:
     for model, seconds in ctx.registry.load_seconds.items():
         MODEL_LOAD.labels(model).set(seconds)
     log.info("worker ready", extra={"families": sorted(families), "torch_threads": threads})
+    return families
 
 
 def serve_metrics(consumer_queues: list[str]) -> None:
@@ -79,5 +80,5 @@ def install(app: Celery) -> None:
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
         queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
-        preload_models(queues)
-        serve_metrics(queues)
+        if preload_models(queues):  # inference workers; maintenance and webhook workers have no models
+            serve_metrics(queues)
