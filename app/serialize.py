@@ -11,13 +11,10 @@ from typing import Any
 from sqlalchemy import RowMapping
 
 from app.errors import ApiError
+from store.jobs import iso_timestamp
 from store.jobs import job_document as job_json
 
 __all__ = ["decode_cursor", "encode_cursor", "event_json", "job_json"]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def event_json(event: dict[str, Any]) -> dict[str, Any]:
@@ -26,9 +23,9 @@ def event_json(event: dict[str, Any]) -> dict[str, Any]:
         "type": event["type"],
         "url": event["url"],
         "status": event["status"],
-        "created_at": _iso(event["created_at"]),
-        "delivered_at": _iso(event["delivered_at"]),
-        "next_attempt_at": _iso(event["next_attempt_at"]) if event["status"] == "pending" else None,
+        "created_at": iso_timestamp(event["created_at"]),
+        "delivered_at": iso_timestamp(event["delivered_at"]),
+        "next_attempt_at": iso_timestamp(event["next_attempt_at"]) if event["status"] == "pending" else None,
         "attempts": [
             {
                 "attempt": a["attempt"],
@@ -36,8 +33,8 @@ def event_json(event: dict[str, Any]) -> dict[str, Any]:
                 "status_code": a["status_code"],
                 "latency_ms": a["latency_ms"],
                 "error": a["error"],
-                "next_attempt_at": _iso(a["next_attempt_at"]),
-                "created_at": _iso(a["created_at"]),
+                "next_attempt_at": iso_timestamp(a["next_attempt_at"]),
+                "created_at": iso_timestamp(a["created_at"]),
             }
             for a in event["attempt_log"]
         ],

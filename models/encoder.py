@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.batching import plan_batches
-from models.runtime import resolve_device
+from models.runtime import load_transformer
 
 
 def packaged_minilm_path() -> str:
@@ -40,18 +40,11 @@ class SentenceEncoder:
         name: str = "",
     ) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-
-        self.device = resolve_device(device)
+        self.tokenizer, self.model, self.device = load_transformer(
+            source, "AutoModel", device=device, local_files_only=local_files_only
+        )
         self.name = name or source
-        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-        model = AutoModel.from_pretrained(source, local_files_only=local_files_only)
-        if self.device == "cuda":
-            model = model.half()
-        self.model = model.to(self.device).eval()
         self.max_length = min(max_length, self.tokenizer.model_max_length or max_length)
         self.max_batch_size = max_batch_size
         self._torch = torch

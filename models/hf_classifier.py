@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from models.base import InputError, TextPrediction
 from models.batching import plan_batches
-from models.runtime import resolve_device
+from models.runtime import load_transformer
 
 
 class HFClassifier:
@@ -24,17 +24,11 @@ class HFClassifier:
         name: str = "",
     ) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        self.device = resolve_device(device)
+        self.tokenizer, self.model, self.device = load_transformer(
+            source, "AutoModelForSequenceClassification", device=device, local_files_only=local_files_only
+        )
         self.model_name = name or source
-        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-        model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=local_files_only)
-        if self.device == "cuda":
-            model = model.half()
-        self.model = model.to(self.device).eval()
         self.max_length = min(max_length, self.tokenizer.model_max_length or max_length)
         self.max_batch_size = max_batch_size
         self.token_budget = token_budget

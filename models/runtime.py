@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def resolve_device(device: str) -> str:
@@ -23,3 +24,20 @@ def configure_threads(threads: int) -> int:
     count = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(count)
     return count
+
+
+def load_transformer(source: str, model_class: str, *, device: str, local_files_only: bool) -> tuple[Any, Any, str]:
+    """(tokenizer, model in eval mode on its device, device) for a transformers `Auto*` model class.
+
+    fp16 on CUDA; nothing is fetched from a hub unless `local_files_only` is False.
+    """
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    resolved = resolve_device(device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+    model = getattr(transformers, model_class).from_pretrained(source, local_files_only=local_files_only)
+    if resolved == "cuda":
+        model = model.half()
+    return tokenizer, model.to(resolved).eval(), resolved

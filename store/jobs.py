@@ -34,7 +34,8 @@ JOB_COLUMNS = (
 )
 
 
-def _ts(value: datetime | None) -> str | None:
+def iso_timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 with a Z, as every timestamp in the API reads."""
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -46,14 +47,14 @@ def job_document(row: RowMapping) -> dict[str, Any]:
         "object": "job",
         "analysis": row["analysis"],
         "status": row["status"],
-        "created_at": _ts(row["created_at"]),
-        "started_at": _ts(row["started_at"]),
-        "completed_at": _ts(row["completed_at"]),
+        "created_at": iso_timestamp(row["created_at"]),
+        "started_at": iso_timestamp(row["started_at"]),
+        "completed_at": iso_timestamp(row["completed_at"]),
         "result": row["result"],
         "error": error,
         "metadata": row["metadata"],
         "attempts": row["attempts"],
-        "erased_at": _ts(row["erased_at"]),
+        "erased_at": iso_timestamp(row["erased_at"]),
     }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.ids import new_id, new_webhook_secret
-from store.jobs import JOB_COLUMNS, job_document
+from store.jobs import JOB_COLUMNS, iso_timestamp, job_document
 from store.tables import jobs, tenants, webhook_attempts, webhook_events
 
 EVENT_FOR_STATUS = {
@@ -46,7 +46,7 @@ def create_events(conn: Connection, job_ids: list[str], publish_grace_seconds: f
         event_type, subscription = EVENT_FOR_STATUS.get(row["status"], (None, None))
         if event_type is None or subscription not in row["webhook"].get("events", ()):
             continue
-        payload = {"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": job_document(row)}
+        payload = {"type": event_type, "timestamp": iso_timestamp(now), "data": job_document(row)}
         values.append(
             {
                 "id": new_id("msg", 15),
@@ -237,7 +237,7 @@ def secret_info(conn: Connection, owner: str) -> dict[str, Any]:
     live = until is not None and until > datetime.now(UTC)
     return {
         "secret": row["webhook_secret"],
-        "previous_secret_expires_at": until.isoformat().replace("+00:00", "Z") if live else None,
+        "previous_secret_expires_at": iso_timestamp(until) if live else None,
     }
 
 
