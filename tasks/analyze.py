@@ -6,6 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,51 @@ def observe_finished(ctx: WorkerContext, claimed: list[ClaimedJob], written: dic
     metrics.record_gpu_memory()
 
 
+@dataclass
+class _Finished:
+    """One model batch, computed and waiting to be written."""
+
+    claimed: list[ClaimedJob]
+    hooked: list[str]
+    outcomes: list[Outcome]
+    seconds: float
+
+
+def _write(
+    ctx: WorkerContext,
+    batch: _Finished,
+    report: BatchReport,
+    events: JobEvents | None,
+    publish_webhooks: Callable[[list[str]], None] | None,
+) -> None:
+    """One statement writes the batch; then notifications, webhooks, metrics, Flower events and logs."""
+    with ctx.db.begin() as conn:
+        written = finish_jobs(conn, batch.outcomes)
+        # Same transaction as the result: exactly one job.succeeded/failed, even on a re-run.
+        finished_hooked = [job_id for job_id in batch.hooked if job_id in written]
+        webhook_events = create_events(conn, finished_hooked, ctx.settings.webhook_publish_grace_seconds)
+    notify_finished(ctx.redis, written)
+    if publish_webhooks:
+        publish_webhooks(webhook_events)
+    observe_finished(ctx, batch.claimed, written, batch.seconds)
+    report.written.update(written)
+    log.info(
+        "batch processed",
+        extra={"size": len(batch.claimed), "written": len(written), "seconds": round(batch.seconds, 4)},
+    )
+    for job in batch.claimed:
+        if events:
+            events.started(job.id, job.analysis, job.attempt)
+    for outcome in batch.outcomes:
+        if outcome.job_id in written:
+            log.info(
+                "job finished",
+                extra={"job_id": outcome.job_id, "status": outcome.status, "attempt": outcome.attempt},
+            )
+            if events:
+                events.finished(outcome.job_id, outcome.status, batch.seconds, outcome.error_code)
+
+
 def process_jobs(
     ctx: WorkerContext,
     job_ids: list[str],
@@ -89,59 +135,44 @@ def process_jobs(
 ) -> BatchReport:
     """Run jobs in model batches: per batch one claim (inputs + lease), one model call, one write.
 
-    Claiming batch by batch, just before the model runs, keeps each lease about one model
-    call long however many messages a flush delivered. No database connection is held while
-    the model runs. Ids already running, finished or canceled are skipped by the claim.
+    Claiming batch by batch, just before the model runs, keeps each lease about one model call
+    long however many messages a flush delivered. No database connection is held while the
+    model runs. Ids already running, finished or canceled are skipped by the claim. Writing
+    batch k (and its notifications, events and logs) happens on a second thread while the model
+    runs batch k+1; at most one write is in flight, and all are done before this returns (so
+    before the flush's messages are acknowledged).
     """
     settings: Settings = ctx.settings
     unique_ids = list(dict.fromkeys(job_ids))
     report = BatchReport(received=len(unique_ids))
     size = settings.max_batch_size
-    for start in range(0, len(unique_ids), size):
-        with ctx.db.begin() as conn:
-            claimed = claim_jobs(conn, unique_ids[start : start + size], settings.lease_seconds)
-            hooked = [job.id for job in claimed if job.webhook]
-            webhook_events = create_events(conn, hooked, settings.webhook_publish_grace_seconds)
-        if publish_webhooks:
-            publish_webhooks(webhook_events)
-        if len(claimed) < len(unique_ids[start : start + size]):
-            taken = {job.id for job in claimed}
-            skipped = [job_id for job_id in unique_ids[start : start + size] if job_id not in taken]
-            log.info("already handled", extra={"job_ids": skipped})  # duplicate delivery, cancel, or erasure
-        if not claimed:
-            continue
-        report.claimed += len(claimed)
-        observe_claimed(ctx, claimed)
-        if events:
-            for job in claimed:
-                events.started(job.id, job.analysis, job.attempt)
-        started = time.perf_counter()
-        outcomes = run_batch(ctx, claimed)
-        elapsed = time.perf_counter() - started
-        with ctx.db.begin() as conn:
-            written = finish_jobs(conn, outcomes)
-            # Same transaction as the result: exactly one job.succeeded/failed, even on a re-run.
-            webhook_events = create_events(
-                conn, [i for i in hooked if i in written], settings.webhook_publish_grace_seconds
-            )
-        notify_finished(ctx.redis, written)
-        if publish_webhooks:
-            publish_webhooks(webhook_events)
-        observe_finished(ctx, claimed, written, elapsed)
-        report.written.update(written)
-        report.model_batches.append(len(claimed))
-        log.info(
-            "batch processed",
-            extra={"size": len(claimed), "written": len(written), "seconds": round(elapsed, 4)},
-        )
-        for outcome in outcomes:
-            if outcome.job_id in written:
-                log.info(
-                    "job finished",
-                    extra={"job_id": outcome.job_id, "status": outcome.status, "attempt": outcome.attempt},
-                )
-                if events:
-                    events.finished(outcome.job_id, outcome.status, elapsed, outcome.error_code)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer:
+        pending: Future[None] | None = None
+        for start in range(0, len(unique_ids), size):
+            wanted = unique_ids[start : start + size]
+            with ctx.db.begin() as conn:
+                claimed = claim_jobs(conn, wanted, settings.lease_seconds)
+                hooked = [job.id for job in claimed if job.webhook]
+                started_events = create_events(conn, hooked, settings.webhook_publish_grace_seconds)
+            if publish_webhooks:
+                publish_webhooks(started_events)
+            if len(claimed) < len(wanted):
+                taken = {job.id for job in claimed}
+                skipped = [job_id for job_id in wanted if job_id not in taken]
+                log.info("already handled", extra={"job_ids": skipped})  # duplicate delivery, cancel, erasure
+            if not claimed:
+                continue
+            report.claimed += len(claimed)
+            report.model_batches.append(len(claimed))
+            observe_claimed(ctx, claimed)
+            began = time.perf_counter()
+            outcomes = run_batch(ctx, claimed)
+            batch = _Finished(claimed, hooked, outcomes, time.perf_counter() - began)
+            if pending is not None:
+                pending.result()  # one write in flight at most; re-raises its error here
+            pending = writer.submit(_write, ctx, batch, report, events, publish_webhooks)
+        if pending is not None:
+            pending.result()
     return report
 
 

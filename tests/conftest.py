@@ -76,6 +76,31 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
+def fresh_database(settings: Settings):
+    """Make another migrated database on the same server: (url, engine). For stacks that run a sweeper,
+    which re-publishes every stale job in its database to its own queues: sharing one database, two
+    stacks' sweepers and workers would take each other's jobs."""
+    made: list[tuple[str, Engine]] = []
+    server = settings.database_url_plain.rsplit("/", 1)[0]
+
+    def make() -> tuple[str, Engine]:
+        name = f"assay_test_{secrets.token_hex(4)}"
+        with closing(_admin(settings.database_url_plain)) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        own = load_settings(database_url=f"{server}/{name}")
+        upgrade(own)
+        engine = make_engine(own, pool_size=2)
+        made.append((name, engine))
+        return f"{server}/{name}", engine
+
+    yield make
+    for name, engine in made:
+        engine.dispose()
+        with closing(_admin(settings.database_url_plain)) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
 def db(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings, pool_size=2)
     yield engine

@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import Engine, func, select
 from standardwebhooks import Webhook
 
+from store.keys import create_key
 from tests.integration.helpers import wait_all_final
 from tests.receiver import Receiver
 from tests.support import Client, Stack, free_port, wait_for
@@ -21,8 +22,29 @@ SCHEDULE = "[1, 1, 1, 1, 1, 1, 1]"
 
 
 @pytest.fixture(scope="module")
-def env() -> dict[str, str]:
+def own_db(fresh_database):
+    """This module's stack runs a sweeper: it gets a database of its own."""
+    return fresh_database()
+
+
+@pytest.fixture(scope="module")
+def db(own_db) -> Engine:
+    return own_db[1]
+
+
+@pytest.fixture
+def new_key(db: Engine):
+    def issue() -> str:
+        with db.begin() as conn:
+            return create_key(conn, f"tenant-{secrets.token_hex(4)}").secret
+
+    return issue
+
+
+@pytest.fixture(scope="module")
+def env(own_db) -> dict[str, str]:
     return {
+        "DATABASE_URL": own_db[0],
         "ASSAY_QUEUE_PREFIX": f"wh{secrets.token_hex(3)}",
         "ASSAY_WEBHOOK_ALLOW_PRIVATE": "true",
         "ASSAY_WEBHOOK_SCHEDULE_SECONDS": SCHEDULE,
@@ -215,19 +237,26 @@ def test_a_job_processed_twice_yields_one_succeeded_event(db: Engine, settings) 
 
 
 def test_worker_killed_after_writing_before_acking_still_one_succeeded_event(
-    stack: Stack, env: dict[str, str], new_key, receiver: Receiver, db: Engine
+    stack: Stack,
+    env: dict[str, str],
+    fresh_database,
+    receiver: Receiver,
 ) -> None:
     """The flush's messages are acknowledged only when the whole flush is done: kill the worker after
     its first model batch is written, and Redis redelivers messages whose jobs already finished."""
+    url, db = fresh_database()  # its own sweeper: its own database
+    with db.begin() as conn:
+        key = create_key(conn, "killed").secret
     fast_restore = {
         **env,
+        "DATABASE_URL": url,
         "ASSAY_QUEUE_PREFIX": f"whk{secrets.token_hex(3)}",
         "ASSAY_VISIBILITY_TIMEOUT_SECONDS": "12",
         "ASSAY_BROKER_RESTORE_INTERVAL_SECONDS": "1",
         "ASSAY_BROKER_RESTORE_THROTTLE": "1",
     }
-    _, url = stack.api(**fast_restore)
-    user = Client(url, new_key())
+    _, api_url = stack.api(**fast_restore)
+    user = Client(api_url, key)
     receiver.secrets.append(user.get("/v1/webhooks/secret").json()["secret"])
     victim = stack.worker("wh-victim", **fast_restore)
     long_text = "The parcel came late but the support team sorted it out quickly and politely. " * 16
@@ -264,8 +293,12 @@ def test_worker_killed_after_writing_before_acking_still_one_succeeded_event(
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]"])
-def test_forgery_guard_refuses_private_addresses_at_submission(stack: Stack, new_key, address: str) -> None:
-    _, url = stack.api(ASSAY_QUEUE_PREFIX="guarded", ASSAY_WEBHOOK_ALLOW_PRIVATE="false")
+def test_forgery_guard_refuses_private_addresses_at_submission(
+    stack: Stack, env: dict[str, str], new_key, address: str
+) -> None:
+    _, url = stack.api(
+        ASSAY_QUEUE_PREFIX="guarded", ASSAY_WEBHOOK_ALLOW_PRIVATE="false", DATABASE_URL=env["DATABASE_URL"]
+    )
     user = Client(url, new_key())
     response = user.post(
         "/v1/jobs",
