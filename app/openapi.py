@@ -11,6 +11,9 @@ from app import schemas
 
 _MODELS: list[type[BaseModel]] = [
     schemas.JobCreate,
+    schemas.AudioJobCreate,
+    schemas.WebhookEventList,
+    schemas.WebhookSecret,
     schemas.BatchCreate,
     schemas.Job,
     schemas.JobList,
@@ -54,7 +57,24 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "summary": "Submit a job",
                 "parameters": [idem],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobCreate")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"oneOf": [_ref("JobCreate"), _ref("AudioJobCreate")]}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["analysis", "file"],
+                                "properties": {
+                                    "analysis": {"type": "string", "examples": ["transcription"]},
+                                    "file": {"type": "string", "format": "binary"},
+                                    "metadata": {"type": "string", "description": "a JSON object"},
+                                    "webhook": {"type": "string", "description": 'JSON {"url", "events"?}'},
+                                },
+                            }
+                        },
+                    },
+                },
                 "responses": {
                     "202": _json("Job", "accepted; Location names the job"),
                     "200": _json("Job", "idempotent replay: the original job"),
@@ -104,6 +124,32 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [JOB_ID],
                 "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409)},
             }
+        },
+        "/v1/jobs/{job_id}/webhooks": {
+            "get": {
+                "summary": "The job's webhook events, each with every delivery attempt",
+                "parameters": [JOB_ID],
+                "responses": {"200": _json("WebhookEventList", "events"), **_errors(401, 404)},
+            }
+        },
+        "/v1/webhooks/{event_id}/redeliver": {
+            "post": {
+                "summary": "Send an event again (same webhook-id); recorded as a new attempt",
+                "parameters": [{"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"202": {"description": "queued"}, **_errors(401, 404, 409)},
+            }
+        },
+        "/v1/webhooks/secret": {
+            "get": {"summary": "The tenant's signing secret", "responses": {"200": _json("WebhookSecret", "secret")}}
+        },
+        "/v1/webhooks/secret/rotate": {
+            "post": {
+                "summary": "New secret; the previous one keeps signing beside it for a grace period",
+                "responses": {"200": _json("WebhookSecret", "the new secret")},
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text"}}}
         },
         "/v1/analyses": {"get": {"summary": "Analyses served", "responses": {"200": _json("AnalysisList", "catalog")}}},
         "/health": {"get": {"summary": "Process alive", "security": [], "responses": {"200": {"description": "ok"}}}},
