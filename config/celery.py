@@ -10,6 +10,7 @@ ANALYZE_TASK = "assay.analyze"
 SWEEP_TASK = "assay.sweep"
 DELIVER_TASK = "assay.webhooks.deliver"
 WEBHOOK_SWEEP_TASK = "assay.webhooks.sweep"
+RETENTION_TASK = "assay.retention"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -43,6 +44,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": settings.maintenance_queue, "expires": settings.sweep_interval_seconds * 2},
+            },
+            "retention": {
+                "task": RETENTION_TASK,
+                "schedule": settings.retention_interval_seconds,
+                "options": {"queue": settings.maintenance_queue, "expires": settings.retention_interval_seconds},
             },
             "webhook-sweep": {
                 "task": WEBHOOK_SWEEP_TASK,

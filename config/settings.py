@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=100)
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_limit: int = Field(5_000, ge=1)
+    retention_days: float = Field(30.0, ge=0, description="erase finished jobs this old; 0 keeps them forever")
+    retention_interval_seconds: float = Field(3_600.0, gt=0)
+    retention_chunk: int = Field(5_000, ge=1)
     visibility_timeout_seconds: int = Field(7_200, ge=10)
     # How often kombu scans for unacknowledged messages older than the visibility timeout
     # (a killed worker's), roughly interval x throttle seconds in a worker's event loop.

@@ -216,6 +216,37 @@ def erase_job(conn: Connection, owner: str, job_id: str) -> RowMapping | None:
     return get_job(conn, owner, job_id)
 
 
+def expire_jobs(conn: Connection, older_than_seconds: float, limit: int) -> list[str]:
+    """Retention: erase finished jobs completed longer ago than the retention period, a chunk at a time.
+
+    Same erasure as DELETE /v1/jobs/{id} (input, result, error message, metadata, audio, webhook
+    payloads); the bare record stays for accounting.
+    """
+    due = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.erased_at.is_(None),
+            jobs.c.status.in_(FINAL_STATUSES),
+            jobs.c.completed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    ids = list(
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(due))
+            .values(input=None, result=None, error_message=None, metadata={}, erased_at=func.now())
+            .returning(jobs.c.id)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(ids)))
+        conn.execute(delete(webhook_events).where(webhook_events.c.job_id.in_(ids)))
+    return ids
+
+
 def load_blobs(conn: Connection, job_ids: list[str]) -> dict[str, bytes]:
     """The uploaded audio of a batch's jobs, in one query."""
     rows = conn.execute(select(job_blobs.c.job_id, job_blobs.c.data).where(job_blobs.c.job_id.in_(job_ids)))
@@ -407,6 +438,7 @@ __all__ = [
     "counts_by_status",
     "create_jobs",
     "erase_job",
+    "expire_jobs",
     "finish_jobs",
     "get_job",
     "list_jobs",

@@ -99,6 +99,11 @@ jobs = Table(
     # The sweeper's two scans stay small: only live rows are indexed.
     Index("ix_jobs_queued_enqueued", "enqueued_at", postgresql_where=text("status = 'queued'")),
     Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    Index(
+        "ix_jobs_retention",
+        "completed_at",
+        postgresql_where=text("erased_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')"),
+    ),
 )
 
 # Uploaded audio. Kept in PostgreSQL, beside its job: written in the job's own transaction (so

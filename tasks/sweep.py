@@ -6,8 +6,8 @@ import logging
 
 from celery import Celery
 
-from config.celery import SWEEP_TASK
-from store.jobs import sweep
+from config.celery import RETENTION_TASK, SWEEP_TASK
+from store.jobs import expire_jobs, sweep
 from store.notify import notify_finished
 from store.webhooks import create_events
 from tasks import metrics
@@ -41,7 +41,28 @@ def sweep_once(app: Celery, ctx: WorkerContext) -> dict[str, int]:
     return counts
 
 
+def retention_once(ctx: WorkerContext) -> int:
+    """Erase finished jobs older than ASSAY_RETENTION_DAYS, chunk by chunk, each chunk its own transaction."""
+    s = ctx.settings
+    if not s.retention_days:
+        return 0
+    erased = 0
+    while True:
+        with ctx.db.begin() as conn:
+            ids = expire_jobs(conn, s.retention_days * 86_400, s.retention_chunk)
+        erased += len(ids)
+        if len(ids) < s.retention_chunk:
+            break
+    if erased:
+        log.info("retention", extra={"erased": erased, "days": s.retention_days})
+    return erased
+
+
 def register_sweep(app: Celery) -> None:
     @app.task(name=SWEEP_TASK, bind=True, acks_late=False, ignore_result=True)
     def sweep_task(self) -> dict[str, int]:
         return sweep_once(self.app, get_context())
+
+    @app.task(name=RETENTION_TASK, acks_late=False, ignore_result=True)
+    def retention_task() -> int:
+        return retention_once(get_context())

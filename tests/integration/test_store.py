@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from store import jobs as q
 from store.keys import ensure_tenant
@@ -109,3 +109,31 @@ def test_erase_cancels_a_live_job_and_keeps_a_finished_status(db: Engine, owner:
     assert erased_live["status"] == "canceled" and erased_live["completed_at"] is not None
     assert erased_done["status"] == "succeeded" and erased_done["result"] is None
     assert row(db, done)["input"] is None
+
+
+def test_retention_erases_only_finished_jobs_past_the_period(db: Engine, owner: str, settings) -> None:
+    import redis as redis_lib
+
+    from config.analyses import load_catalog
+    from store.tables import job_blobs
+    from tasks.context import WorkerContext
+    from tasks.sweep import retention_once
+
+    old_done, new_done, old_queued = make_jobs(db, owner, 3)
+    with db.begin() as conn:
+        claimed = q.claim_jobs(conn, [old_done, new_done], 60)
+        q.finish_jobs(conn, [q.Outcome(c.id, c.attempt, result={"label": "x"}) for c in claimed])
+        conn.execute(job_blobs.insert().values(job_id=old_done, content_type="audio/wav", data=b"RIFF"))
+        long_ago = func.now() - timedelta(days=40)
+        conn.execute(update(jobs).where(jobs.c.id.in_([old_done, old_queued])).values(completed_at=long_ago))
+    ctx = WorkerContext(settings, db, redis_lib.Redis.from_url(settings.redis_url), load_catalog())
+    assert retention_once(ctx) >= 1
+    erased, kept, live = row(db, old_done), row(db, new_done), row(db, old_queued)
+    assert erased["erased_at"] is not None and erased["result"] is None and erased["status"] == "succeeded"
+    assert kept["erased_at"] is None and kept["result"] == {"label": "x"}
+    assert live["erased_at"] is None and live["input"] is not None  # not finished: never expired
+    with db.connect() as conn:
+        assert (
+            conn.execute(select(func.count()).select_from(job_blobs).where(job_blobs.c.job_id == old_done)).scalar_one()
+            == 0
+        )
