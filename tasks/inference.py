@@ -27,7 +27,7 @@ def _guarded(call: Any, items: list[Any], label: str) -> list[Any]:
     try:
         return call(items)
     except Exception:
-        log.exception(f"batch {label} failed; retrying items one at a time", extra={"size": len(items)})
+        log.exception("batch failed; retrying items one at a time", extra={"step": label, "size": len(items)})
     results = []
     for item in items:
         try:
