@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
@@ -38,10 +38,10 @@ worker: $(STAMP) ## start the inference worker(s): one per GPU, or one on the CP
 	$(PY) -m workers.launch
 
 api: $(STAMP) ## start only the API under gunicorn
-	$(PY) -m gunicorn -c gunicorn.conf.py app.wsgi:app
+	$(PY) -m workers.role api
 
 flower: $(STAMP) ## start only Flower (basic auth from ASSAY_FLOWER_USER / ASSAY_FLOWER_PASSWORD)
-	$(PY) -m celery -A workers.celery_app flower --port=5555 --basic-auth=$${ASSAY_FLOWER_USER:-admin}:$${ASSAY_FLOWER_PASSWORD:-assay-dev}
+	$(PY) -m workers.role flower
 
 key: $(STAMP) ## create an API key: make key TENANT=acme
 	$(PY) -m store.cli keys create --tenant $(or $(TENANT),dev)

@@ -27,6 +27,10 @@ worker_tmp_dir = "/dev/shm"
 timeout = 60  # > the longest ?wait=N long-poll
 graceful_timeout = 30
 keepalive = 5
+# Gunicorn answers requests past these limits itself, in HTML; past them is junk or an attack. Inside
+# them every request reaches the app and gets the one JSON error shape.
+limit_request_line = 8190
+limit_request_field_size = 32768
 accesslog = "-"
 access_log_format = (
     '{"ts":"%(t)s","logger":"assay.access","method":"%(m)s","path":"%(U)s","query":"%(q)s",'

@@ -7,7 +7,7 @@ import time
 from flask import g, request
 
 from app.errors import ApiError
-from app.services import services
+from app.resources import resources
 from store.keys import hash_key, tenant_for_key
 
 _cache: dict[str, tuple[str, float]] = {}
@@ -37,7 +37,7 @@ def authenticate() -> None:
     if cached and cached[1] > now:
         g.tenant = cached[0]
         return
-    svc = services()
+    svc = resources()
     with svc.db.connect() as conn:
         tenant = tenant_for_key(conn, key)
     if tenant is None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, jsonify, request
+from redis import RedisError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from store.db import unreachable
+from store.secrets_box import SecretsKeyError
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -44,6 +52,13 @@ _HTTP_CODES = {
 }
 
 
+#: Paths shaped like a job's or an event's route whose id no job or event could have.
+_NOT_FOUND_UNDER = (
+    (re.compile(r"/v1/jobs/[^/]+(/cancel|/webhooks)?"), "job_not_found"),
+    (re.compile(r"/v1/webhooks/[^/]+/redeliver"), "webhook_event_not_found"),
+)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -54,9 +69,29 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        code = _HTTP_CODES.get(status, "http_error")
+        if status == 404:  # an id no job or event could have: say what was not found, as for any unknown id
+            code = next((name for shape, name in _NOT_FOUND_UNDER if shape.fullmatch(request.path)), code)
+        response = error_response(status, code, exc.description or exc.name)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+        """A dependency outage is a 503 the client can retry, never a 500 (PostgreSQL's error text,
+        which names no user data thanks to `hide_parameters`, stays in the log)."""
+        if unreachable(exc) or isinstance(exc, PoolTimeoutError):
+            log.warning("PostgreSQL unavailable", extra={"error": type(exc).__name__})
+            response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+        elif isinstance(exc, SecretsKeyError):
+            log.error("webhook secrets unavailable", extra={"error": str(exc)})
+            response = error_response(503, "secrets_unavailable", str(exc))
+        elif isinstance(exc, RedisError):
+            log.warning("Redis unavailable", extra={"error": type(exc).__name__})
+            response = error_response(503, "broker_unavailable", "the broker is unavailable; retry shortly")
+        else:
+            log.exception("unhandled error")
+            return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

@@ -2,150 +2,66 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy import Connection, RowMapping
 
 from app.auth import authenticate
+from app.backpressure import check_queue_depth
+from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
+from app.request_json import check_text_param, json_body
+from app.resources import Resources, resources
 from app.schemas import WebhookSpec
-from app.serialize import decode_cursor, encode_cursor, event_json, job_json
-from app.services import Services, services
-from app.validation import EntryError, audio_spec, check_webhook, idempotency_key_from, validate_job
-from store import jobs as store_jobs
-from store import webhooks as store_webhooks
-from store.notify import FinishWaiter, notify_finished
-from store.tables import FINAL_STATUSES
-from store.webhooks import create_events
-from tasks.dispatch import publish_jobs, queue_for
-from tasks.metrics import JOBS_SUBMITTED
-from tasks.webhooks import publish_deliveries
-
-log = logging.getLogger(__name__)
+from app.uploads import upload_spec
+from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
+from app.waiting import wait_until_final
+from contract.documents import job_document, webhook_event_document
+from pipeline.lifecycle import Change
+from store import api as store
+from store.tables import JOB_STATUSES, LIVE_STATUSES, JobStatus
+from telemetry.metrics import JOBS_SUBMITTED
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(authenticate)
 
 
-def _json_body() -> Any:
-    if not request.mimetype or request.mimetype != "application/json":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "send the body as application/json (or multipart/form-data to upload audio to /v1/jobs)",
-        )
-    raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-
-
-_depths: dict[str, tuple[int, float]] = {}
-DEPTH_CACHE_SECONDS = 0.25
-
-
-def _queue_depth(svc: Services, queue: str) -> int:
-    """LLEN, re-read at most every 250 ms per process: a soft bound does not need a round trip per request."""
-    now = time.monotonic()
-    cached = _depths.get(queue)
-    if cached and now - cached[1] < DEPTH_CACHE_SECONDS:
-        return cached[0]
-    depth = int(svc.redis.llen(queue))
-    _depths[queue] = (depth, now)
-    return depth
-
-
-def _check_queue_depth(svc: Services, analyses: set[str], adding: int) -> None:
-    """Back-pressure: refuse new work while a queue is past its bound, rather than grow it forever."""
-    for queue in {queue_for(svc.settings, a) for a in analyses}:
-        depth = _queue_depth(svc, queue)
-        if depth + adding > svc.settings.max_queue_depth:
-            raise ApiError(
-                503,
-                "queue_full",
-                f"queue {queue} holds {depth} messages; try again shortly",
-                {"queue": queue, "depth": depth, "limit": svc.settings.max_queue_depth},
-                headers={"Retry-After": "5"},
-            )
-
-
-def _create(svc: Services, specs: list[store_jobs.JobSpec]) -> tuple[list[dict[str, Any]], bool]:
+def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, Any]], bool]:
     """Commit the rows, then publish. A failed publish leaves them for the sweeper: never lost."""
-    with svc.db.begin() as conn:
+    with svc.lifecycle.transaction() as unit:
         try:
-            created = store_jobs.create_jobs(conn, g.tenant, specs)
-        except store_jobs.IdempotencyConflictError:
+            created = store.create_jobs(unit.conn, g.tenant, specs, unit.publish_epoch)
+        except store.IdempotencyConflictError:
             raise ApiError(
                 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
             ) from None
+        if created.created:
+            unit.publish_jobs([(r["id"], r["analysis"]) for r in created.rows])
     if created.created:
         for row in created.rows:
             JOBS_SUBMITTED.labels(row["analysis"]).inc()
-        try:
-            publish_jobs(svc.celery, svc.settings, [(r["id"], r["analysis"]) for r in created.rows])
-        except Exception:
-            log.exception("publish failed; the sweeper will publish these jobs", extra={"jobs": len(created.rows)})
-            with svc.db.begin() as conn:
-                store_jobs.mark_not_enqueued(conn, [r["id"] for r in created.rows])
-    return [job_json(r) for r in created.rows], created.created
+    return [job_document(r) for r in created.rows], created.created
 
 
 def _details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
 
 
-def _upload(svc: Services, key: str | None) -> store_jobs.JobSpec:
-    """multipart/form-data: `analysis`, `file` (the audio), optional `metadata` (a JSON object)."""
-    form, files = request.form, request.files
-    analysis = form.get("analysis")
-    if not analysis:
-        raise EntryError(422, "validation_error", "form field 'analysis' is required")
-    if analysis not in svc.catalog:
-        raise EntryError(422, "unknown_analysis", f"analysis {analysis!r} is not served here", sorted(svc.catalog))
-    if svc.catalog[analysis].input != "audio":
-        raise EntryError(422, "validation_error", f"{analysis} takes text: send it as application/json")
-    upload = files.get("file")
-    if upload is None:
-        raise EntryError(
-            422,
-            "missing_file",
-            "send the audio in a form field named 'file'",
-            {"received_files": sorted(files), "received_fields": sorted(form)},
-        )
-    try:
-        metadata = json.loads(form.get("metadata") or "{}")
-    except json.JSONDecodeError:
-        metadata = None
-    if not isinstance(metadata, dict):
-        raise EntryError(422, "validation_error", "form field 'metadata' must be a JSON object")
-    try:
-        raw_webhook = form.get("webhook")
-        webhook = check_webhook(WebhookSpec.model_validate_json(raw_webhook) if raw_webhook else None, svc.settings)
-    except ValidationError:
-        raise EntryError(422, "validation_error", 'form field webhook must be JSON {"url", "events"?}') from None
-    data = upload.read(svc.settings.max_audio_bytes + 1)
-    spec = audio_spec(analysis, data, upload.filename, upload.mimetype, metadata, svc.settings, key)
-    return replace(spec, webhook=webhook)
-
-
 @bp.post("")
 def create_job() -> Response:
-    svc = services()
+    svc = resources()
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data":
-            spec = _upload(svc, key)
+            spec = upload_spec(svc, key)
         else:
-            spec = validate_job(_json_body(), svc.settings, svc.catalog, key)
+            spec = validate_job(json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
-    _check_queue_depth(svc, {spec.analysis}, 1)
+    check_queue_depth(svc, {spec.analysis}, 1)
     (job,), created = _create(svc, [spec])
     response = jsonify(job)
     response.status_code = 202 if created else 200
@@ -155,9 +71,9 @@ def create_job() -> Response:
 
 @bp.post("/batch")
 def create_batch() -> Response:
-    svc = services()
+    svc = resources()
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
-    body = _json_body()
+    body = json_body()
     entries = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(body, dict) or set(body) - {"jobs", "webhook"} or not isinstance(entries, list):
         raise ApiError(422, "validation_error", 'the body must be {"jobs": [ ... ], "webhook"?: {...}}')
@@ -191,22 +107,37 @@ def create_batch() -> Response:
         raise ApiError(
             422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
         )
-    _check_queue_depth(svc, {s.analysis for s in specs}, len(specs) // svc.settings.publish_chunk_size + 1)
+    check_queue_depth(svc, {s.analysis for s in specs}, len(specs) // svc.settings.publish_chunk_size + 1)
     jobs, created = _create(svc, specs)
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200
     return response
 
 
-def _load(svc: Services, job_id: str) -> dict[str, Any]:
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "job_not_found", f"no job {job_id[:80]!r}")
+
+
+def _gone(row: RowMapping) -> ApiError:
+    return ApiError(
+        410,
+        "job_erased",
+        "the job was erased: its input, result and metadata are gone; details.job is what remains",
+        {"job": job_document(row)},
+    )
+
+
+def _load(svc: Resources, job_id: str) -> dict[str, Any]:
     with svc.db.connect() as conn:
-        row = store_jobs.get_job(conn, g.tenant, job_id)
+        row = store.get_job(conn, g.tenant, job_id)
     if row is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r}")
-    return job_json(row)
+        raise _not_found(job_id)
+    if row["erased_at"] is not None:
+        raise _gone(row)
+    return job_document(row)
 
 
-def _wait_seconds(svc: Services) -> float:
+def _wait_seconds(svc: Resources) -> float:
     raw = request.args.get("wait")
     if raw is None:
         return 0
@@ -221,27 +152,20 @@ def _wait_seconds(svc: Services) -> float:
     return wait
 
 
-@bp.get("/<job_id>")
+@bp.get("/<job_id:job_id>")
 def get_job(job_id: str) -> Response:
     """With ?wait=N: answer when the job is final or after N s, holding no DB connection meanwhile."""
-    svc = services()
+    svc = resources()
     wait = _wait_seconds(svc)
-    job = _load(svc, job_id)
-    if wait and job["status"] not in FINAL_STATUSES:
-        with FinishWaiter(svc.redis, job_id) as waiter:
-            job = _load(svc, job_id)  # re-check after subscribing: no notification can slip by
-            if job["status"] not in FINAL_STATUSES:
-                waiter.wait(wait)
-                job = _load(svc, job_id)
-    return jsonify(job)
+    return jsonify(wait_until_final(svc.redis, job_id, lambda: _load(svc, job_id), wait))
 
 
 @bp.get("")
 def list_jobs() -> Response:
-    svc = services()
+    svc = resources()
     args = request.args
-    status = args.get("status") or None
-    if status and status not in ("queued", "running", "succeeded", "failed", "canceled"):
+    status = check_text_param("status", args.get("status"))
+    if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, "invalid_status", f"unknown status {status!r}")
     try:
         limit = int(args.get("limit", 50))
@@ -250,56 +174,74 @@ def list_jobs() -> Response:
     if not 1 <= limit <= svc.settings.list_max_limit:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {svc.settings.list_max_limit}")
     cursor = args.get("cursor")
-    before = decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor is not None else None
     with svc.db.connect() as conn:
-        rows = store_jobs.list_jobs(
-            conn, g.tenant, limit=limit + 1, status=status, analysis=args.get("analysis") or None, before=before
+        rows = store.list_jobs(
+            conn,
+            g.tenant,
+            limit=limit + 1,
+            status=status,
+            analysis=_analysis_filter(args.get("analysis")),
+            before=before,
         )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
-    return jsonify({"data": [job_json(r) for r in page], "next_cursor": next_cursor})
+    return jsonify({"data": [job_document(r) for r in page], "next_cursor": next_cursor})
 
 
-def _publish_events(svc: Services, event_ids: list[str]) -> None:
-    """After commit; if the broker is down the webhook sweeper sends them later."""
-    try:
-        publish_deliveries(svc.celery, svc.settings, event_ids)
-    except Exception:
-        log.exception("webhook publish failed; the webhook sweeper will send these", extra={"events": event_ids})
+def _analysis_filter(value: str | None) -> str | None:
+    check_text_param("analysis", value)
+    if value is not None and len(value) > 64:
+        raise ApiError(400, "invalid_parameter", "analysis is at most 64 characters", {"parameter": "analysis"})
+    return value or None
 
 
-@bp.get("/<job_id>/webhooks")
+@bp.get("/<job_id:job_id>/webhooks")
 def job_webhooks(job_id: str) -> Response:
     """Every webhook event of a job, each with its attempts (status code, latency, error, next try)."""
-    svc = services()
+    svc = resources()
     with svc.db.connect() as conn:
-        if store_jobs.get_job(conn, g.tenant, job_id) is None:
-            raise ApiError(404, "job_not_found", f"no job {job_id!r}")
-        events = store_webhooks.events_for_job(conn, g.tenant, job_id)
-    return jsonify({"data": [event_json(e) for e in events]})
+        row = store.get_job(conn, g.tenant, job_id)
+        if row is None:
+            raise _not_found(job_id)
+        if row["erased_at"] is not None:
+            raise _gone(row)
+        events = store.events_for_job(conn, g.tenant, job_id)
+    return jsonify({"data": [webhook_event_document(event, attempts) for event, attempts in events]})
 
 
-@bp.post("/<job_id>/cancel")
-def cancel_job(job_id: str) -> Response:
-    svc = services()
-    with svc.db.begin() as conn:
-        outcome = store_jobs.cancel_job(conn, g.tenant, job_id)
-        events = create_events(conn, [job_id], svc.settings.webhook_publish_grace_seconds) if outcome else []
+def _canceled(row: RowMapping, before: str) -> list[Change]:
+    """The job-finished change of a cancel or erasure, if the job was live before it."""
+    if before not in LIVE_STATUSES:
+        return []
+    return [
+        Change(row["id"], row["analysis"], JobStatus.CANCELED, attempt=row["attempts"], created_at=row["created_at"])
+    ]
+
+
+def _end(job_id: str, end: Callable[[Connection, str, str], tuple[RowMapping, str] | None]) -> tuple[RowMapping, str]:
+    """Cancel or erase in one transaction; a job that was live leaves by the job-finished path, as canceled."""
+    svc = resources()
+    with svc.lifecycle.transaction() as unit:
+        outcome = end(unit.conn, g.tenant, job_id)
+        if outcome is not None:
+            unit.finished(_canceled(*outcome))
     if outcome is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r}")
-    row, before = outcome
-    if before not in ("queued", "running"):
-        raise ApiError(409, "job_not_cancelable", f"the job is already {before}", {"job": job_json(row)})
-    notify_finished(svc.redis, [job_id])
-    _publish_events(svc, events)
-    return jsonify({"job": job_json(row), "cancellation": "immediate" if before == "queued" else "best_effort"})
+        raise _not_found(job_id)
+    return outcome
 
 
-@bp.delete("/<job_id>")
+@bp.post("/<job_id:job_id>/cancel")
+def cancel_job(job_id: str) -> Response:
+    row, before = _end(job_id, store.cancel_job)
+    if before not in LIVE_STATUSES:
+        raise ApiError(409, "job_not_cancelable", f"the job is already {before}", {"job": job_document(row)})
+    cancellation = "immediate" if before == JobStatus.QUEUED else "best_effort"
+    return jsonify({"job": job_document(row), "cancellation": cancellation})
+
+
+@bp.delete("/<job_id:job_id>")
 def erase_job(job_id: str) -> Response:
-    svc = services()
-    with svc.db.begin() as conn:
-        row = store_jobs.erase_job(conn, g.tenant, job_id)
-    if row is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r}")
-    return jsonify(job_json(row))
+    """Erasure; a live job is canceled by it, and that cancellation follows the job-finished path."""
+    row, _ = _end(job_id, store.erase_job)
+    return jsonify(job_document(row))

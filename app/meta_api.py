@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from app.auth import authenticate
+from app.errors import error_response
 from app.openapi import openapi_document
-from app.services import services
+from app.resources import resources
 from config import Settings
-from config.analyses import model_choice, model_label
+from config.catalog import model_choice, model_label
 
 bp = Blueprint("meta", __name__)
 
@@ -22,7 +23,7 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> Response:
-    svc = services()
+    svc = resources()
     failed: dict[str, str] = {}
     try:
         with svc.db.connect() as conn:
@@ -34,17 +35,7 @@ def ready() -> Response:
     except Exception as exc:
         failed["redis"] = type(exc).__name__
     if failed:
-        response = jsonify(
-            {
-                "error": {
-                    "code": "not_ready",
-                    "message": "unreachable: " + ", ".join(sorted(failed)),
-                    "details": failed,
-                }
-            }
-        )
-        response.status_code = 503
-        return response
+        return error_response(503, "not_ready", "unreachable: " + ", ".join(sorted(failed)), failed)
     return jsonify({"status": "ready", "checks": {"postgresql": "ok", "redis": "ok"}})
 
 
@@ -60,9 +51,9 @@ def metrics() -> Response:
         values,
     )
 
-    from tasks.metrics import QueueDepthCollector
+    from telemetry.metrics import QueueDepthCollector
 
-    svc = services()
+    svc = resources()
     if values.ValueClass is values.MutexValue:  # one process: the default registry holds everything
         registry = CollectorRegistry()
         registry.register(_Forward(REGISTRY))
@@ -84,7 +75,11 @@ class _Forward:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document())
+    svc = resources()
+    document = current_app.extensions.get("assay.openapi")
+    if document is None:
+        document = current_app.extensions["assay.openapi"] = openapi_document(svc.settings, svc.catalog)
+    return jsonify(document)
 
 
 def _limits(kind: str, s: Settings) -> dict[str, float]:
@@ -97,7 +92,7 @@ def _limits(kind: str, s: Settings) -> dict[str, float]:
 @bp.get("/v1/analyses")
 def analyses() -> Response:
     authenticate()
-    svc = services()
+    svc = resources()
     s = svc.settings
     data = [
         {

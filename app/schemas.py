@@ -149,3 +149,9 @@ class Analysis(BaseModel):
 
 class AnalysisList(BaseModel):
     data: list[Analysis]
+
+
+class Redelivery(BaseModel):
+    id: str
+    status: Literal["pending"]
+    previous_status: Literal["pending", "delivered", "failed", "stopped"]

@@ -6,17 +6,19 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from app.errors import ApiError
+from app.offload import off_loop
 from app.schemas import AudioJobCreate, JobCreate, WebhookSpec
 from config import Settings
-from config.analyses import AnalysisConfig
-from store.jobs import JobSpec
-from tasks.urlguard import UnsafeURLError, check_webhook_url
+from config.catalog import AnalysisConfig
+from store.api import JobSpec
+from webhooks.urlguard import UnsafeURLError, check_webhook_url
 
 
 class EntryError(Exception):
@@ -163,7 +165,9 @@ def audio_spec(
     if len(data) > settings.max_audio_bytes:
         raise _too_large(settings, len(data))
     try:
-        info = probe_audio(data)
+        info = off_loop(
+            probe_audio, data, max_seconds=settings.max_audio_seconds, deadline_seconds=settings.audio_probe_seconds
+        )
     except InvalidAudio as exc:
         raise EntryError(422, exc.code, exc.message) from None
     if info.duration_seconds > settings.max_audio_seconds:
@@ -197,10 +201,15 @@ def audio_spec(
     )
 
 
+#: Standard base64, padded (what `base64.b64decode(..., validate=True)` takes); published in the OpenAPI document.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+#: 1-200 printable ASCII characters, no space at either end (published in the OpenAPI document).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,198}[!-~])?$"
+
+
 def idempotency_key_from(header: str | None) -> str | None:
     if header is None:
         return None
-    key = header.strip()
-    if not key or len(key) > 200 or not key.isprintable():
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
-    return key
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, header):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable ASCII characters")
+    return header

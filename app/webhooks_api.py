@@ -6,40 +6,48 @@ from flask import Blueprint, Response, g, jsonify
 
 from app.auth import authenticate
 from app.errors import ApiError
-from app.services import services
-from store import webhooks as store_webhooks
-from tasks.webhooks import publish_deliveries
+from app.resources import resources
+from contract.documents import iso_timestamp
+from store import api as store
+from store.tables import EventStatus
+from store.webhook_secrets import SecretInfo, rotate_secret, secret_info
 
 bp = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks")
 bp.before_request(authenticate)
 
 
+def _secret_json(info: SecretInfo) -> dict[str, str | None]:
+    return {"secret": info.secret, "previous_secret_expires_at": iso_timestamp(info.previous_expires_at)}
+
+
 @bp.get("/secret")
 def show_secret() -> Response:
-    svc = services()
-    with svc.db.connect() as conn:
-        return jsonify(store_webhooks.secret_info(conn, g.tenant))
+    svc = resources()
+    with svc.db.begin() as conn:  # a tenant's first secret is made on first use
+        return jsonify(_secret_json(secret_info(conn, g.tenant, svc.secret_box)))
 
 
 @bp.post("/secret/rotate")
-def rotate_secret() -> Response:
+def rotate() -> Response:
     """A new secret at once; the previous one keeps signing beside it for the grace period."""
-    svc = services()
+    svc = resources()
     with svc.db.begin() as conn:
-        return jsonify(store_webhooks.rotate_secret(conn, g.tenant, svc.settings.webhook_secret_grace_seconds))
+        grace = svc.settings.webhook_secret_grace_seconds
+        return jsonify(_secret_json(rotate_secret(conn, g.tenant, grace, svc.secret_box)))
 
 
-@bp.post("/<event_id>/redeliver")
+@bp.post("/<event_id:event_id>/redeliver")
 def redeliver(event_id: str) -> Response:
     """Send an event once more, with the same webhook-id; the attempt is recorded like any other."""
-    svc = services()
-    with svc.db.begin() as conn:
-        before = store_webhooks.redeliver(conn, g.tenant, event_id, svc.settings.webhook_publish_grace_seconds)
+    svc = resources()
+    with svc.lifecycle.transaction() as unit:
+        before = store.redeliver(unit.conn, g.tenant, event_id, unit.publish_epoch)
+        if before is not None and before != EventStatus.DELIVERING:
+            unit.publish_events([event_id])
     if before is None:
-        raise ApiError(404, "webhook_event_not_found", f"no webhook event {event_id!r}")
-    if before == "delivering":
+        raise ApiError(404, "webhook_event_not_found", f"no webhook event {event_id[:80]!r}")
+    if before == EventStatus.DELIVERING:
         raise ApiError(409, "webhook_delivery_in_progress", "the event is being delivered right now; try again")
-    publish_deliveries(svc.celery, svc.settings, [event_id])
-    response = jsonify({"id": event_id, "status": "pending", "previous_status": before})
+    response = jsonify({"id": event_id, "status": EventStatus.PENDING, "previous_status": before})
     response.status_code = 202
     return response

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg2
 import redis
+from cryptography.fernet import Fernet
 from psycopg2 import sql
 from sqlalchemy import Engine
 
@@ -68,6 +69,7 @@ def bench_stack(**overrides: str) -> Iterator[Bench]:
             "ASSAY_VAR_DIR": str(logdir / "var"),
             "ASSAY_WORKER_METRICS_PORT": "0",
             "ASSAY_AUTH_CACHE_SECONDS": "60",
+            "ASSAY_SECRETS_KEYS": Fernet.generate_key().decode(),
             "HF_HUB_OFFLINE": "1",
             **overrides,
         }

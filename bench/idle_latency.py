@@ -17,7 +17,7 @@ import time
 from bench.harness import bench_stack, record, table
 from bench.pipeline import percentile
 from bench.texts import messages
-from config.analyses import load_catalog
+from config.catalog import load_catalog
 from models.registry import EngineRegistry
 from tests.support import Client
 

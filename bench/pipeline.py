@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from bench.harness import Bench, bench_stack, record, table
 from bench.texts import messages
-from config.analyses import load_catalog
+from config.catalog import load_catalog
 from models.registry import EngineRegistry
 from store.tables import jobs
 from tests.integration.helpers import wait_all_final

@@ -11,8 +11,10 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.engines import MODEL_ENGINE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +39,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
     db_statement_timeout_ms: int = Field(15_000, ge=100)
+    db_outage_patience_seconds: float = Field(
+        120.0, ge=0, description="a worker retries PostgreSQL this long before giving a batch up"
+    )
+    redis_timeout_seconds: float = Field(2.0, gt=0, description="every Redis read or write")
+    redis_connect_timeout_seconds: float = Field(1.0, gt=0)
 
     # --- queues -----------------------------------------------------------------------
     queue_prefix: str = Field("assay", pattern=r"^[a-z][a-z0-9_.-]*$")
@@ -49,8 +56,15 @@ class Settings(BaseSettings):
     worker_prefetch_batches: int = Field(2, ge=1, le=64)
 
     # --- leases, recovery ---------------------------------------------------------------
-    lease_seconds: int = Field(300, ge=1)
-    requeue_after_seconds: int = Field(120, ge=1, description="a queued job older than this is re-published")
+    lease_seconds: int = Field(300, ge=1, description="renewed every third of it while the worker runs the job")
+    max_run_seconds: float = Field(
+        3600.0, gt=0, description="a worker stops renewing a job's lease after this; the sweeper then takes it"
+    )
+    requeue_after_seconds: int = Field(
+        120,
+        ge=1,
+        description="a queued job whose message is in no queue and held by no worker for this long is re-sent",
+    )
     max_attempts: int = Field(3, ge=1, le=100)
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_limit: int = Field(5_000, ge=1)
@@ -88,6 +102,9 @@ class Settings(BaseSettings):
     speech_beam_size: int = Field(1, ge=1, le=10)
     max_audio_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(600.0, gt=0)
+    audio_probe_seconds: float = Field(
+        0.8, gt=0, le=10, description="an upload whose length cannot be read this fast is refused (422)"
+    )
     warmup: bool = True
 
     # --- API ----------------------------------------------------------------------------
@@ -98,6 +115,9 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(10.0, ge=0)
 
     worker_metrics_port: int = Field(9100, ge=0, le=65535, description="a worker's /metrics port; 0: off")
+    worker_families: list[str] = Field(
+        default_factory=lambda: ["text", "audio"], description="model families (queues) an inference worker serves"
+    )
 
     # --- webhooks -------------------------------------------------------------------------------
     webhook_timeout_seconds: float = Field(15.0, gt=0, le=120)
@@ -111,13 +131,27 @@ class Settings(BaseSettings):
     webhook_sweep_interval_seconds: float = Field(5.0, gt=0)
     webhook_max_retry_after_seconds: float = Field(86_400, gt=0)
     webhook_publish_grace_seconds: float = Field(
-        60.0, gt=0, description="a published delivery not started by then is re-sent"
+        60.0, gt=0, description="a published delivery in no queue and held by no worker for this long is re-sent"
     )
-    webhook_concurrency: int = Field(50, ge=1, le=1000)
+    webhook_concurrency: int = Field(100, ge=1, le=2000, description="HTTP attempts in flight per webhook worker")
+    webhook_batches_in_flight: int = Field(8, ge=1, le=200, description="event batches a webhook worker runs at once")
+    webhook_per_host_limit: int = Field(
+        16, ge=1, le=1000, description="attempts in flight to one receiver (host:port); the rest wait their turn"
+    )
+    webhook_publish_chunk_size: int = Field(50, ge=1, le=1000, description="webhook events per broker message")
+    webhook_max_response_bytes: int = Field(65_536, ge=0, description="read of a receiver's answer, at most")
+    webhook_circuit_failures: int = Field(
+        10, ge=1, description="consecutive failures that pause a receiver (its events wait their schedule)"
+    )
+    webhook_circuit_open_seconds: float = Field(30.0, gt=0)
+    secrets_keys: SecretStr = Field(
+        SecretStr(""), description="Fernet keys, newest first, comma separated: encrypt webhook secrets at rest"
+    )
     max_webhook_url_chars: int = Field(2048, ge=16)
 
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)
+    flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
     flower_user: str = "admin"
     flower_password: str = "assay-dev"
 
@@ -154,8 +188,11 @@ class Settings(BaseSettings):
     def _engine_source_pairs(cls, value: dict[str, str]) -> dict[str, str]:
         for analysis, choice in value.items():
             engine, sep, source = choice.partition(":")
-            if not sep or not source or engine not in ("hf-classifier", "embedding-prototype", "whisper"):
-                raise ValueError(f"{analysis}: expected 'hf-classifier:<model id or path>', got {choice!r}")
+            if not sep or not source or engine not in MODEL_ENGINE_NAMES:
+                raise ValueError(
+                    f"{analysis}: expected '<engine>:<model id or path>' with an engine from "
+                    f"{', '.join(MODEL_ENGINE_NAMES)}, got {choice!r}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -167,6 +204,8 @@ class Settings(BaseSettings):
             )
         if self.flower_password == "assay-dev" and self.environment == "production":
             raise ValueError("set ASSAY_FLOWER_PASSWORD in production")
+        if not self.secrets_keys.get_secret_value() and self.environment == "production":
+            raise ValueError("set ASSAY_SECRETS_KEYS in production: it encrypts webhook signing secrets at rest")
         return self
 
     # --- derived --------------------------------------------------------------------------
@@ -178,6 +217,10 @@ class Settings(BaseSettings):
     def queue_name(self, family: str) -> str:
         """Broker queue of a model family, e.g. `assay.text`."""
         return f"{self.queue_prefix}.{family}"
+
+    @property
+    def secrets_key_list(self) -> list[str]:
+        return [key.strip() for key in self.secrets_keys.get_secret_value().split(",") if key.strip()]
 
     @property
     def webhook_queue(self) -> str:

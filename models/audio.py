@@ -9,6 +9,7 @@ float32 mono at a fixed sample rate.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,16 +32,21 @@ class AudioInfo:
     codec: str
 
 
-def probe_audio(data: bytes) -> AudioInfo:
-    """Duration, rate, channels and codec of the first audio stream.
+def probe_audio(data: bytes, *, max_seconds: float | None = None, deadline_seconds: float = 1.0) -> AudioInfo:
+    """Duration, rate, channels and codec of the first audio stream, in bounded time.
 
-    The duration comes from the stream or container header; only when neither has one
-    (streamed WebM/Ogg, raw ADTS) is the audio decoded to count its samples.
+    The duration comes from the stream or container header. When neither has one (streamed
+    WebM/Ogg, raw ADTS), the packets are counted without decoding them; once they pass
+    `max_seconds` the answer is known ("too long") and counting stops. Only packets without
+    durations are decoded, again stopping at `max_seconds`. A probe still undecided after
+    `deadline_seconds` raises `audio_probe_timeout`: an upload can never hold the caller longer.
+    The duration reported is then a lower bound when it exceeds `max_seconds`.
     """
     if not data:
         raise InvalidAudio("empty_audio", "audio is empty")
     import av
 
+    deadline = time.monotonic() + deadline_seconds
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
@@ -49,7 +55,7 @@ def probe_audio(data: bytes) -> AudioInfo:
             context = stream.codec_context
             duration = _header_duration(container, stream)
             if duration is None or duration <= 0:
-                duration = _decoded_duration(container, stream)
+                duration = _counted_duration(data, max_seconds, deadline)
             info = AudioInfo(
                 duration_seconds=round(duration, 3),
                 sample_rate=int(context.sample_rate or 0),
@@ -125,10 +131,46 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
             continue
 
 
-def _decoded_duration(container: Any, stream: Any) -> float:
-    samples = 0
-    rate = stream.codec_context.sample_rate or 0
-    for frame in _frames(container, stream):
-        samples += frame.samples
-        rate = frame.sample_rate or rate
+def _counted_duration(data: bytes, max_seconds: float | None, deadline: float) -> float:
+    """Seconds of audio found by demuxing packets (cheap: no decoding), or by decoding when packets
+    carry no durations; stops early past `max_seconds`, raises past `deadline`."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        seconds, undated = 0.0, 0
+        for count, packet in enumerate(container.demux(stream), 1):
+            if packet.duration and packet.time_base:
+                seconds += float(packet.duration * packet.time_base)
+            elif packet.size:
+                undated += 1
+            if max_seconds is not None and seconds > max_seconds:
+                return seconds
+            if count % 512 == 0 and time.monotonic() > deadline:
+                raise _probe_timeout()
+        if not undated:
+            return seconds
+    return _decoded_duration(data, max_seconds, deadline)
+
+
+def _decoded_duration(data: bytes, max_seconds: float | None, deadline: float) -> float:
+    import av
+
+    with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        samples = 0
+        rate = stream.codec_context.sample_rate or 0
+        for count, frame in enumerate(_frames(container, stream), 1):
+            samples += frame.samples
+            rate = frame.sample_rate or rate
+            if rate and max_seconds is not None and samples / rate > max_seconds:
+                break
+            if count % 64 == 0 and time.monotonic() > deadline:
+                raise _probe_timeout()
     return samples / rate if rate else 0.0
+
+
+def _probe_timeout() -> InvalidAudio:
+    return InvalidAudio(
+        "audio_probe_timeout", "the audio's length could not be read quickly; send a file whose header states it"
+    )

@@ -3,6 +3,7 @@
 Every embedding-prototype analysis is a head on one `PrototypeBank` over one encoder, so any
 mix of text analyses in a batch costs one encoder pass; an `hf-classifier` analysis gets its own
 model. Decisions (flagged, risk score, verdict) are applied here, identically for both engines.
+Which engine builds an analysis is a table (`_BUILDERS`), keyed by the one list of engine names.
 """
 
 from __future__ import annotations
@@ -10,27 +11,33 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from config import Settings
-from config.analyses import AnalysisConfig, model_choice, model_label
-from models.base import InputError, TextPrediction
+from config.catalog import AnalysisConfig, ModelChoice, model_choice, model_label
+from config.engines import EngineName
+from models.base import InputError, SpeechEngine, TextEngine, TextPrediction
 from models.decisions import decide
+from models.prototype import PrototypeBank
 
 log = logging.getLogger(__name__)
 
-PROTOTYPES = "embedding-prototype"
+PROTOTYPES: EngineName = "embedding-prototype"
+T = TypeVar("T")
 
 
 @dataclass
 class EngineRegistry:
+    """Implements `models.base.Engines` for a deployment's catalog and settings."""
+
     settings: Settings
     catalog: dict[str, AnalysisConfig]
     load_seconds: dict[str, float] = field(default_factory=dict)
-    _bank: Any = None
-    _classifiers: dict[str, Any] = field(default_factory=dict)
-    _transcriber: Any = None
+    _bank: PrototypeBank | None = None
+    _classifiers: dict[str, TextEngine] = field(default_factory=dict)
+    _speech: SpeechEngine | None = None
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -41,24 +48,22 @@ class EngineRegistry:
                 self._ensure(name)
 
     def warm_up(self) -> None:
-        text = [name for name in self.catalog if self._is_text(name) and self._loaded(name)]
+        text = [name for name, config in self.catalog.items() if config.input == "text" and self._loaded(name)]
         if text:
             self.predict_text([(name, "warm-up") for name in text])
-        if self._transcriber is not None:
-            self._transcriber.warm_up()
-
-    def _is_text(self, analysis: str) -> bool:
-        return self.catalog[analysis].input == "text"
+        if self._speech is not None:
+            self._speech.warm_up()
 
     def _loaded(self, analysis: str) -> bool:
-        if self.catalog[analysis].engine == "pipeline":
+        config = self.catalog[analysis]
+        if config.engine == "pipeline":
             return False
-        engine = model_choice(self.settings, self.catalog[analysis]).engine
-        if engine == PROTOTYPES:
+        if model_choice(self.settings, config).engine == PROTOTYPES:
             return self._bank is not None and analysis in self._bank.heads
         return analysis in self._classifiers
 
-    def _timed(self, key: str, build: Any) -> Any:
+    def timed(self, key: str, build: Callable[[], T]) -> T:
+        """Build a model and remember how long it took (the `assay_model_load_seconds` metric)."""
         started = time.perf_counter()
         built = build()
         self.load_seconds[key] = time.perf_counter() - started
@@ -67,68 +72,8 @@ class EngineRegistry:
 
     def _ensure(self, analysis: str) -> None:
         config = self.catalog[analysis]
-        if config.engine == "pipeline":
-            for name in config.steps + config.then:
-                self._ensure(name)
-            return
         choice = model_choice(self.settings, config)
-        s = self.settings
-        if choice.engine == PROTOTYPES:
-            if self._bank is None:
-                from models.encoder import SentenceEncoder, packaged_minilm_path
-                from models.prototype import PrototypeBank
-
-                source = s.text_model_path or packaged_minilm_path()
-                encoder = self._timed(
-                    choice.model,
-                    lambda: SentenceEncoder(
-                        source,
-                        device=s.device,
-                        max_length=s.max_model_tokens,
-                        max_batch_size=s.max_batch_size,
-                        local_files_only=not s.allow_model_download,
-                        name=choice.model,
-                    ),
-                )
-                self._bank = PrototypeBank(encoder)
-            if analysis not in self._bank.heads:
-                self._bank.add_head(
-                    analysis, config.labels, temperature=config.temperature, model_name=model_label(s, config)
-                )
-        elif choice.engine == "hf-classifier":
-            if analysis not in self._classifiers:
-                from models.hf_classifier import HFClassifier
-
-                self._classifiers[analysis] = self._timed(
-                    choice.model,
-                    lambda: HFClassifier(
-                        choice.model,
-                        device=s.device,
-                        max_length=s.max_model_tokens,
-                        max_batch_size=s.max_batch_size,
-                        local_files_only=not s.allow_model_download,
-                    ),
-                )
-        elif choice.engine == "whisper":
-            if self._transcriber is None:
-                from models.transcriber import WhisperTranscriber, packaged_tiny_en_path
-
-                source = s.speech_model_path or packaged_tiny_en_path()
-                self._transcriber = self._timed(
-                    choice.model,
-                    lambda: WhisperTranscriber(
-                        source,
-                        device=s.device,
-                        compute_type=s.speech_compute_type,
-                        cpu_threads=s.torch_threads,
-                        beam_size=s.speech_beam_size,
-                        max_batch_size=s.max_batch_size,
-                        local_files_only=not s.allow_model_download,
-                        name=choice.model,
-                    ),
-                )
-        else:
-            raise ValueError(f"analysis {analysis!r}: unknown engine {choice.engine!r}")
+        _BUILDERS[choice.engine](self, analysis, config, choice)
 
     # --- inference -------------------------------------------------------------------------------
 
@@ -143,6 +88,7 @@ class EngineRegistry:
             by_model[PROTOTYPES if engine == PROTOTYPES else analysis].append(index)
         for key, indices in by_model.items():
             if key == PROTOTYPES:
+                assert self._bank is not None
                 predictions = self._bank.predict_many([items[i] for i in indices])
             else:
                 predictions = self._classifiers[key].predict([items[i][1] for i in indices])
@@ -155,7 +101,79 @@ class EngineRegistry:
         return decide(prediction, flag_label=config.flag_label, threshold=config.threshold, verdicts=config.verdicts)
 
     @property
-    def transcriber(self) -> Any:
-        if self._transcriber is None:
+    def speech(self) -> SpeechEngine:
+        if self._speech is None:
             self._ensure(next(n for n, c in self.catalog.items() if c.engine == "whisper"))
-        return self._transcriber
+        assert self._speech is not None
+        return self._speech
+
+
+# --- builders: one per engine name ------------------------------------------------------------------
+
+
+def _model_args(settings: Settings) -> dict[str, Any]:
+    """Constructor arguments every model engine takes from settings."""
+    return {
+        "device": settings.device,
+        "max_batch_size": settings.max_batch_size,
+        "local_files_only": not settings.allow_model_download,
+    }
+
+
+def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    if reg._bank is None:
+        from models.encoder import SentenceEncoder, packaged_minilm_path
+
+        source = reg.settings.text_model_path or packaged_minilm_path()
+        encoder = reg.timed(
+            choice.model,
+            lambda: SentenceEncoder(
+                source, max_length=reg.settings.max_model_tokens, name=choice.model, **_model_args(reg.settings)
+            ),
+        )
+        reg._bank = PrototypeBank(encoder)
+    if analysis not in reg._bank.heads:
+        label = model_label(reg.settings, config)
+        reg._bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
+
+
+def _add_classifier(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    if analysis not in reg._classifiers:
+        from models.hf_classifier import HFClassifier
+
+        reg._classifiers[analysis] = reg.timed(
+            choice.model,
+            lambda: HFClassifier(choice.model, max_length=reg.settings.max_model_tokens, **_model_args(reg.settings)),
+        )
+
+
+def _add_speech(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    if reg._speech is None:
+        from models.transcriber import WhisperTranscriber, packaged_tiny_en_path
+
+        s = reg.settings
+        source = s.speech_model_path or packaged_tiny_en_path()
+        reg._speech = reg.timed(
+            choice.model,
+            lambda: WhisperTranscriber(
+                source,
+                compute_type=s.speech_compute_type,
+                cpu_threads=s.torch_threads,
+                beam_size=s.speech_beam_size,
+                name=choice.model,
+                **_model_args(s),
+            ),
+        )
+
+
+def _add_pipeline(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    for name in config.steps + config.then:
+        reg._ensure(name)
+
+
+_BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, ModelChoice], None]] = {
+    "embedding-prototype": _add_prototype_head,
+    "hf-classifier": _add_classifier,
+    "whisper": _add_speech,
+    "pipeline": _add_pipeline,
+}

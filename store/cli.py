@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 
+from sqlalchemy import Engine
+
 from config import get_settings
 from store.db import make_engine
 from store.keys import create_key, list_keys, revoke_key
+from store.secrets_box import SecretBox
+from store.webhook_secrets import reencrypt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     revoke = keys.add_parser("revoke", help="revoke a key by its id (key_...)")
     revoke.add_argument("key_id")
     keys.add_parser("list", help="list keys (never the secrets)")
+    secrets_area = sub.add_parser("secrets", help="webhook signing secrets at rest")
+    secrets_actions = secrets_area.add_subparsers(dest="action", required=True)
+    secrets_actions.add_parser(
+        "reencrypt", help="re-encrypt every secret under the first key of ASSAY_SECRETS_KEYS (online, in chunks)"
+    )
     args = parser.parse_args(argv)
 
-    engine = make_engine(get_settings(), pool_size=1)
+    settings = get_settings()
+    engine = make_engine(settings, pool_size=1)
+    if args.area == "secrets":
+        done = reencrypt_all(engine, SecretBox(settings.secrets_key_list))
+        print(f"re-encrypted {done} webhook secrets under the first key")
+        engine.dispose()
+        return 0
     with engine.begin() as conn:
         if args.action == "create":
             issued = create_key(conn, args.tenant, args.label)
@@ -45,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row, default=str))
     engine.dispose()
     return 0
+
+
+def reencrypt_all(engine: Engine, box: SecretBox, chunk: int = 500) -> int:
+    """Every secret under the box's first key, a chunk per transaction; returns how many."""
+    done, after = 0, 0
+    while True:
+        with engine.begin() as conn:
+            count, after = reencrypt(conn, box, after, chunk)
+        done += count
+        if count < chunk:
+            return done
 
 
 if __name__ == "__main__":

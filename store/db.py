@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Engine, create_engine, func
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from config import Settings
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
-    """A pooled engine; statement_timeout bounds every query so nothing hangs a worker forever."""
+    """A pooled engine; statement_timeout bounds every query so nothing hangs a worker forever.
+
+    `hide_parameters`: an error's message and log line show the SQL, never the values bound to it
+    (users' texts, metadata, results).
+    """
     return create_engine(
         settings.database_url,
+        hide_parameters=True,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
@@ -26,8 +37,33 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     )
 
 
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection inside one transaction, committed on success and returned to the pool at once."""
-    with engine.begin() as conn:
-        yield conn
+def interval(seconds: float) -> Any:
+    """A PostgreSQL interval of `seconds`, for `now() + interval(...)` in queries."""
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True for errors that mean PostgreSQL could not be reached or dropped the connection (an outage,
+    a restart, a failover), as opposed to a statement PostgreSQL refused."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def retry_while_unreachable(work: Callable[[], T], *, patience_seconds: float, what: str) -> T:
+    """Run `work`, retrying with backoff while PostgreSQL is unreachable, for up to `patience_seconds`.
+
+    For workers: a batch whose claim or write meets a database restart waits for it rather than
+    failing jobs or dropping the messages that carry them. Statement errors are not retried.
+    """
+    deadline = time.monotonic() + patience_seconds
+    delay = 0.25
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            if not unreachable(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("PostgreSQL unreachable; retrying", extra={"step": what, "retry_in": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -15,3 +15,8 @@ def new_id(prefix: str, nbytes: int = 15) -> str:
 def new_webhook_secret() -> str:
     """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def id_pattern(prefix: str) -> str:
+    """The ids `new_id(prefix)` makes, as a regular expression (published in the OpenAPI document)."""
+    return rf"^{prefix}_[A-Za-z0-9]{{1,64}}$"

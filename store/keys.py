@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from store.ids import new_id, new_webhook_secret
+from store.ids import new_id
 from store.tables import api_keys, tenants
 
 KEY_PREFIX = "assay_"
@@ -29,11 +29,7 @@ class IssuedKey:
 
 def ensure_tenant(conn: Connection, name: str) -> str:
     """The tenant's id, creating the tenant on first use."""
-    conn.execute(
-        pg_insert(tenants)
-        .values(id=new_id("ten"), name=name, webhook_secret=new_webhook_secret())
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
+    conn.execute(pg_insert(tenants).values(id=new_id("ten"), name=name).on_conflict_do_nothing(index_elements=["name"]))
     return conn.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar_one()
 
 

@@ -20,6 +20,7 @@ def alembic_config(settings: Settings) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["database_url"] = settings.database_url
+    cfg.attributes["settings"] = settings  # data migrations that need more (the secrets key) read it here
     return cfg
 
 

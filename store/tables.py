@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -22,8 +24,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
-FINAL_STATUSES = ("succeeded", "failed", "canceled")
+
+class JobStatus(StrEnum):
+    """A job's states: `queued → running → succeeded | failed`, or `canceled` from queued or running."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class EventStatus(StrEnum):
+    """A webhook event's delivery states; delivered, failed and stopped are final."""
+
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+JOB_STATUSES = tuple(JobStatus)
+FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+WEBHOOK_EVENT_STATUSES = tuple(EventStatus)
 
 metadata = MetaData(
     naming_convention={
@@ -41,11 +66,20 @@ tenants = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Standard Webhooks signing secret (`whsec_…`); during a rotation the previous one also signs
-    # until `webhook_secret_previous_until`, so receivers can switch without dropping events.
-    Column("webhook_secret", String(100), nullable=False),
-    Column("webhook_secret_previous", String(100)),
-    Column("webhook_secret_previous_until", DateTime(timezone=True)),
+)
+
+# Standard Webhooks signing secrets (`whsec_…`), encrypted (store.secrets_box). A tenant's current one
+# has no `expires_at`; a rotation gives the old one an expiry, and until then it signs beside the new
+# one, so receivers switch without dropping an event. Created on first use.
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("encrypted", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True)),
+    Index("uq_webhook_secrets_current", "tenant_id", unique=True, postgresql_where=text("expires_at IS NULL")),
 )
 
 api_keys = Table(
@@ -85,7 +119,9 @@ jobs = Table(
     Column("erased_at", DateTime(timezone=True)),
     # {"url": ..., "events": ["started", "completed"]}; SQL NULL (not JSON null) when absent
     Column("webhook", JSONB(none_as_null=True)),
-    CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+    # The broker epoch (broker.publish) the job's message went out under; NULL: none is in the broker.
+    Column("publish_epoch", String(32)),
+    CheckConstraint(f"status IN {tuple(str(s) for s in JOB_STATUSES)!r}", name="status_known"),
     # Listing: newest first per owner, keyset on (created_at, id).
     Index("ix_jobs_owner_created", "owner", text("created_at DESC"), text("id DESC")),
     Index("ix_jobs_owner_status_created", "owner", "status", text("created_at DESC"), text("id DESC")),
@@ -118,8 +154,6 @@ job_blobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-WEBHOOK_EVENT_STATUSES = ("pending", "delivering", "delivered", "failed", "stopped")
-
 # The outbox: at most one event per (job, type), created in the same transaction as the state
 # change it reports; its id is the `webhook-id` header, the same on every retry.
 webhook_events = Table(
@@ -138,8 +172,11 @@ webhook_events = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
+    # As for jobs: the epoch of the message carrying this event's next attempt, and when it was sent.
+    Column("publish_epoch", String(32)),
+    Column("published_at", DateTime(timezone=True)),
     UniqueConstraint("job_id", "type", name="uq_webhook_events_job_id_type"),
-    CheckConstraint(f"status IN {WEBHOOK_EVENT_STATUSES!r}", name="status"),
+    CheckConstraint(f"status IN {tuple(str(s) for s in WEBHOOK_EVENT_STATUSES)!r}", name="status"),
     Index("ix_webhook_events_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'delivering')")),
 )
 
@@ -156,4 +193,22 @@ webhook_attempts = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_webhook_attempts_event_id", "event_id", "attempt"),
+)
+
+# The columns the public job document is built from (contract.documents.job_document): the API
+# reads them for responses, the outbox for webhook payloads.
+JOB_DOCUMENT_COLUMNS = (
+    jobs.c.id,
+    jobs.c.owner,
+    jobs.c.analysis,
+    jobs.c.status,
+    jobs.c.result,
+    jobs.c.error_code,
+    jobs.c.error_message,
+    jobs.c.metadata,
+    jobs.c.attempts,
+    jobs.c.created_at,
+    jobs.c.started_at,
+    jobs.c.completed_at,
+    jobs.c.erased_at,
 )

@@ -1,14 +1,21 @@
 """A real webhook receiver on loopback: verifies every request with standardwebhooks, answers per path.
 
 Paths: /ok → 204, /redirect → 301, /hang → sleeps past the sender's timeout, /gone → 410,
-/busy → 503 with Retry-After, /error → 500. Requests are recorded with the verification result.
+/busy → 503 with Retry-After, /error → 500, /flaky → 503 one time in ten, else 204. Hostile answers:
+/endless → 200 with a body that never ends, /trickle → 200 with one byte every 5 s, /bomb → 200 with a
+gzip body that inflates to 4 GiB, /retry-odd → 503 with `Retry-After: ²`, /retry-date → 503 with an HTTP
+date 30 s ahead. Requests are recorded with the verification result and the status answered.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import random
 import threading
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +24,40 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 
+def _endless() -> Iterator[bytes]:
+    chunk = b"x" * 65_536
+    while True:
+        yield chunk
+
+
+def _trickle() -> Iterator[bytes]:
+    while True:
+        yield b"."
+        time.sleep(5)
+
+
+def _gzip_bomb(gib: int = 4) -> Iterator[bytes]:
+    """A valid gzip stream of zeros, compressed as it is sent: ~4 MB on the wire, 4 GiB inflated."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    for _ in range(gib * 1024):
+        if out := compressor.compress(zeros):
+            yield out
+    yield compressor.flush()
+
+
 @dataclass
 class Received:
     path: str
     headers: dict[str, str]
     body: str
     valid: bool
+    status: int = 0  # what the receiver answered (0 until it has)
+
+    @property
+    def accepted(self) -> bool:
+        """Answered 2xx: the sender may count it delivered."""
+        return 200 <= self.status < 300
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -60,8 +95,9 @@ class Receiver:
         body = request.get_data(as_text=True)
         headers = {k.lower(): v for k, v in request.headers.items()}
         path = request.path.strip("/").split("/")[0]
+        received = Received(path, headers, body, self.verify(body, headers))
         with self._lock:
-            self.received.append(Received(path, headers, body, self.verify(body, headers)))
+            self.received.append(received)
         if path == "hang":
             time.sleep(self.hang_seconds)
             response = Response(status=204)
@@ -73,8 +109,22 @@ class Receiver:
             response = Response(status=503, headers={"Retry-After": "3"})
         elif path == "error":
             response = Response("boom", status=500)
+        elif path == "flaky":
+            response = Response(status=503 if random.random() < 0.1 else 204)
+        elif path == "endless":
+            response = Response(_endless(), status=200, mimetype="application/octet-stream")
+        elif path == "trickle":
+            response = Response(_trickle(), status=200, mimetype="text/plain")
+        elif path == "bomb":
+            response = Response(_gzip_bomb(), status=200, headers={"Content-Encoding": "gzip"})
+        elif path == "retry-odd":
+            response = Response(status=503, headers={"Retry-After": "²"})
+        elif path == "retry-date":
+            when = email.utils.formatdate(time.time() + 30, usegmt=True)
+            response = Response(status=503, headers={"Retry-After": when})
         else:
             response = Response(status=204)
+        received.status = response.status_code
         return response(environ, start_response)
 
     def start(self) -> Receiver:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,8 +14,18 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from config.settings import ROOT
+from workers.processes import (
+    ProcessSpec,
+    api_process,
+    flower_process,
+    inference_process,
+    maintenance_process,
+    webhooks_process,
+)
+from workers.supervisor import ManagedProcess
+
+BIN_DIR = Path(sys.executable).parent  # the virtualenv's scripts (schemathesis)
 
 
 def free_port() -> int:
@@ -37,32 +44,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-@dataclass
-class Proc:
-    """A child process with its output in a log file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    logfile: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        handle = self.logfile.open("ab")
-        self.popen = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+class Proc(ManagedProcess):
+    """A child process of the test session, with its output in a log file we can search."""
 
     def log_text(self) -> str:
+        assert self.logfile is not None
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
@@ -75,27 +61,10 @@ class Proc:
                         found.append(record)
         return found
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no clean-up, no acknowledgements."""
-        if self.alive():
-            os.killpg(self.pid, signal.SIGKILL)
-            assert self.popen is not None
-            self.popen.wait(10)
-
-    def stop(self, timeout: float = 15) -> None:
-        if not self.alive():
-            return
-        os.killpg(self.pid, signal.SIGTERM)
-        assert self.popen is not None
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
 
 @dataclass
 class Stack:
-    """Starts and stops the service's processes for one test session."""
+    """Starts and stops the service's processes for one test session, from the process table."""
 
     env: dict[str, str]
     logdir: Path
@@ -103,19 +72,25 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     _count: int = 0
 
-    def _proc(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def start(self, spec: ProcessSpec, env: dict[str, str] | None = None, name: str | None = None) -> Proc:
         self._count += 1
-        proc = Proc(name, argv, {**self.env, **(env or {})}, self.logdir / f"{self._count:02d}-{name}.log")
+        label = name or spec.kind
+        proc = Proc(
+            label,
+            spec.argv(),
+            {**self.env, **spec.env, **(env or {})},
+            ROOT,
+            self.logdir / f"{self._count:02d}-{label}.log",
+        )
         self.procs.append(proc)
         return proc.start()
 
+    def _prefix(self, env: dict[str, str]) -> str:
+        return env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
+
     def api(self, **env: str) -> tuple[Proc, str]:
         port = free_port()
-        proc = self._proc(
-            "api",
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app.wsgi:app"],
-            {"ASSAY_API_BIND": f"127.0.0.1:{port}", "ASSAY_API_WORKERS": "2", **env},
-        )
+        proc = self.start(api_process(), {"ASSAY_API_BIND": f"127.0.0.1:{port}", "ASSAY_API_WORKERS": "2", **env})
         url = f"http://127.0.0.1:{port}"
 
         def healthy() -> bool:
@@ -129,14 +104,8 @@ class Stack:
 
     def worker(self, name: str = "w", families: tuple[str, ...] = ("text",), **env: str) -> Proc:
         """An inference worker (solo pool) for these model families; returns once models are warm."""
-        prefix = env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
-        queues = ",".join(f"{prefix}.{f}" for f in families)
-        proc = self._proc(
-            f"worker-{name}",
-            [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "solo", "-c", "1", "-Q", queues,
-             "-n", f"{name}@%h", "-E", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            env,
-        )  # fmt: skip
+        queues = [f"{self._prefix(env)}.{f}" for f in families]
+        proc = self.start(inference_process(f"{name}@%h", queues), env, name=f"worker-{name}")
 
         def ready() -> bool:
             assert proc.alive(), proc.log_text()[-3000:]
@@ -145,43 +114,29 @@ class Stack:
         wait_for(ready, 120, interval=0.2, what=f"worker {name} ready")
         return proc
 
-    def sweeper(self, **env: str) -> Proc:
-        """The maintenance worker with the beat scheduler embedded: runs the sweep periodically."""
-        proc = self._proc(
-            "sweeper",
-            [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "threads", "-c", "2",
-             "-Q", f"{env.get('ASSAY_QUEUE_PREFIX', self.queue_prefix)}.maintenance", "-n", "maintenance@%h", "-B",
-             "-s", str(self.logdir / "beat-schedule"), "--without-gossip", "--without-mingle", "-l", "INFO"],
-            env,
-        )  # fmt: skip
-        wait_for(lambda: "ready." in proc.log_text() or not proc.alive(), 60, what="sweeper ready")
+    def _wait_celery_ready(self, proc: Proc, what: str) -> Proc:
+        wait_for(lambda: "ready." in proc.log_text() or not proc.alive(), 60, what=what)
         assert proc.alive(), proc.log_text()[-3000:]
         return proc
+
+    def sweeper(self, **env: str) -> Proc:
+        """The maintenance worker with the beat scheduler embedded: runs the sweep periodically."""
+        self._count += 1
+        spec = maintenance_process(f"{self._prefix(env)}.maintenance", str(self.logdir / f"beat-{self._count}"))
+        return self._wait_celery_ready(self.start(spec, env, name="sweeper"), "sweeper ready")
 
     def webhooks(self, **env: str) -> Proc:
         """The webhook delivery worker: its own queue, a gevent pool, no models."""
-        prefix = env.get("ASSAY_QUEUE_PREFIX", self.queue_prefix)
-        proc = self._proc(
-            "webhooks",
-            [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-P", "gevent", "-c", "50",
-             "-Q", f"{prefix}.webhooks", "-n", f"webhooks-{prefix}@%h", "--without-gossip", "--without-mingle",
-             "-l", "INFO"],
-            env,
-        )  # fmt: skip
-        wait_for(lambda: "ready." in proc.log_text() or not proc.alive(), 60, what="webhook worker ready")
-        assert proc.alive(), proc.log_text()[-3000:]
-        return proc
+        prefix = self._prefix(env)
+        spec = webhooks_process(f"{prefix}.webhooks", 8, hostname=f"webhooks-{prefix}@%h")
+        return self._wait_celery_ready(self.start(spec, env), "webhook worker ready")
 
     def flower(self, port: int, user: str, password: str) -> Proc:
-        return self._proc(
-            "flower",
-            [str(BIN / "celery"), "-A", "workers.celery_app", "flower", f"--port={port}", "--address=127.0.0.1",
-             f"--basic-auth={user}:{password}"],
-        )  # fmt: skip
+        return self.start(flower_process(port, "127.0.0.1", user, password))
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(15)
 
 
 class Client:

@@ -1,4 +1,5 @@
-"""A tiny, randomly initialised BERT classifier that tests build and save, for the hf-classifier path."""
+"""Randomly initialised BERT classifiers that tests build and save, for the hf-classifier path: a tiny one,
+and (by size arguments) a slow one for tests that need a batch to outlive its lease."""
 
 from __future__ import annotations
 
@@ -58,7 +59,14 @@ WORDS = [
 ]
 
 
-def build_tiny_bert(directory: Path, labels: tuple[str, ...] = ("safe", "injection")) -> Path:
+def build_tiny_bert(
+    directory: Path,
+    labels: tuple[str, ...] = ("safe", "injection"),
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    positions: int = 64,
+) -> Path:
     """Save model + tokenizer to `directory` (transformers format), like a fine-tuned model on disk."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -66,14 +74,16 @@ def build_tiny_bert(directory: Path, labels: tuple[str, ...] = ("safe", "injecti
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    tokenizer = BertTokenizerFast(
+        vocab_file=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=positions
+    )
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(2, hidden // 64),
+        intermediate_size=hidden * 2,
+        max_position_embeddings=positions,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},

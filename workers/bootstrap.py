@@ -23,7 +23,7 @@ def preload_models(consumer_queues: list[str]) -> set[str]:
     Runs in the worker process itself (solo or threads pool), so CUDA, if used, is first
     touched here and never in a parent that forks.
     """
-    from tasks.context import get_context
+    from pipeline.context import get_context
 
     ctx = get_context()
     served = {analysis.family for analysis in ctx.catalog.values()}
@@ -34,12 +34,12 @@ def preload_models(consumer_queues: list[str]) -> set[str]:
     from models.runtime import configure_threads
 
     threads = configure_threads(ctx.settings.torch_threads)
-    ctx.registry.load(families)
+    ctx.engines.load(families)
     if ctx.settings.warmup:
-        ctx.registry.warm_up()
-    from tasks.metrics import MODEL_LOAD
+        ctx.engines.warm_up()
+    from telemetry.metrics import MODEL_LOAD
 
-    for model, seconds in ctx.registry.load_seconds.items():
+    for model, seconds in ctx.engines.load_seconds.items():
         MODEL_LOAD.labels(model).set(seconds)
     log.info("worker ready", extra={"families": sorted(families), "torch_threads": threads})
     return families
@@ -49,8 +49,8 @@ def serve_metrics(consumer_queues: list[str]) -> None:
     """This worker's /metrics on ASSAY_WORKER_METRICS_PORT (the launcher gives each worker its own)."""
     from prometheus_client import start_http_server
 
-    from tasks.context import get_context
-    from tasks.metrics import worker_registry
+    from pipeline.context import get_context
+    from telemetry.metrics import worker_registry
 
     ctx = get_context()
     if not ctx.settings.worker_metrics_port:
@@ -81,4 +81,9 @@ def install(app: Celery) -> None:
     def _ready(sender: Any = None, **_: Any) -> None:
         queues = [q.name for q in sender.app.amqp.queues.consume_from.values()] if sender else []
         if preload_models(queues):  # inference workers; maintenance and webhook workers have no models
+            from pipeline.context import get_context
+            from telemetry.flower import FlowerEvents
+
+            # celery-batches sends no per-message events: the job-finished path tells Flower per job.
+            get_context().lifecycle.flower = FlowerEvents(sender.app, sender.hostname)
             serve_metrics(queues)

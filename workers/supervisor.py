@@ -1,6 +1,7 @@
-"""A tiny process supervisor: start children in their own sessions, stop them all on the first exit or signal.
+"""Child processes in their own sessions, and a tiny supervisor that stops them all on the first exit or signal.
 
-Used by the worker launcher (one Celery worker per GPU) and by `make run`.
+`ManagedProcess` is the one way Assay starts a child: the worker launcher, `make run`, the tests'
+stack and the benchmarks use it.
 """
 
 from __future__ import annotations
@@ -13,25 +14,76 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 
 @dataclass
-class Child:
+class ManagedProcess:
+    """A child that leads its own process group, so a signal to us reaches only us and we stop it in order."""
+
     name: str
-    popen: subprocess.Popen[bytes]
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    logfile: Path | None = None  # None: the child writes to our stdout/stderr
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        output: IO[bytes] | None = self.logfile.open("ab") if self.logfile else None
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+            )
+        finally:
+            if output:
+                output.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the whole process group (a Celery worker's children, gunicorn's workers)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean-up, no acknowledgements."""
+        if self.alive():
+            self.signal(signal.SIGKILL)
+            assert self.popen is not None
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (Celery's warm shutdown, gunicorn's graceful one), then SIGKILL if it lingers."""
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        assert self.popen is not None
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 @dataclass
 class Supervisor:
     cwd: Path
-    children: list[Child] = field(default_factory=list)
-    _stopping: bool = False
+    children: list[ManagedProcess] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], output: IO[bytes] | None = None) -> Child:
-        """Each child leads its own process group, so Ctrl-C reaches only us and we stop them in order."""
-        popen = subprocess.Popen(argv, env=env, cwd=self.cwd, start_new_session=True, stdout=output, stderr=output)
-        child = Child(name, popen)
+    def start(self, name: str, argv: list[str], env: dict[str, str], logfile: Path | None = None) -> ManagedProcess:
+        child = ManagedProcess(name, argv, env, self.cwd, logfile).start()
         self.children.append(child)
         return child
 
@@ -46,6 +98,7 @@ class Supervisor:
         try:
             while not received:
                 for child in self.children:
+                    assert child.popen is not None
                     code = child.popen.poll()
                     if code is not None:
                         print(f"[supervisor] {child.name} exited with {code}; stopping the others", file=sys.stderr)
@@ -59,16 +112,12 @@ class Supervisor:
                 signal.signal(signum, handler)
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM (Celery's warm shutdown, gunicorn's graceful one), then SIGKILL whatever lingers."""
+        """Stop children in reverse start order, all within one deadline."""
         for child in reversed(self.children):
-            if child.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.popen.pid, signal.SIGTERM)
+            child.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in reversed(self.children):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.popen.wait(max(0.1, deadline - time.monotonic()))
-            if child.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.popen.pid, signal.SIGKILL)
-                child.popen.wait()
+            if child.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.popen.wait(max(0.1, deadline - time.monotonic()))
+            child.kill()

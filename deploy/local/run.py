@@ -20,7 +20,8 @@ from deploy.local.services import running
 from store.db import make_engine
 from store.keys import create_key, tenant_for_key
 from store.migrate import upgrade
-from workers.launch import detect_gpus, plan_workers
+from workers.launch import detect_gpus
+from workers.processes import service_processes
 from workers.supervisor import Supervisor
 
 DEV_TENANT = "dev"
@@ -42,6 +43,17 @@ def dev_api_key(database_url: str, key_file: Path) -> str:
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
     return key
+
+
+def dev_secrets_key(key_file: Path) -> str:
+    """The development Fernet key in var/secrets-key (made once): encrypts webhook secrets at rest."""
+    from cryptography.fernet import Fernet
+
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(Fernet.generate_key().decode() + "\n")
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
 
 
 def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
@@ -78,34 +90,19 @@ def main() -> int:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     with running(settings) as services:
         env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        live = load_settings(database_url=services.database_url, redis_url=services.redis_url)
-        upgrade(live)
+        if not settings.secrets_key_list:
+            env["ASSAY_SECRETS_KEYS"] = dev_secrets_key(settings.var_dir / "secrets-key")
+        live = load_settings(
+            database_url=services.database_url,
+            redis_url=services.redis_url,
+            secrets_keys=env.get("ASSAY_SECRETS_KEYS", ""),
+        )
+        upgrade(live)  # migrations read the secrets key from `live` where they re-encrypt
         key = dev_api_key(services.database_url, settings.var_dir / "dev-api-key")
 
-        python = sys.executable
-        celery = [python, "-m", "celery", "-A", "workers.celery_app"]
         supervisor = Supervisor(ROOT)
-        supervisor.start("api", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app.wsgi:app"], env)
-        for plan in plan_workers(live, detect_gpus(live), len(os.sched_getaffinity(0)), ["text", "audio"]):
-            supervisor.start(plan.hostname, plan.argv(python), {**env, **plan.env})
-        supervisor.start(
-            "maintenance",
-            [*celery, "worker", "-P", "threads", "-c", "2", "-Q", live.maintenance_queue, "-n", "maintenance@%h",
-             "-B", "-s", str(settings.var_dir / "celerybeat-schedule"), "--without-gossip", "--without-mingle"],
-            env,
-        )  # fmt: skip
-        supervisor.start(
-            "webhooks",
-            [*celery, "worker", "-P", "gevent", "-c", str(live.webhook_concurrency), "-Q", live.webhook_queue,
-             "-n", "webhooks@%h", "--without-gossip", "--without-mingle"],
-            env,
-        )  # fmt: skip
-        supervisor.start(
-            "flower",
-            [*celery, "flower", f"--port={live.flower_port}", "--address=127.0.0.1",
-             f"--basic-auth={live.flower_user}:{live.flower_password}"],
-            env,
-        )  # fmt: skip
+        for spec in service_processes(live, detect_gpus(live), len(os.sched_getaffinity(0))):
+            supervisor.start(spec.name, spec.argv(), {**env, **spec.env})
         api = f"http://{live.api_bind}"
         flower = f"http://127.0.0.1:{live.flower_port}"
         wait_healthy(api + "/health", supervisor)

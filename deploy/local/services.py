@@ -164,9 +164,10 @@ class LocalPostgres:
         log(f"started PostgreSQL on 127.0.0.1:{self.port} (data in {self.datadir})")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DEFAULT_DATABASE}"
 
-    def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
-        log("stopped the local PostgreSQL")
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` rolls back and disconnects clients; `immediate` is a crash (recovery runs at start)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
+        log(f"stopped the local PostgreSQL ({mode})")
 
 
 # --- Redis -------------------------------------------------------------------------------------
@@ -195,6 +196,7 @@ def redis_server_binary() -> str:
 class LocalRedis:
     datadir: Path
     port: int
+    persist: bool = True  # off: a restart loses every message, as in production with persistence off
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
@@ -206,7 +208,7 @@ class LocalRedis:
                 "--bind", "127.0.0.1",
                 "--dir", str(self.datadir),
                 "--save", "",
-                "--appendonly", "yes",
+                "--appendonly", "yes" if self.persist else "no",
                 "--logfile", str(self.datadir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,

@@ -116,10 +116,15 @@ def test_delete_erases_input_result_and_metadata(idle: Client, db: Engine) -> No
     job = idle.submit("my secret text", metadata={"email": "a@example.com"})
     response = idle.delete(f"/v1/jobs/{job['id']}")
     assert response.status_code == 200
-    erased = idle.get(f"/v1/jobs/{job['id']}").json()
+    assert response.json()["erased_at"] is not None
+    gone = idle.get(f"/v1/jobs/{job['id']}")  # 410 Gone: what remains is in the error's details
+    erased = assert_error(gone, 410, "job_erased")["details"]["job"]
     assert erased["erased_at"] is not None
     assert erased["metadata"] == {} and erased["result"] is None
     assert erased["status"] == "canceled"  # it was still queued: it will never run
+    assert idle.delete(f"/v1/jobs/{job['id']}").status_code == 200, "erasing twice is harmless"
+    listed = next(j for j in idle.get("/v1/jobs").json()["data"] if j["id"] == job["id"])
+    assert listed["erased_at"] is not None, "the bare record stays listed for accounting"
     with db.connect() as conn:
         stored = conn.execute(select(jobs.c.input, jobs.c.metadata).where(jobs.c.id == job["id"])).one()
     assert stored.input is None and stored.metadata == {}

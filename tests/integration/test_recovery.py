@@ -71,9 +71,11 @@ def test_worker_killed_mid_batch_every_job_finishes_exactly_once(stack: Stack, f
 def test_redis_emptied_after_accepting_jobs_the_sweeper_finishes_them(
     stack: Stack,
     fresh_database,
-    redis_client: redis.Redis,
+    private_redis: str,
 ) -> None:
     env, db, key = isolated(fresh_database)
+    env["REDIS_URL"] = private_redis  # a server of its own: emptying it touches no other test
+    redis_client = redis.Redis.from_url(private_redis)
     _, url = stack.api(**env)
     client = Client(url, key)
     ids = [job["id"] for job in client.submit_batch([f"batch job {i} is great" for i in range(50)])]

@@ -8,9 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from store import jobs as q
+from store import api as q
 from store.keys import ensure_tenant
+from store.maintenance import Drained, sweep
 from store.tables import jobs
+from store.worker import Outcome, claim_jobs, finish_jobs
 
 
 @pytest.fixture
@@ -33,8 +35,8 @@ def row(db: Engine, job_id: str):
 def test_claim_takes_queued_jobs_once_and_sets_a_lease(db: Engine, owner: str) -> None:
     ids = make_jobs(db, owner, 3)
     with db.begin() as conn:
-        first = q.claim_jobs(conn, ids, lease_seconds=60)
-        second = q.claim_jobs(conn, ids, lease_seconds=60)
+        first = claim_jobs(conn, ids, lease_seconds=60)
+        second = claim_jobs(conn, ids, lease_seconds=60)
     assert [c.id for c in first] == ids and second == []
     stored = row(db, ids[0])
     assert stored["status"] == "running" and stored["attempts"] == 1
@@ -44,11 +46,9 @@ def test_claim_takes_queued_jobs_once_and_sets_a_lease(db: Engine, owner: str) -
 def test_finish_never_overwrites_a_finished_job(db: Engine, owner: str) -> None:
     (job_id,) = make_jobs(db, owner, 1)
     with db.begin() as conn:
-        (claimed,) = q.claim_jobs(conn, [job_id], 60)
-        assert q.finish_jobs(conn, [q.Outcome(job_id, claimed.attempt, result={"label": "first"})]) == {
-            job_id: "succeeded"
-        }
-        again = q.finish_jobs(conn, [q.Outcome(job_id, claimed.attempt, result={"label": "second"})])
+        (claimed,) = claim_jobs(conn, [job_id], 60)
+        assert finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "first"})]) == {job_id: "succeeded"}
+        again = finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "second"})])
     assert again == {}
     assert row(db, job_id)["result"] == {"label": "first"}
 
@@ -56,36 +56,37 @@ def test_finish_never_overwrites_a_finished_job(db: Engine, owner: str) -> None:
 def test_a_stale_attempt_cannot_write_over_a_newer_one(db: Engine, owner: str) -> None:
     (job_id,) = make_jobs(db, owner, 1)
     with db.begin() as conn:
-        (old,) = q.claim_jobs(conn, [job_id], 60)
+        (old,) = claim_jobs(conn, [job_id], 60)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(status="queued"))  # as the sweeper would
-        (new,) = q.claim_jobs(conn, [job_id], 60)
-        assert q.finish_jobs(conn, [q.Outcome(job_id, old.attempt, result={"who": "old"})]) == {}
-        assert q.finish_jobs(conn, [q.Outcome(job_id, new.attempt, result={"who": "new"})]) == {job_id: "succeeded"}
+        (new,) = claim_jobs(conn, [job_id], 60)
+        assert finish_jobs(conn, [Outcome(job_id, old.attempt, result={"who": "old"})]) == {}
+        assert finish_jobs(conn, [Outcome(job_id, new.attempt, result={"who": "new"})]) == {job_id: "succeeded"}
     assert row(db, job_id)["result"] == {"who": "new"} and row(db, job_id)["attempts"] == 2
 
 
 def test_canceling_a_running_job_discards_its_result(db: Engine, owner: str) -> None:
     (job_id,) = make_jobs(db, owner, 1)
     with db.begin() as conn:
-        (claimed,) = q.claim_jobs(conn, [job_id], 60)
+        (claimed,) = claim_jobs(conn, [job_id], 60)
         canceled, before = q.cancel_job(conn, owner, job_id)
         assert before == "running" and canceled["status"] == "canceled"
-        assert q.finish_jobs(conn, [q.Outcome(job_id, claimed.attempt, result={"label": "late"})]) == {}
+        assert finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "late"})]) == {}
     assert row(db, job_id)["status"] == "canceled" and row(db, job_id)["result"] is None
 
 
 def test_sweeper_republishes_lost_queued_jobs_requeues_expired_leases_and_gives_up(db: Engine, owner: str) -> None:
     lost, expired, exhausted, healthy = make_jobs(db, owner, 4)
     with db.begin() as conn:
-        conn.execute(update(jobs).where(jobs.c.id == lost).values(enqueued_at=None))
-        q.claim_jobs(conn, [expired, exhausted, healthy], 60)
+        settled = jobs.c.enqueued_at - timedelta(seconds=10)
+        conn.execute(update(jobs).where(jobs.c.id == lost).values(publish_epoch=None, enqueued_at=settled))
+        claim_jobs(conn, [expired, exhausted, healthy], 60)
         conn.execute(
             update(jobs)
             .where(jobs.c.id.in_([expired, exhausted]))
             .values(lease_expires_at=jobs.c.started_at - timedelta(seconds=1))
         )
         conn.execute(update(jobs).where(jobs.c.id == exhausted).values(attempts=3))
-        found = q.sweep(conn, requeue_after_seconds=3600, max_attempts=3, limit=100)
+        found = sweep(conn, epoch="e1", drained=[], requeue_after_seconds=3600, max_attempts=3, limit=100)
     republished = {job_id for job_id, _ in found.republish}
     assert {lost, expired} <= republished and healthy not in republished and exhausted not in republished
     assert exhausted in {job_id for job_id, _ in found.exhausted}
@@ -93,18 +94,18 @@ def test_sweeper_republishes_lost_queued_jobs_requeues_expired_leases_and_gives_
     assert row(db, healthy)["status"] == "running"
     gave_up = row(db, exhausted)
     assert gave_up["status"] == "failed" and gave_up["error_code"] == "attempts_exhausted"
-    with db.begin() as conn:  # republished just now: not again until the threshold passes
-        again = q.sweep(conn, requeue_after_seconds=3600, max_attempts=3, limit=100)
+    with db.begin() as conn:  # republished just now under this epoch: not again while it lasts
+        again = sweep(conn, epoch="e1", drained=[], requeue_after_seconds=3600, max_attempts=3, limit=100)
     assert lost not in {job_id for job_id, _ in again.republish}
 
 
 def test_erase_cancels_a_live_job_and_keeps_a_finished_status(db: Engine, owner: str) -> None:
     live, done = make_jobs(db, owner, 2)
     with db.begin() as conn:
-        (claimed,) = q.claim_jobs(conn, [done], 60)
-        q.finish_jobs(conn, [q.Outcome(done, claimed.attempt, result={"label": "x"})])
-        erased_live = q.erase_job(conn, owner, live)
-        erased_done = q.erase_job(conn, owner, done)
+        (claimed,) = claim_jobs(conn, [done], 60)
+        finish_jobs(conn, [Outcome(done, claimed.attempt, result={"label": "x"})])
+        erased_live, _ = q.erase_job(conn, owner, live)
+        erased_done, _ = q.erase_job(conn, owner, done)
         assert q.erase_job(conn, "ten_someone_else", done) is None
     assert erased_live["status"] == "canceled" and erased_live["completed_at"] is not None
     assert erased_done["status"] == "succeeded" and erased_done["result"] is None
@@ -114,19 +115,18 @@ def test_erase_cancels_a_live_job_and_keeps_a_finished_status(db: Engine, owner:
 def test_retention_erases_only_finished_jobs_past_the_period(db: Engine, owner: str, settings) -> None:
     import redis as redis_lib
 
-    from config.analyses import load_catalog
+    from pipeline.recovery import retention_once
     from store.tables import job_blobs
-    from tasks.context import WorkerContext
-    from tasks.sweep import retention_once
+    from tests.integration.helpers import worker_context
 
     old_done, new_done, old_queued = make_jobs(db, owner, 3)
     with db.begin() as conn:
-        claimed = q.claim_jobs(conn, [old_done, new_done], 60)
-        q.finish_jobs(conn, [q.Outcome(c.id, c.attempt, result={"label": "x"}) for c in claimed])
+        claimed = claim_jobs(conn, [old_done, new_done], 60)
+        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "x"}) for c in claimed])
         conn.execute(job_blobs.insert().values(job_id=old_done, content_type="audio/wav", data=b"RIFF"))
         long_ago = func.now() - timedelta(days=40)
         conn.execute(update(jobs).where(jobs.c.id.in_([old_done, old_queued])).values(completed_at=long_ago))
-    ctx = WorkerContext(settings, db, redis_lib.Redis.from_url(settings.redis_url), load_catalog())
+    ctx = worker_context(settings, db, redis_lib.Redis.from_url(settings.redis_url))
     assert retention_once(ctx) >= 1
     erased, kept, live = row(db, old_done), row(db, new_done), row(db, old_queued)
     assert erased["erased_at"] is not None and erased["result"] is None and erased["status"] == "succeeded"
@@ -137,3 +137,56 @@ def test_retention_erases_only_finished_jobs_past_the_period(db: Engine, owner: 
             conn.execute(select(func.count()).select_from(job_blobs).where(job_blobs.c.job_id == old_done)).scalar_one()
             == 0
         )
+
+
+def _settle(db: Engine, ids: list[str], epoch: str | None, seconds: float) -> None:
+    """Make jobs look published `seconds` ago under `epoch`."""
+    with db.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(ids))
+            .values(publish_epoch=epoch, enqueued_at=func.now() - timedelta(seconds=seconds))
+        )
+
+
+def _republished(db: Engine, **kwargs) -> set[str]:
+    with db.begin() as conn:
+        found = sweep(conn, requeue_after_seconds=60, max_attempts=3, limit=1000, **kwargs)
+    return {job_id for job_id, _ in found.republish}
+
+
+def test_a_message_still_in_the_broker_is_never_published_again(db: Engine, owner: str) -> None:
+    waiting = make_jobs(db, owner, 3)
+    _settle(db, waiting, "e1", seconds=3600)  # an hour in a queue that is not empty: a backlog, not a loss
+    assert _republished(db, epoch="e1", drained=[]) & set(waiting) == set()
+
+
+def test_jobs_of_an_old_epoch_are_published_again_once(db: Engine, owner: str) -> None:
+    before_restart = make_jobs(db, owner, 3)
+    _settle(db, before_restart, "e1", seconds=5)
+    assert _republished(db, epoch="e2", drained=[]) >= set(before_restart)  # Redis lost e1 and its messages
+    assert _republished(db, epoch="e2", drained=[]) & set(before_restart) == set()
+    assert {row(db, j)["publish_epoch"] for j in before_restart} == {"e2"}
+
+
+def test_a_stray_is_published_again_only_when_its_queue_is_empty_and_no_worker_holds_it(db: Engine, owner: str) -> None:
+    stray, held, fresh = make_jobs(db, owner, 3)
+    _settle(db, [stray, held], "e1", seconds=120)  # older than requeue_after (60 s)
+    _settle(db, [fresh], "e1", seconds=10)
+    assert _republished(db, epoch="e1", drained=[]) & {stray, held, fresh} == set()  # queue not drained
+    drained = [Drained(["sentiment"], {held})]
+    assert _republished(db, epoch="e1", drained=drained) & {stray, held, fresh} == {stray}
+
+
+def test_leases_are_renewed_only_for_the_attempt_that_holds_them(db: Engine, owner: str) -> None:
+    from store.worker import renew_leases
+
+    mine, taken_over = make_jobs(db, owner, 2)
+    with db.begin() as conn:
+        claimed = {c.id: c.attempt for c in claim_jobs(conn, [mine, taken_over], 1)}
+        conn.execute(update(jobs).where(jobs.c.id == taken_over).values(attempts=jobs.c.attempts + 1))
+    before = row(db, mine)["lease_expires_at"]
+    with db.begin() as conn:
+        assert renew_leases(conn, claimed, 600) == 1
+    assert row(db, mine)["lease_expires_at"] > before + timedelta(seconds=500)
+    assert row(db, taken_over)["lease_expires_at"] < before + timedelta(seconds=5)

@@ -9,8 +9,7 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-import requests
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from standardwebhooks import Webhook
 
 from store.keys import create_key
@@ -203,18 +202,17 @@ def test_cancel_sends_job_canceled(stack: Stack, env: dict[str, str], new_key, r
     wait_for(lambda: [r for r in receiver.of_type("job.canceled") if r.payload["data"]["id"] == job_id], 30)
 
 
-def test_a_job_processed_twice_yields_one_succeeded_event(db: Engine, settings) -> None:
+def test_a_job_processed_twice_yields_one_succeeded_event(db: Engine, settings, redis_client) -> None:
     """Worker A's lease expires, B re-runs and finishes; A's late write and a second event are refused."""
-    import redis as redis_lib
     from sqlalchemy import update
 
-    from config.analyses import load_catalog
-    from store import jobs as q
+    from pipeline.batch import process_jobs
+    from store import api as q
     from store.keys import ensure_tenant
+    from store.outbox import create_events
     from store.tables import jobs, webhook_events
-    from store.webhooks import create_events
-    from tasks.analyze import process_jobs
-    from tasks.context import WorkerContext
+    from store.worker import Outcome, claim_jobs, finish_jobs
+    from tests.integration.helpers import queued_task_args, worker_context
 
     with db.begin() as conn:
         owner = ensure_tenant(conn, f"twice-{secrets.token_hex(3)}")
@@ -222,18 +220,15 @@ def test_a_job_processed_twice_yields_one_succeeded_event(db: Engine, settings) 
             "sentiment", {"text": "fine"}, webhook={"url": "http://example.test/h", "events": ["completed"]}
         )
         (job_id,) = [r["id"] for r in q.create_jobs(conn, owner, [spec]).rows]
-        (first,) = q.claim_jobs(conn, [job_id], 60)  # worker A
+        (first,) = claim_jobs(conn, [job_id], 60)  # worker A
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(status="queued"))  # the sweeper takes it back
-    ctx = WorkerContext(settings, db, redis_lib.Redis.from_url(settings.redis_url), load_catalog())
-    published: list[str] = []
-    process_jobs(ctx, [job_id], publish_webhooks=published.extend)  # worker B finishes it
+    process_jobs(worker_context(settings, db, redis_client), [job_id])  # worker B finishes it
     with db.begin() as conn:
-        assert q.finish_jobs(conn, [q.Outcome(job_id, first.attempt, result={"label": "late"})]) == {}
+        assert finish_jobs(conn, [Outcome(job_id, first.attempt, result={"label": "late"})]) == {}
         assert create_events(conn, [job_id], 60) == []
-        count = conn.execute(
-            select(func.count()).select_from(webhook_events).where(webhook_events.c.job_id == job_id)
-        ).scalar_one()
-    assert count == 1 and len(published) == 1
+        (event_id,) = conn.execute(select(webhook_events.c.id).where(webhook_events.c.job_id == job_id)).scalars()
+    published = [ids for ids in queued_task_args(redis_client, settings.webhook_queue) if event_id in ids]
+    assert len(published) == 1
 
 
 def test_worker_killed_after_writing_before_acking_still_one_succeeded_event(
@@ -312,8 +307,11 @@ def test_forgery_guard_refuses_private_addresses_at_submission(
 
 def test_forgery_guard_checks_the_connected_address_too(receiver: Receiver) -> None:
     """Even a URL that passed submission (e.g. DNS changed since) cannot reach a loopback peer."""
-    from tasks.webhooks import make_session
+    from webhooks.http import WebhookHttp
 
-    with pytest.raises(requests.ConnectionError, match="non-public address"):
-        make_session(allow_private=False).post(f"http://localhost:{receiver.port}/ok", data=b"{}", timeout=2)
-    assert make_session(allow_private=True).post(f"{receiver.url}/ok", data=b"{}", timeout=2).status_code == 204
+    def client(allow_private: bool) -> WebhookHttp:
+        return WebhookHttp(allow_private=allow_private, per_host=2, deadline_seconds=2, max_body=1024)
+
+    refused = client(allow_private=False).post(f"http://localhost:{receiver.port}/ok", b"{}", {})
+    assert refused.status is None and "non-public address" in refused.error
+    assert client(allow_private=True).post(f"{receiver.url}/ok", b"{}", {}).status == 204

@@ -7,18 +7,18 @@ import secrets
 import pytest
 from sqlalchemy import Engine, select
 
-from config.analyses import load_catalog
 from config.settings import Settings
-from store import jobs as q
+from pipeline.batch import process_jobs
+from pipeline.context import WorkerContext
+from store import api as q
 from store.keys import ensure_tenant
 from store.tables import jobs
-from tasks.analyze import process_jobs
-from tasks.context import WorkerContext
+from tests.integration.helpers import worker_context
 
 
 @pytest.fixture(scope="module")
 def ctx(settings: Settings, db: Engine, redis_client) -> WorkerContext:
-    return WorkerContext(settings=settings, db=db, redis=redis_client, catalog=load_catalog())
+    return worker_context(settings, db, redis_client)
 
 
 def make(db: Engine, inputs: list[dict], analysis: str = "sentiment") -> list[str]:
@@ -65,3 +65,47 @@ def test_model_batches_are_capped_at_max_batch_size(ctx: WorkerContext, db: Engi
     size = ctx.settings.max_batch_size
     assert report.model_batches == [size, size, 3]
     assert set(report.written.values()) == {"succeeded"}
+
+
+class PoisonedEngines:
+    """The real engines, except that any call including the poison text raises, as a crashing model would."""
+
+    POISON = "a text this model chokes on"
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.load_seconds = real.load_seconds
+        self.calls: list[int] = []
+
+    def load(self, families=None) -> None:
+        self.real.load(families)
+
+    def warm_up(self) -> None:
+        self.real.warm_up()
+
+    def predict_text(self, items):
+        self.calls.append(len(items))
+        if any(text == self.POISON for _, text in items):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return self.real.predict_text(items)
+
+    @property
+    def speech(self):
+        return self.real.speech
+
+
+def test_one_item_whose_engine_raises_fails_alone(ctx: WorkerContext, db: Engine) -> None:
+    from dataclasses import replace
+
+    poisoned = replace(ctx, _engines=PoisonedEngines(ctx.engines))
+    texts = ["I love this product", PoisonedEngines.POISON, "awful, broken", "fine, thanks"]
+    ids = make(db, [{"text": t} for t in texts])
+    report = process_jobs(poisoned, ids)
+    rows = stored(db, ids)
+    assert report.model_batches == [4]
+    assert rows[ids[1]]["status"] == "failed" and rows[ids[1]]["error_code"] == "inference_error"
+    assert "CUDA error" in rows[ids[1]]["error_message"]
+    for i in (0, 2, 3):
+        assert rows[ids[i]]["status"] == "succeeded", rows[ids[i]]
+    assert rows[ids[0]]["result"]["label"] == "positive" and rows[ids[2]]["result"]["label"] == "negative"
+    assert poisoned._engines.calls[0] == 4, "the whole batch was tried first"

@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
-from app.serialize import decode_cursor, encode_cursor
 from app.validation import EntryError, canonical_hash, validate_job
-from config.analyses import load_catalog
+from config.catalog import load_catalog
 from config.settings import load_settings
 
 SETTINGS = load_settings(max_text_chars=50, max_metadata_bytes=40)

@@ -12,7 +12,7 @@ from workers.launch import detect_gpus, plan_workers
 def test_two_gpus_give_two_pinned_workers() -> None:
     settings = load_settings(worker_metrics_port=9100, torch_threads=0)  # explicit: the session env sets both
     plans = plan_workers(settings, ["0", "1"], cpu_count=16, families=["text", "audio"])
-    assert [p.hostname for p in plans] == ["gpu0@%h", "gpu1@%h"]
+    assert [p.name for p in plans] == ["gpu0@%h", "gpu1@%h"]
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0", "1"]
     assert all(p.env["ASSAY_DEVICE"] == "cuda" for p in plans)
     assert [p.env["ASSAY_WORKER_METRICS_PORT"] for p in plans] == ["9100", "9101"]
@@ -24,7 +24,7 @@ def test_two_gpus_give_two_pinned_workers() -> None:
 
 def test_no_gpu_gives_one_cpu_worker_using_every_core() -> None:
     (plan,) = plan_workers(load_settings(torch_threads=0), [], cpu_count=2, families=["text"])
-    assert plan.hostname == "cpu0@%h" and plan.env["ASSAY_DEVICE"] == "cpu"
+    assert plan.name == "cpu0@%h" and plan.env["ASSAY_DEVICE"] == "cpu"
     assert plan.env["CUDA_VISIBLE_DEVICES"] == "" and plan.threads == 2
 
 

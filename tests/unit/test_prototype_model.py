@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.analyses import load_catalog
+from config.catalog import load_catalog
 from models.base import InputError
 from models.encoder import SentenceEncoder, packaged_minilm_path
 from models.prototype import PrototypeClassifier

@@ -1,0 +1,25 @@
+"""CPU-bound request work (probing an upload) off the gevent event loop.
+
+Under gunicorn's gevent workers, Python code that runs for a while stalls every other request of
+that worker. Such work runs in gevent's pool of real threads instead: the interpreter switches
+threads every few milliseconds, so the loop keeps serving. Outside gevent it simply runs here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def off_loop(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a pinned dependency
+        return work(*args, **kwargs)
+    if not monkey.is_module_patched("socket"):
+        return work(*args, **kwargs)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(work, args, kwargs)

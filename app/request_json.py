@@ -1,0 +1,98 @@
+"""Request bodies and values made safe before anything else reads them.
+
+Python's json accepts things PostgreSQL's jsonb and psycopg2 refuse: `\\u0000` and unpaired
+surrogates in strings, NaN and Infinity, nesting deep enough to exhaust the stack. Each of these
+once reached the database as a 500. Here they become a 400 (not JSON we accept) or a 422 (JSON, but
+not text we can store), before validation; duplicate keys are refused too, since which one would
+win is a guess.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.errors import ApiError
+
+MAX_DEPTH = 32  # deeper structures have no use in a job, and jsonb's own limit is not much higher
+#: Storable text as the OpenAPI document states it: no NUL (unpaired surrogates cannot be valid JSON text).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+#: A job's text: storable and not blank.
+TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]}… is too large a number")
+    return value
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """The parsed body, or 400 `invalid_json` with the reason; then `check_storable` on it."""
+    try:
+        value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError; so is a 5000-digit int
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
+    check_storable(value)
+    return value
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate"
+    return None
+
+
+def check_storable(value: Any, where: str = "body", depth: int = 0) -> None:
+    """422 unless every string (keys too) is storable text and nesting stays within MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise ApiError(422, "validation_error", f"{where} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if problem := _bad_text(value):
+            raise ApiError(422, "invalid_characters", f"{where} {problem}", {"loc": where})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, f"{where} key", depth + 1)
+            check_storable(item, f"{where}.{key}"[:200], depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_storable(item, f"{where}[{index}]", depth + 1)
+
+
+def check_text_param(name: str, value: str | None) -> str | None:
+    """A query, form or path value, refused (400) if it could not be stored or compared in SQL."""
+    if value is not None and (problem := _bad_text(value)):
+        raise ApiError(400, "invalid_parameter", f"{name} {problem}", {"parameter": name})
+    return value
+
+
+def json_body() -> Any:
+    """The request's JSON body, made safe; 415 unless it is declared application/json."""
+    from flask import request
+
+    if request.mimetype != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as application/json (or multipart/form-data to upload audio to /v1/jobs)",
+        )
+    return parse_json(request.get_data(cache=False))

@@ -1,0 +1,342 @@
+"""Chaos: the whole stack under load while its parts are killed, as an orchestrator would see it.
+
+    .venv/bin/python -m bench.chaos [--seconds 60] [--drain 300] [--no-record]
+
+A private PostgreSQL and a private Redis with persistence off (a killed Redis loses every message);
+the processes of the process table (gunicorn with 2 gevent workers, one CPU inference worker, the
+maintenance worker with its beat, the webhook worker), each restarted by a supervisor thread about
+2 s after it exits. Four clients submit single jobs (sentiment, toxicity, phishing) and every tenth
+request a batch of 20, all with a webhook to a loopback receiver that verifies every signature with
+the `standardwebhooks` library and answers 503 one time in ten. Kills, in seconds from the start:
+8 inference worker (SIGKILL to its group), 18 Redis (SIGKILL, back empty 3 s later), 25 one gunicorn
+worker (SIGKILL), 32 PostgreSQL (immediate stop, back 3 s later), 42 webhook worker, 50 maintenance
+worker. Then it waits until every accepted job is final and its final event delivered, and reads
+jobs, webhook events and the receiver's log. See ../shared/notes/fault-run.md for the run it mirrors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, func, select
+
+from bench.harness import record, table
+from config.settings import ROOT, load_settings
+from deploy.local.services import LocalRedis
+from store.db import make_engine
+from store.keys import create_key
+from store.tables import jobs, webhook_events
+from tests.integration.faults import private_postgres
+from tests.receiver import Receiver
+from tests.support import Proc, free_port, wait_for
+from workers.processes import (
+    ProcessSpec,
+    api_process,
+    inference_process,
+    maintenance_process,
+    webhooks_process,
+)
+
+FAULT_TIMINGS = {
+    "ASSAY_SWEEP_INTERVAL_SECONDS": "3",
+    "ASSAY_REQUEUE_AFTER_SECONDS": "15",
+    "ASSAY_LEASE_SECONDS": "30",
+    "ASSAY_VISIBILITY_TIMEOUT_SECONDS": "60",
+    "ASSAY_WEBHOOK_SCHEDULE_SECONDS": "[1, 2, 4, 8, 16, 32]",
+    "ASSAY_WEBHOOK_SWEEP_INTERVAL_SECONDS": "2",
+    "ASSAY_WEBHOOK_PUBLISH_GRACE_SECONDS": "10",
+    "ASSAY_WEBHOOK_ALLOW_PRIVATE": "true",
+    "ASSAY_API_WORKERS": "2",
+    "ASSAY_AUTH_CACHE_SECONDS": "5",
+    "ASSAY_WORKER_METRICS_PORT": "0",
+    "ASSAY_LOG_LEVEL": "INFO",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+FINAL = ("succeeded", "failed", "canceled")
+FINAL_EVENT = {"succeeded": "job.succeeded", "failed": "job.failed", "canceled": "job.canceled"}
+
+
+@dataclass
+class Supervised:
+    """A process the chaos supervisor restarts ~2 s after it exits, like an orchestrator."""
+
+    spec: ProcessSpec
+    env: dict[str, str]
+    logfile: Path
+    proc: Proc | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.proc = Proc(self.spec.kind, self.spec.argv(), {**self.env, **self.spec.env}, ROOT, self.logfile)
+        self.proc.start()
+
+
+@dataclass
+class Chaos:
+    logdir: Path
+    supervised: list[Supervised] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, spec: ProcessSpec, env: dict[str, str]) -> Supervised:
+        member = Supervised(spec, env, self.logdir / f"{spec.kind}.log")
+        member.start()
+        self.supervised.append(member)
+        return member
+
+    def supervise(self) -> None:
+        while not self.stopping.wait(0.5):
+            for member in self.supervised:
+                if member.proc is not None and not member.proc.alive() and not self.stopping.is_set():
+                    time.sleep(2)
+                    member.restarts += 1
+                    member.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for member in reversed(self.supervised):
+            if member.proc is not None:
+                member.proc.stop(20)
+
+
+@dataclass
+class Clients:
+    """Four clients submitting singles and (every tenth request) batches of 20, each with a webhook."""
+
+    url: str
+    key: str
+    hook: str
+    statuses: Counter[int] = field(default_factory=Counter)
+    accepted: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, n: int) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.key}"
+        rng = random.Random(n)
+        webhook = {"url": self.hook}
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            analysis = rng.choice(["sentiment", "toxicity", "phishing"])
+            text = f"client {n} request {i}: please check my account, it {rng.choice(['works', 'broke'])}"
+            try:
+                if i % 10 == 0:
+                    body = {
+                        "jobs": [{"analysis": analysis, "input": {"text": f"{text} #{k}"}} for k in range(20)],
+                        "webhook": webhook,
+                    }
+                    response = session.post(f"{self.url}/v1/jobs/batch", json=body, timeout=30)
+                    ids = [job["id"] for job in response.json()["data"]] if response.status_code == 202 else []
+                else:
+                    body = {"analysis": analysis, "input": {"text": text}, "webhook": webhook}
+                    response = session.post(f"{self.url}/v1/jobs", json=body, timeout=30)
+                    ids = [response.json()["id"]] if response.status_code == 202 else []
+                status = response.status_code
+            except (requests.RequestException, ValueError):
+                status, ids = 0, []
+            with self.lock:
+                self.statuses[status] += 1
+                self.accepted += ids
+            if status != 202:
+                self.stop.wait(0.1)
+
+
+def kill_group(member: Supervised) -> None:
+    assert member.proc is not None
+    member.proc.kill()
+
+
+def kill_one_gunicorn_worker(member: Supervised) -> None:
+    assert member.proc is not None
+    found = subprocess.run(["pgrep", "-P", str(member.proc.pid)], capture_output=True, text=True, check=False)
+    children = found.stdout.split()
+    if children:
+        os.kill(int(children[0]), signal.SIGKILL)
+
+
+def outcome(db: Engine, accepted: list[str], receiver: Receiver) -> dict[str, int]:
+    with db.connect() as conn:
+        rows = dict(conn.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(accepted))).all())
+        delivered = set(
+            conn.execute(
+                select(webhook_events.c.job_id).where(
+                    webhook_events.c.job_id.in_(accepted),
+                    webhook_events.c.type != "job.started",
+                    webhook_events.c.status == "delivered",
+                )
+            ).scalars()
+        )
+    received = Counter(
+        (r.payload["data"]["id"], r.payload["type"])
+        for r in receiver.received
+        if r.valid and r.accepted and r.path == "flaky" and r.payload["type"] != "job.started"
+    )
+    final_deliveries = Counter()
+    for job_id, status in rows.items():
+        if status in FINAL:
+            final_deliveries[job_id] = received[(job_id, FINAL_EVENT[status])]
+    return {
+        "lost": len(set(accepted) - set(rows)),
+        "not final": sum(status not in FINAL for status in rows.values()),
+        "events not delivered": sum(1 for job_id in rows if job_id not in delivered),
+        "missing": sum(1 for job_id in rows if final_deliveries[job_id] == 0),
+        "doubled": sum(1 for count in final_deliveries.values() if count > 1),
+        "invalid signatures": sum(1 for r in receiver.received if not r.valid),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--drain", type=float, default=300, help="longest wait for everything final and delivered")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    logdir = Path(tempfile.mkdtemp(prefix="assay-chaos-"))
+    print(f"[chaos] logs in {logdir}", file=sys.stderr)
+
+    with private_postgres() as pg:
+        broker_port = free_port()
+        broker = LocalRedis(logdir / "redis", broker_port, persist=False)
+        redis_url = broker.start()
+        db = make_engine(load_settings(database_url=pg.url), pool_size=2)
+        with db.begin() as conn:
+            key = create_key(conn, "chaos").secret
+        api_port = free_port()
+        prefix = f"chaos{secrets.token_hex(2)}"
+        env = {
+            **os.environ,
+            **FAULT_TIMINGS,
+            "DATABASE_URL": pg.url,
+            "REDIS_URL": redis_url,
+            "ASSAY_QUEUE_PREFIX": prefix,
+            "ASSAY_API_BIND": f"127.0.0.1:{api_port}",
+            "ASSAY_VAR_DIR": str(logdir / "var"),
+            "ASSAY_SECRETS_KEYS": Fernet.generate_key().decode(),
+        }
+        chaos = Chaos(logdir)
+        worker = chaos.add(
+            inference_process("chaos-cpu0@%h", [f"{prefix}.text", f"{prefix}.audio"], {"ASSAY_TORCH_THREADS": "2"}),
+            env,
+        )
+        maintenance = chaos.add(maintenance_process(f"{prefix}.maintenance", str(logdir / "beat")), env)
+        deliverer = chaos.add(webhooks_process(f"{prefix}.webhooks", 8, hostname="chaos-webhooks@%h"), env)
+        api = chaos.add(api_process(), env)
+        url = f"http://127.0.0.1:{api_port}"
+        wait_for(lambda: worker.proc is not None and worker.proc.log_events("worker ready"), 180, what="worker ready")
+        with contextlib.suppress(requests.RequestException):
+            wait_for(lambda: requests.get(f"{url}/health", timeout=1).status_code == 200, 60, what="api")
+        receiver = Receiver(free_port()).start()
+        receiver.secrets.append(
+            requests.get(f"{url}/v1/webhooks/secret", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()[
+                "secret"
+            ]
+        )
+        threading.Thread(target=chaos.supervise, daemon=True).start()
+
+        clients = Clients(url, key, f"{receiver.url}/flaky")
+        threads = [threading.Thread(target=clients.run, args=(n,), daemon=True) for n in range(4)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+
+        def at(second: float) -> None:
+            time.sleep(max(0.0, started + second * args.seconds / 60 - time.monotonic()))
+
+        at(8)
+        kill_group(worker)
+        at(18)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        time.sleep(3)
+        broker = LocalRedis(logdir / "redis", broker_port, persist=False)
+        broker.start()
+        at(25)
+        kill_one_gunicorn_worker(api)
+        at(32)
+        pg.server.stop("immediate")
+        time.sleep(3)
+        pg.server.start()
+        at(42)
+        kill_group(deliverer)
+        at(50)
+        kill_group(maintenance)
+        at(60)
+        clients.stop.set()
+        for thread in threads:
+            thread.join(60)
+        load_ended = time.monotonic()
+
+        def settled() -> bool:
+            found = outcome(db, clients.accepted, receiver)
+            return not (found["lost"] or found["not final"] or found["events not delivered"] or found["missing"])
+
+        try:
+            wait_for(settled, args.drain, interval=2, what="every job final and its final event delivered")
+            drained = time.monotonic() - load_ended
+        except TimeoutError:
+            drained = float("nan")
+        time.sleep(3)  # anything doubled would arrive now
+        found = outcome(db, clients.accepted, receiver)
+        finished = Counter(r["job_id"] for r in worker.proc.log_events("job finished")) if worker.proc else Counter()
+        twice = sum(1 for count in finished.values() if count > 1)
+        with db.connect() as conn:
+            attempts = Counter(
+                conn.execute(select(jobs.c.attempts, func.count()).where(jobs.c.id.in_(clients.accepted)).group_by(
+                    jobs.c.attempts)).all()
+            )  # fmt: skip
+        chaos.stop()
+        receiver.stop()
+        broker.stop()
+        db.dispose()
+
+    server_errors = sum(n for status, n in clients.statuses.items() if status >= 500 and status != 503)
+    rows = [
+        ["accepted (202)", len(clients.accepted)],
+        ["answers 503 (back-pressure or a dependency down)", clients.statuses[503]],
+        ["answers ≥ 500 other than 503", server_errors],
+        ["connection errors (a gunicorn worker killed mid-request)", clients.statuses[0]],
+        ["lost (accepted, not in PostgreSQL)", found["lost"]],
+        ["not final", found["not final"]],
+        ["jobs finished twice", twice],
+        ["final webhook event missing", found["missing"]],
+        ["final webhook event doubled", found["doubled"]],
+        ["invalid signatures", found["invalid signatures"]],
+        ["end of load → all final and delivered (s)", f"{drained:.0f}"],
+    ]
+    text = table(["chaos run", "value"], [[name, str(value)] for name, value in rows])
+    restarts = ", ".join(f"{m.spec.kind} {m.restarts}" for m in chaos.supervised)
+    notes = (
+        f"{args.seconds:.0f} s of load by 4 clients; restarts by the supervisor: {restarts}; "
+        f"attempts per job: {dict(sorted(attempts.items()))}; "
+        f"answers by status: {dict(sorted(clients.statuses.items()))}. "
+        "Doubled counts final events the receiver accepted (2xx) more than once."
+    )
+    if args.no_record:
+        print(text, "\n\n" + notes)
+    else:
+        record("Chaos (CPU)", "python -m bench.chaos " + " ".join(argv or sys.argv[1:]), text, notes)
+    ok = server_errors == 0 and not (found["lost"] or found["missing"] or found["doubled"] or twice)
+    return 0 if ok and not math.isnan(drained) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

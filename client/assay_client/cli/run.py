@@ -1,0 +1,104 @@
+"""`assay submit`: send every item through the batch endpoint, optionally wait, write results in order.
+
+Resuming: chunk keys are derived from content (see assay_client.idempotency), so running the same
+command again — after it finished, or after Ctrl-C — sends the same chunks with the same keys; the API
+answers those with the jobs made the first time, and only what never reached it is created.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assay_client.batching import ChunkResult
+from assay_client.cli.ordered import OrderedWriter
+from assay_client.cli.progress import Display
+from assay_client.cli.sources import Item
+from assay_client.client import Client
+from assay_client.inputs import WebhookLike
+from assay_client.models import Job
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    analysis: str
+    metadata: Mapping[str, Any] | None = None
+    webhook: WebhookLike | None = None
+    chunk_size: int = 250
+    wait: bool = False
+    timeout: float | None = None
+    concurrency: int = 8
+    salt: str = ""  # non-empty: new jobs even for content sent before (--fresh)
+
+
+def record(item: Item, job: Job) -> dict[str, Any]:
+    """One output line: where the input came from, then the job as the API returns it."""
+    return {"source": item.source, **job.to_dict()}
+
+
+def submit_items(
+    client: Client,
+    items: list[Item],
+    options: SubmitOptions,
+    emit: Callable[[dict[str, Any]], None],
+    display: Display,
+) -> None:
+    """Write one record per item, in input order: the accepted job, or with `wait` the final one."""
+    writer: OrderedWriter[dict[str, Any]] = OrderedWriter(emit)
+    index_of: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def submit(on_chunk: Callable[[ChunkResult], None]) -> None:
+        client.submit_many(
+            options.analysis,
+            [item.request for item in items],
+            metadata=options.metadata,
+            webhook=options.webhook,
+            chunk_size=options.chunk_size,
+            keys="content",
+            salt=options.salt,
+            on_chunk=on_chunk,
+        )
+
+    if not options.wait:
+
+        def written(result: ChunkResult) -> None:
+            display.on_submitted(result.jobs, result.created)
+            for offset, job in enumerate(result.jobs):
+                position = result.chunk.start + offset
+                writer.put(position, record(items[position], job))
+
+        submit(written)
+        return
+
+    watcher = client.watcher(timeout=options.timeout, concurrency=options.concurrency)
+
+    def accepted(result: ChunkResult) -> None:
+        with lock:
+            for offset, job in enumerate(result.jobs):
+                index_of.setdefault(job.id, []).append(result.chunk.start + offset)
+        display.on_submitted(result.jobs, result.created)
+        watcher.add(result.jobs)
+
+    def submitter() -> None:
+        try:
+            submit(accepted)
+        except BaseException as exc:
+            watcher.fail(exc)
+        else:
+            watcher.close()
+
+    threading.Thread(target=submitter, name="assay-submit", daemon=True).start()
+    for job in watcher:
+        display.on_finished(job)
+        with lock:
+            positions = index_of[job.id]
+        for position in positions:
+            writer.put(position, record(items[position], job))
+
+
+def exit_code(display: Display) -> int:
+    """0: every job succeeded (or, without --wait, was accepted); 2: some failed or were canceled."""
+    return 2 if display.statuses["failed"] or display.statuses["canceled"] else 0

@@ -1,0 +1,94 @@
+"""The analysis catalog: what this deployment serves, declared in versioned JSON files.
+
+Both the API (validation, GET /v1/analyses) and the workers (engine choice) read it, so it
+lives here rather than in models/: the API must never import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Literal, cast
+
+from pydantic import BaseModel, Field, model_validator
+
+from config.engines import EngineName, ModelEngineName
+from config.settings import Settings
+
+CATALOG_DIR = Path(__file__).resolve().parent / "analyses"
+PACKAGED_TEXT_MODEL = "all-MiniLM-L6-v2"
+PACKAGED_SPEECH_MODEL = "whisper-tiny.en"
+
+
+class ModelChoice(BaseModel):
+    """The engine that serves an analysis and the model it loads (a path, a hub id or a packaged name)."""
+
+    engine: EngineName
+    model: str
+
+
+class AnalysisConfig(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    version: int = 1
+    description: str
+    input: Literal["text", "audio"]
+    family: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="one broker queue per model family")
+    engine: EngineName
+    temperature: float = 0.05
+    labels: dict[str, list[str]] = Field(default_factory=dict)
+    flag_label: str | None = Field(None, description="the label whose probability sets `flagged`")
+    threshold: float = Field(0.5, ge=0, le=1)
+    verdicts: dict[str, float] = Field(default_factory=dict, description="verdict name → minimum risk score")
+    production: ModelChoice | None = Field(None, description="the model README recommends in production")
+    steps: list[str] = Field(default_factory=list, description="pipeline: the audio step, e.g. transcription")
+    then: list[str] = Field(default_factory=list, description="pipeline: text analyses run on the transcript")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnalysisConfig:
+        if self.engine == "embedding-prototype" and len(self.labels) < 2:
+            raise ValueError(f"{self.name}: an embedding-prototype analysis needs two or more labels")
+        if self.flag_label and self.labels and self.flag_label not in self.labels:
+            raise ValueError(f"{self.name}: flag_label {self.flag_label!r} is not one of its labels")
+        if self.engine == "pipeline" and not (self.steps and self.then):
+            raise ValueError(f"{self.name}: a pipeline needs steps and then")
+        return self
+
+
+@functools.cache
+def load_catalog(directory: Path = CATALOG_DIR) -> dict[str, AnalysisConfig]:
+    """Every `*.json` in the catalog directory, by analysis name; pipelines must name known analyses."""
+    catalog: dict[str, AnalysisConfig] = {}
+    for path in sorted(directory.glob("*.json")):
+        analysis = AnalysisConfig.model_validate(json.loads(path.read_text()))
+        catalog[analysis.name] = analysis
+    for analysis in catalog.values():
+        unknown = [name for name in analysis.steps + analysis.then if name not in catalog]
+        if unknown:
+            raise ValueError(f"pipeline {analysis.name} names unknown analyses: {unknown}")
+    return catalog
+
+
+def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
+    """Engine and model source for an analysis: ASSAY_ANALYSIS_MODELS overrides the catalog default.
+
+    The override value is `engine:source`, e.g. `hf-classifier:/models/sst2` or
+    `hf-classifier:distilbert/distilbert-base-uncased-finetuned-sst-2-english`.
+    """
+    override = settings.analysis_models.get(analysis.name)
+    if override:
+        engine, _, source = override.partition(":")
+        return ModelChoice(engine=cast(ModelEngineName, engine), model=source)
+    if analysis.engine == "embedding-prototype":
+        return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
+    if analysis.engine == "whisper":
+        return ModelChoice(engine=analysis.engine, model=settings.speech_model_path or PACKAGED_SPEECH_MODEL)
+    return ModelChoice(engine=analysis.engine, model="+".join(analysis.steps + analysis.then))
+
+
+def model_label(settings: Settings, analysis: AnalysisConfig) -> str:
+    """The model name results carry, e.g. `all-MiniLM-L6-v2+sentiment-prototypes-v1`."""
+    choice = model_choice(settings, analysis)
+    if choice.engine == "embedding-prototype":
+        return f"{choice.model}+{analysis.name}-prototypes-v{analysis.version}"
+    return choice.model

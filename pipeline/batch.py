@@ -1,0 +1,202 @@
+"""The inference worker's batch: many job ids in; per model batch one claim, one model call, one write."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from models.base import InputError
+from pipeline.context import WorkerContext
+from pipeline.inference import outcome, run_audio, run_text
+from pipeline.lifecycle import Change
+from store.db import retry_while_unreachable
+from store.tables import JobStatus
+from store.worker import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
+from telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchReport:
+    received: int = 0
+    claimed: int = 0
+    written: dict[str, str] = field(default_factory=dict)
+    model_batches: list[int] = field(default_factory=list)
+
+
+def run_batch(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome]:
+    """Outcomes for one claimed model batch; if anything in it raises, its jobs run one at a time.
+
+    A bad item (a decoder, tokenizer or model error the engines did not turn into an input error)
+    then fails alone, with `inference_error`, and never takes its neighbours down with it.
+    """
+    try:
+        return _run_together(ctx, claimed)
+    except Exception:
+        log.exception("batch failed; running its jobs one at a time", extra={"size": len(claimed)})
+    outcomes: list[Outcome] = []
+    for job in claimed:
+        try:
+            outcomes += _run_together(ctx, [job])
+        except Exception as exc:
+            log.warning("job failed in inference", exc_info=True, extra={"job_id": job.id})
+            outcomes.append(outcome(job, InputError("inference_error", f"{type(exc).__name__}: {exc}"[:500])))
+    return outcomes
+
+
+def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome]:
+    """Text jobs in one call, audio jobs in one call."""
+    kinds = {job.id: ctx.catalog[job.analysis].input if job.analysis in ctx.catalog else None for job in claimed}
+    text = [job for job in claimed if kinds[job.id] == "text"]
+    audio = [job for job in claimed if kinds[job.id] == "audio"]
+    unknown = InputError("unknown_analysis", "this analysis is not served by this deployment")
+    outcomes = [outcome(job, unknown) for job in claimed if kinds[job.id] is None]
+    if text:
+        outcomes += run_text(ctx.engines, text)
+    if audio:
+        blobs = retry_while_unreachable(
+            lambda: _load_blobs(ctx, [job.id for job in audio]),
+            patience_seconds=ctx.settings.db_outage_patience_seconds,
+            what="load audio",
+        )
+        outcomes += run_audio(ctx.engines, ctx.catalog, audio, blobs, ctx.settings.max_audio_seconds)
+    return outcomes
+
+
+def _load_blobs(ctx: WorkerContext, job_ids: list[str]) -> dict[str, bytes]:
+    with ctx.db.connect() as conn:
+        return load_blobs(conn, job_ids)
+
+
+def _family(ctx: WorkerContext, analysis: str) -> str:
+    return ctx.catalog[analysis].family if analysis in ctx.catalog else "unknown"
+
+
+def _observe_claimed(ctx: WorkerContext, claimed: list[ClaimedJob]) -> None:
+    for job in claimed:
+        if job.created_at and job.started_at:
+            metrics.QUEUE_WAIT.labels(job.analysis).observe((job.started_at - job.created_at).total_seconds())
+    for family, size in Counter(_family(ctx, job.analysis) for job in claimed).items():
+        metrics.BATCH_SIZE.labels(family).observe(size)
+
+
+@dataclass
+class _Computed:
+    """One model batch, computed and waiting to be written."""
+
+    claimed: list[ClaimedJob]
+    outcomes: list[Outcome]
+    seconds: float
+
+
+def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
+    """One statement writes the batch; the job-finished path does everything that follows.
+
+    PostgreSQL being away does not lose the computed results: the write is retried until it is back
+    (up to `ASSAY_DB_OUTAGE_PATIENCE_SECONDS`), the leases renewed meanwhile once it answers.
+    """
+    try:
+        written = retry_while_unreachable(
+            lambda: _finish(ctx, batch),
+            patience_seconds=ctx.settings.db_outage_patience_seconds,
+            what="write results",
+        )
+    finally:
+        ctx.leases.release([job.id for job in batch.claimed])
+    for family in {_family(ctx, job.analysis) for job in batch.claimed}:
+        metrics.INFERENCE.labels(family).observe(batch.seconds)
+    metrics.record_gpu_memory()
+    report.written.update(written)
+    log.info(
+        "batch processed",
+        extra={"size": len(batch.claimed), "written": len(written), "seconds": round(batch.seconds, 4)},
+    )
+
+
+def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
+    jobs = {job.id: job for job in batch.claimed}
+    with ctx.lifecycle.transaction() as unit:
+        written = finish_jobs(unit.conn, batch.outcomes)
+        unit.finished(
+            [
+                Change(
+                    o.job_id,
+                    jobs[o.job_id].analysis,
+                    written[o.job_id],
+                    attempt=o.attempt,
+                    created_at=jobs[o.job_id].created_at,
+                    error_code=o.error_code,
+                    runtime=batch.seconds,
+                    has_webhook=bool(jobs[o.job_id].webhook),
+                )
+                for o in batch.outcomes
+                if o.job_id in written
+            ]
+        )
+    return written
+
+
+def _claim(ctx: WorkerContext, wanted: list[str]) -> list[ClaimedJob]:
+    """Claim a model batch (retried through a database restart) and start renewing its leases."""
+    claimed = retry_while_unreachable(
+        lambda: _claim_once(ctx, wanted), patience_seconds=ctx.settings.db_outage_patience_seconds, what="claim"
+    )
+    ctx.leases.hold({job.id: job.attempt for job in claimed})
+    if len(claimed) < len(wanted):
+        taken = {job.id for job in claimed}
+        skipped = [job_id for job_id in wanted if job_id not in taken]
+        log.info("already handled", extra={"job_ids": skipped})  # duplicate delivery, cancel, erasure
+    return claimed
+
+
+def _claim_once(ctx: WorkerContext, wanted: list[str]) -> list[ClaimedJob]:
+    with ctx.lifecycle.transaction() as unit:
+        claimed = claim_jobs(unit.conn, wanted, ctx.settings.lease_seconds)
+        unit.started(
+            [
+                Change(j.id, j.analysis, JobStatus.RUNNING, attempt=j.attempt, has_webhook=bool(j.webhook))
+                for j in claimed
+            ]
+        )
+    return claimed
+
+
+def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
+    """Run jobs in model batches: per batch one claim (inputs + lease), one model call, one write.
+
+    Claiming batch by batch, just before the model runs, keeps each lease about one model call
+    long however many messages a flush delivered. No database connection is held while the
+    model runs. Ids already running, finished or canceled are skipped by the claim. Writing
+    batch k (and what follows it) happens on a second thread while the model runs batch k+1;
+    at most one write is in flight, and all are done before this returns (so before the
+    flush's messages are acknowledged).
+    """
+    unique_ids = list(dict.fromkeys(job_ids))
+    report = BatchReport(received=len(unique_ids))
+    size = ctx.settings.max_batch_size
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer:
+        pending: Future[None] | None = None
+        for start in range(0, len(unique_ids), size):
+            claimed = _claim(ctx, unique_ids[start : start + size])
+            if not claimed:
+                continue
+            report.claimed += len(claimed)
+            report.model_batches.append(len(claimed))
+            _observe_claimed(ctx, claimed)
+            try:
+                began = time.perf_counter()
+                outcomes = run_batch(ctx, claimed)
+                batch = _Computed(claimed, outcomes, time.perf_counter() - began)
+                if pending is not None:
+                    pending.result()  # one write in flight at most; re-raises its error here
+            except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over
+                ctx.leases.release([job.id for job in claimed])
+                raise
+            pending = writer.submit(_write, ctx, batch, report)
+        if pending is not None:
+            pending.result()
+    return report

@@ -1,0 +1,162 @@
+"""The one place that decides what follows a job's change of state.
+
+Every path that moves jobs (the worker's claim and write, the sweeper, cancel and delete, redelivery,
+intake) runs its statements in `Lifecycle.transaction()`. Inside, the unit writes what must be
+atomic with the change (webhook outbox rows); after the transaction commits, and only then, the
+side effects follow: long-polls are woken, job and webhook messages are published, metrics counted,
+Flower told, a log line written. None of them raises into the caller: a message that cannot be
+published is left for the sweeper, a notification that cannot be sent only makes a long-poll wait
+for its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+from sqlalchemy import Connection, Engine
+
+from broker.job_pubsub import notify_finished
+from broker.publish import Published, Publisher
+from config import Settings
+from store.outbox import create_events, record_event_publish, record_job_publish
+from telemetry import metrics
+from telemetry.flower import FlowerEvents
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A job that changed state in this transaction, with what the side effects need to know."""
+
+    job_id: str
+    analysis: str
+    status: str
+    attempt: int = 0
+    created_at: datetime | None = None
+    error_code: str | None = None
+    runtime: float = 0.0  # seconds of model time, for Flower
+    has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
+
+
+@dataclass
+class Unit:
+    """One transaction's connection, and the side effects it will have once it commits.
+
+    `publish_epoch` is the broker epoch the process last published under: rows written here are
+    stamped with it, and after commit the lifecycle fixes them only if the publish reports another.
+    """
+
+    conn: Connection
+    settings: Settings
+    publish_epoch: str | None
+    started_jobs: list[Change] = field(default_factory=list)
+    finished_jobs: list[Change] = field(default_factory=list)
+    jobs_to_publish: list[tuple[str, str]] = field(default_factory=list)
+    events_to_publish: list[str] = field(default_factory=list)
+
+    def _outbox(self, changes: list[Change]) -> None:
+        hooked = [c.job_id for c in changes if c.has_webhook]
+        self.events_to_publish += create_events(self.conn, hooked, self.publish_epoch)
+
+    def started(self, changes: list[Change]) -> None:
+        """Jobs that began running: `job.started` events where asked for."""
+        self._outbox(changes)
+        self.started_jobs += changes
+
+    def finished(self, changes: list[Change]) -> None:
+        """Jobs that reached a final state: `job.succeeded|failed|canceled` events where asked for."""
+        self._outbox(changes)
+        self.finished_jobs += changes
+
+    def publish_jobs(self, jobs: list[tuple[str, str]]) -> None:
+        """(job_id, analysis) pairs, stamped with `publish_epoch`, to send once the rows are committed."""
+        self.jobs_to_publish += jobs
+
+    def publish_events(self, event_ids: list[str]) -> None:
+        """Webhook events, stamped with `publish_epoch`, to send once committed (redelivery, due retries)."""
+        self.events_to_publish += event_ids
+
+
+class Lifecycle:
+    """One per process: the after-commit side effects of every state change."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Engine,
+        client: redis.Redis,
+        publisher: Publisher,
+        flower: FlowerEvents | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis = client
+        self.publisher = publisher
+        self.flower = flower  # set on inference workers, so Flower lists each job as a task
+
+    @contextmanager
+    def transaction(self, epoch: str | None = None) -> Iterator[Unit]:
+        """A transaction whose side effects run after it commits (and never if it rolls back).
+
+        `epoch` overrides the epoch rows are stamped with (the sweeper reads the broker's own first).
+        """
+        with self.db.begin() as conn:
+            unit = Unit(conn, self.settings, epoch or self.publisher.known_epoch)
+            yield unit
+        self.after_commit(unit)
+
+    def after_commit(self, unit: Unit) -> None:
+        """Wake long-polls, publish, count, tell Flower, log. Never raises."""
+        if unit.finished_jobs:
+            notify_finished(self.redis, [c.job_id for c in unit.finished_jobs])
+        if unit.jobs_to_publish:
+            self._publish_jobs(unit.jobs_to_publish, unit.publish_epoch)
+        if unit.events_to_publish:
+            self._publish_events(unit.events_to_publish, unit.publish_epoch)
+        now = datetime.now(UTC)
+        for change in unit.finished_jobs:
+            metrics.JOBS_FINISHED.labels(change.analysis, change.status).inc()
+            if change.created_at:
+                metrics.JOB_LATENCY.labels(change.analysis).observe((now - change.created_at).total_seconds())
+            log.info(
+                "job finished", extra={"job_id": change.job_id, "status": change.status, "attempt": change.attempt}
+            )
+        if self.flower is not None:
+            for change in unit.started_jobs:
+                self.flower.started(change.job_id, change.analysis, change.attempt)
+            for change in unit.finished_jobs:
+                self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
+
+    def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
+        epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))
+        if epoch != stamped:
+            self._record(record_job_publish, [job_id for job_id, _ in jobs], epoch, "jobs")
+
+    def _publish_events(self, event_ids: list[str], stamped: str | None) -> None:
+        epoch = self._send(lambda: self.publisher.deliveries(event_ids), "events", len(event_ids))
+        if epoch != stamped:
+            self._record(record_event_publish, event_ids, epoch, "events")
+
+    def _send(self, send: Callable[[], Published], what: str, count: int) -> str | None:
+        """The epoch the messages went out under; None if they could not be sent (the sweeper will)."""
+        try:
+            return send().epoch
+        except Exception:
+            log.warning(f"{what} publish deferred to the sweeper", exc_info=True, extra={what: count})
+            return None
+
+    def _record(
+        self, record: Callable[[Connection, list[str], str | None], None], ids: list[str], epoch: str | None, what: str
+    ) -> None:
+        """Correct rows stamped with another epoch than the publish used (or NULL when it failed)."""
+        try:
+            with self.db.begin() as conn:
+                record(conn, ids, epoch)
+        except Exception:  # the sweepers still find them: their epoch is not the broker's
+            log.warning(f"could not record the epoch of published {what}", exc_info=True, extra={what: len(ids)})

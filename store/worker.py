@@ -1,0 +1,140 @@
+"""The inference worker's queries: claim a batch with a lease, load its audio, write its outcomes.
+
+Claims and writes are guarded so that at-least-once delivery has exactly-once effects: a claim takes
+only `queued` jobs, and a write lands only on a job still `running` in the same attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text, update
+
+from store.db import interval
+from store.tables import JobStatus, job_blobs, jobs
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    analysis: str
+    input: dict[str, Any]
+    attempt: int
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    webhook: dict[str, Any] | None = None
+
+
+def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list[ClaimedJob]:
+    """Mark queued jobs running with a lease and load their inputs: one statement for the batch.
+
+    Jobs already running, finished or canceled are left out, which is what makes a duplicate
+    delivery harmless.
+    """
+    rows = conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=jobs.c.attempts + 1,
+            started_at=func.now(),
+            lease_expires_at=func.now() + interval(lease_seconds),
+        )
+        .returning(
+            jobs.c.id,
+            jobs.c.analysis,
+            jobs.c.input,
+            jobs.c.attempts,
+            jobs.c.created_at,
+            jobs.c.started_at,
+            jobs.c.webhook,
+        )
+    ).mappings()
+    order = {job_id: i for i, job_id in enumerate(job_ids)}
+    claimed = [
+        ClaimedJob(
+            r["id"], r["analysis"], r["input"] or {}, r["attempts"], r["created_at"], r["started_at"], r["webhook"]
+        )
+        for r in rows
+    ]
+    return sorted(claimed, key=lambda job: order[job.id])
+
+
+def load_blobs(conn: Connection, job_ids: list[str]) -> dict[str, bytes]:
+    """The uploaded audio of a batch's jobs, in one query."""
+    rows = conn.execute(select(job_blobs.c.job_id, job_blobs.c.data).where(job_blobs.c.job_id.in_(job_ids)))
+    return {job_id: bytes(data) for job_id, data in rows}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    attempt: int
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def status(self) -> JobStatus:
+        return JobStatus.FAILED if self.error_code else JobStatus.SUCCEEDED
+
+
+_FINISH_SQL = text(
+    """
+    UPDATE jobs SET status = v.status, result = v.result, error_code = v.error_code,
+           error_message = v.error_message, completed_at = now(), lease_expires_at = NULL
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS v(id text, attempt int, status text, result jsonb, error_code text, error_message text)
+    WHERE jobs.id = v.id AND jobs.status = :running AND jobs.attempts = v.attempt
+    RETURNING jobs.id, jobs.status
+    """
+)
+
+
+def finish_jobs(conn: Connection, outcomes: list[Outcome]) -> dict[str, str]:
+    """Write every outcome of a batch in one statement; returns {job_id: status} actually written.
+
+    Only a `running` row of the same attempt is written: a finished or canceled job is never
+    overwritten, and a worker whose lease was taken over cannot clobber the newer attempt.
+    """
+    if not outcomes:
+        return {}
+    payload = json.dumps(
+        [
+            {
+                "id": o.job_id,
+                "attempt": o.attempt,
+                "status": o.status,
+                "result": o.result,
+                "error_code": o.error_code,
+                "error_message": o.error_message,
+            }
+            for o in outcomes
+        ]
+    )
+    rows = conn.execute(_FINISH_SQL, {"rows": payload, "running": JobStatus.RUNNING})
+    return {row.id: row.status for row in rows}
+
+
+_RENEW_SQL = text(
+    """
+    UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
+    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS v(id, attempt)
+    WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.status = :running
+    """
+)
+
+
+def renew_leases(conn: Connection, held: dict[str, int], lease_seconds: float) -> int:
+    """Extend the leases of the jobs this worker runs ({job_id: attempt}); one statement for all.
+
+    Only a `running` row of the same attempt is renewed, so a worker can never keep alive a job
+    the sweeper already gave to another.
+    """
+    if not held:
+        return 0
+    params = {"ids": list(held), "attempts": list(held.values()), "lease": lease_seconds, "running": JobStatus.RUNNING}
+    return conn.execute(_RENEW_SQL, params).rowcount

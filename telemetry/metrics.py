@@ -1,0 +1,70 @@
+"""Job metrics (names prefixed `assay_`), shared by the API and the workers; HTTP metrics live in app/.
+
+The API runs under several gunicorn workers, so prometheus-client's multiprocess mode is used
+there (gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker starts); each Celery
+worker process serves its own registry on its own port.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+JOBS_SUBMITTED = Counter("assay_jobs_submitted_total", "Jobs accepted by the API", ["analysis"])
+JOBS_FINISHED = Counter("assay_jobs_finished_total", "Jobs that reached a final state", ["analysis", "status"])
+QUEUE_WAIT = Histogram(
+    "assay_queue_wait_seconds", "Submission to start of the run", ["analysis"], buckets=LATENCY_BUCKETS
+)
+INFERENCE = Histogram("assay_inference_seconds", "One model batch, end to end", ["family"], buckets=LATENCY_BUCKETS)
+JOB_LATENCY = Histogram(
+    "assay_job_latency_seconds", "Submission to result written", ["analysis"], buckets=LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram("assay_batch_size", "Jobs per model batch", ["family"], buckets=BATCH_BUCKETS)
+MODEL_LOAD = Gauge("assay_model_load_seconds", "Time to load a model", ["model"], multiprocess_mode="max")
+GPU_MEMORY = Gauge("assay_gpu_memory_bytes", "GPU memory allocated by this worker", ["device"], multiprocess_mode="max")
+
+
+class QueueDepthCollector:
+    """Queue length per queue, read from Redis at scrape time (Flower exports none: flower#1173)."""
+
+    def __init__(self, client: redis.Redis, queues: list[str]) -> None:
+        self.client = client
+        self.queues = queues
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily("assay_queue_depth", "Messages waiting in a broker queue", labels=["queue"])
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in self.queues:
+                pipe.llen(queue)
+            for queue, depth in zip(self.queues, pipe.execute(), strict=True):
+                family.add_metric([queue], float(depth))
+        except redis.RedisError:
+            log.warning("queue depth unavailable", exc_info=True)
+        yield family
+
+
+def record_gpu_memory() -> None:
+    """Only in a process that already uses CUDA: never the first to touch it."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        GPU_MEMORY.labels(device=str(torch.cuda.current_device())).set(torch.cuda.memory_allocated())
+
+
+def worker_registry(client: redis.Redis, queues: list[str]) -> CollectorRegistry:
+    """The default registry plus queue depth, for a worker's own /metrics port."""
+    from prometheus_client import REGISTRY
+
+    REGISTRY.register(QueueDepthCollector(client, queues))
+    return REGISTRY

@@ -1,0 +1,330 @@
+"""The bad-input sweep: every route, JSON and multipart, answers malformed, hostile or merely wrong input with a
+4xx in the one error shape, creates nothing, and never reaches the database with something it would refuse
+(NUL, unpaired surrogates, NaN, numbers too large, nesting too deep)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import Engine, func, select
+
+from store.tables import jobs
+from tests.support import Client, Stack
+
+OK = {"analysis": "sentiment", "input": {"text": "fine"}}
+WAV = (  # a valid 0.1 s WAV, for cases that must get past the audio probe
+    b"RIFF$\x0c\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00}\x00\x00\x02\x00\x10\x00data"
+    b"\x00\x0c\x00\x00" + b"\x00\x00" * 1600
+)
+
+
+def job(**changes: Any) -> dict[str, Any]:
+    return {**OK, **changes}
+
+
+def raw(text: str | bytes, content_type: str = "application/json") -> dict[str, Any]:
+    return {"data": text.encode() if isinstance(text, str) else text, "headers": {"Content-Type": content_type}}
+
+
+NESTED_2000 = '{"analysis":"sentiment","input":{"text":"x"},"metadata":' + '{"a":' * 2000 + "1" + "}" * 2000 + "}"
+NESTED_40 = {"a": 1}
+for _ in range(40):
+    NESTED_40 = {"a": NESTED_40}
+
+JSON_CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
+    # (name, request kwargs for POST /v1/jobs, status, code or None for "any 4xx code")
+    ("nul in text", {"json": job(input={"text": "a\x00b"})}, 422, "invalid_characters"),
+    ("nul in metadata value", {"json": job(metadata={"k": "v\x00"})}, 422, "invalid_characters"),
+    ("nul in metadata key", {"json": job(metadata={"k\x00": "v"})}, 422, "invalid_characters"),
+    ("nul deep in metadata", {"json": job(metadata={"a": [{"b": ["\x00"]}]})}, 422, "invalid_characters"),
+    ("nul in analysis", {"json": job(analysis="sentiment\x00")}, 422, "invalid_characters"),
+    ("lone surrogate in text", raw('{"analysis":"sentiment","input":{"text":"\\ud800"}}'), 422, "invalid_characters"),
+    ("lone surrogate in key", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"\\udfff":1}}'), 422, None),
+    ("2000 levels of nesting", raw(NESTED_2000), 400, "invalid_json"),
+    ("40 levels of nesting", {"json": job(metadata=NESTED_40)}, 422, "validation_error"),
+    ("NaN", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"n":NaN}}'), 400, "invalid_json"),
+    ("Infinity", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"n":Infinity}}'), 400, "invalid_json"),
+    ("-Infinity", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"n":-Infinity}}'), 400, "invalid_json"),
+    ("1e400", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"n":1e400}}'), 400, "invalid_json"),
+    ("5000-digit int", raw('{"analysis":"sentiment","input":{"text":"x"},"metadata":{"n":' + "9" * 5000 + "}}"), 400,
+     "invalid_json"),
+    ("duplicate keys", raw('{"analysis":"sentiment","analysis":"toxicity","input":{"text":"x"}}'), 400,
+     "invalid_json"),
+    ("invalid utf-8", raw(b'{"analysis":"sentiment","input":{"text":"\xff\xfe"}}'), 400, "invalid_json"),
+    ("truncated json", raw('{"analysis":"sentiment","input":{"te'), 400, "invalid_json"),
+    ("trailing garbage", raw('{"analysis":"sentiment","input":{"text":"x"}} trailing'), 400, "invalid_json"),
+    ("comment", raw('{"analysis":"sentiment", /* hi */ "input":{"text":"x"}}'), 400, "invalid_json"),
+    ("single quotes", raw("{'analysis':'sentiment'}"), 400, "invalid_json"),
+    ("empty body", raw(""), 400, "invalid_json"),
+    ("whitespace body", raw("   "), 400, "invalid_json"),
+    ("null body", raw("null"), 422, "validation_error"),
+    ("number body", raw("123"), 422, "validation_error"),
+    ("string body", raw('"sentiment"'), 422, "validation_error"),
+    ("true body", raw("true"), 422, "validation_error"),
+    ("array body", {"json": [OK]}, 422, "validation_error"),
+    ("text/plain", raw("hello", "text/plain"), 415, "unsupported_media_type"),
+    ("form urlencoded", raw("analysis=sentiment", "application/x-www-form-urlencoded"), 415, None),
+    ("no content type", {"data": b'{"analysis":"sentiment"}', "headers": {"Content-Type": ""}}, 415, None),
+    ("xml", raw("<job/>", "application/xml"), 415, None),
+    ("analysis null", {"json": job(analysis=None)}, 422, None),
+    ("analysis number", {"json": job(analysis=5)}, 422, "unknown_analysis"),
+    ("analysis list", {"json": job(analysis=["sentiment"])}, 422, "unknown_analysis"),
+    ("analysis object", {"json": job(analysis={"name": "sentiment"})}, 422, "unknown_analysis"),
+    ("analysis empty", {"json": job(analysis="")}, 422, "unknown_analysis"),
+    ("analysis huge", {"json": job(analysis="x" * 10_000)}, 422, "unknown_analysis"),
+    ("analysis missing", {"json": {"input": {"text": "x"}}}, 422, "validation_error"),
+    ("input missing", {"json": {"analysis": "sentiment"}}, 422, "validation_error"),
+    ("input null", {"json": job(input=None)}, 422, "validation_error"),
+    ("input list", {"json": job(input=["x"])}, 422, "validation_error"),
+    ("input string", {"json": job(input="x")}, 422, "validation_error"),
+    ("text null", {"json": job(input={"text": None})}, 422, "validation_error"),
+    ("text number", {"json": job(input={"text": 5})}, 422, "validation_error"),
+    ("text bool", {"json": job(input={"text": True})}, 422, "validation_error"),
+    ("text list", {"json": job(input={"text": ["a"]})}, 422, "validation_error"),
+    ("text object", {"json": job(input={"text": {"a": 1}})}, 422, "validation_error"),
+    ("text empty", {"json": job(input={"text": ""})}, 422, "empty_text"),
+    ("text blank", {"json": job(input={"text": " \t\n"})}, 422, "empty_text"),
+    ("text too long", {"json": job(input={"text": "x" * 20_001})}, 413, "input_too_large"),
+    ("input extra field", {"json": job(input={"text": "x", "lang": "en"})}, 422, "validation_error"),
+    ("input audio for text analysis", {"json": job(input={"audio_base64": "AAAA"})}, 422, "validation_error"),
+    ("top-level extra field", {"json": job(priority=1)}, 422, "validation_error"),
+    ("metadata null", {"json": job(metadata=None)}, 422, "validation_error"),
+    ("metadata list", {"json": job(metadata=[1])}, 422, "validation_error"),
+    ("metadata string", {"json": job(metadata="x")}, 422, "validation_error"),
+    ("metadata too large", {"json": job(metadata={"k": "v" * 20_000})}, 413, "metadata_too_large"),
+    ("webhook string", {"json": job(webhook="http://example.com")}, 422, "validation_error"),
+    ("webhook url number", {"json": job(webhook={"url": 5})}, 422, "validation_error"),
+    ("webhook no url", {"json": job(webhook={"events": ["completed"]})}, 422, "validation_error"),
+    ("webhook ipv6 broken", {"json": job(webhook={"url": "http://[abc/"})}, 422, "invalid_webhook_url"),
+    ("webhook javascript", {"json": job(webhook={"url": "javascript:alert(1)"})}, 422, "invalid_webhook_url"),
+    ("webhook no host", {"json": job(webhook={"url": "http://"})}, 422, "invalid_webhook_url"),
+    ("webhook spaces", {"json": job(webhook={"url": "http://exa mple.com/"})}, 422, "invalid_webhook_url"),
+    ("webhook nul", {"json": job(webhook={"url": "http://example.com/\x00"})}, 422, "invalid_characters"),
+    ("webhook port", {"json": job(webhook={"url": "http://example.com:99999/"})}, 422, "invalid_webhook_url"),
+    ("webhook credentials", {"json": job(webhook={"url": "http://u:p@example.com/"})}, 422,
+     "invalid_webhook_url"),
+    ("webhook too long", {"json": job(webhook={"url": "http://example.com/" + "a" * 3000})}, 422,
+     "invalid_webhook_url"),
+    ("webhook loopback", {"json": job(webhook={"url": "http://127.0.0.1/x"})}, 422, "webhook_url_forbidden"),
+    ("webhook metadata ip", {"json": job(webhook={"url": "http://169.254.169.254/"})}, 422,
+     "webhook_url_forbidden"),
+    ("webhook events empty", {"json": job(webhook={"url": "https://example.com", "events": []})}, 422,
+     "validation_error"),
+    ("webhook events bad", {"json": job(webhook={"url": "https://example.com", "events": ["done"]})}, 422,
+     "validation_error"),
+    ("webhook events string", {"json": job(webhook={"url": "https://example.com", "events": "completed"})}, 422,
+     "validation_error"),
+    ("webhook extra", {"json": job(webhook={"url": "https://example.com", "secret": "x"})}, 422,
+     "validation_error"),
+    ("audio not base64", {"json": {"analysis": "transcription", "input": {"audio_base64": "%%%"}}}, 422,
+     "invalid_base64"),
+    ("audio number", {"json": {"analysis": "transcription", "input": {"audio_base64": 5}}}, 422,
+     "validation_error"),
+    ("audio empty", {"json": {"analysis": "transcription", "input": {"audio_base64": ""}}}, 422, None),
+    ("audio not audio", {"json": {"analysis": "transcription", "input": {"audio_base64": "aGVsbG8="}}}, 422,
+     "invalid_audio"),
+    ("audio filename nul", {"json": {"analysis": "transcription", "input": {
+        "audio_base64": base64.b64encode(WAV).decode(), "filename": "a\x00.wav"}}}, 422, "invalid_characters"),
+    ("audio filename long", {"json": {"analysis": "transcription", "input": {
+        "audio_base64": base64.b64encode(WAV).decode(), "filename": "a" * 300}}}, 422, "validation_error"),
+    ("audio with text", {"json": {"analysis": "transcription", "input": {"text": "hello"}}}, 422,
+     "validation_error"),
+    ("idempotency key too long", {"json": OK, "headers": {"Idempotency-Key": "k" * 300}}, 400,
+     "invalid_idempotency_key"),
+    ("idempotency key tab", {"json": OK, "headers": {"Idempotency-Key": "k\tk"}}, 400, "invalid_idempotency_key"),
+]  # fmt: skip
+
+MULTIPART_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int, str | None]] = [
+    # (name, form fields, files, status, code)
+    ("no file", {"analysis": "transcription"}, {}, 422, "missing_file"),
+    ("no analysis", {}, {"file": ("a.wav", WAV)}, 422, "validation_error"),
+    ("text analysis", {"analysis": "sentiment"}, {"file": ("a.wav", WAV)}, 422, "validation_error"),
+    ("unknown analysis", {"analysis": "astrology"}, {"file": ("a.wav", WAV)}, 422, "unknown_analysis"),
+    ("nul analysis", {"analysis": "transcription\x00"}, {"file": ("a.wav", WAV)}, 400, "invalid_parameter"),
+    ("metadata not json", {"analysis": "transcription", "metadata": "{x"}, {"file": ("a.wav", WAV)}, 422,
+     "validation_error"),
+    ("metadata list", {"analysis": "transcription", "metadata": "[1]"}, {"file": ("a.wav", WAV)}, 422,
+     "validation_error"),
+    ("metadata nul", {"analysis": "transcription", "metadata": '{"k":"\\u0000"}'}, {"file": ("a.wav", WAV)}, 422,
+     "validation_error"),
+    ("metadata NaN", {"analysis": "transcription", "metadata": '{"k":NaN}'}, {"file": ("a.wav", WAV)}, 422,
+     "validation_error"),
+    ("metadata deep", {"analysis": "transcription", "metadata": "[" * 3000 + "]" * 3000},
+     {"file": ("a.wav", WAV)}, 422, "validation_error"),
+    ("webhook not json", {"analysis": "transcription", "webhook": "http://x"}, {"file": ("a.wav", WAV)}, 422,
+     "validation_error"),
+    ("webhook bad url", {"analysis": "transcription", "webhook": '{"url":"http://[abc/"}'},
+     {"file": ("a.wav", WAV)}, 422, "invalid_webhook_url"),
+    ("empty file", {"analysis": "transcription"}, {"file": ("a.wav", b"")}, 422, "empty_audio"),
+    ("garbage file", {"analysis": "transcription"}, {"file": ("a.wav", b"not audio at all" * 10)}, 422,
+     "invalid_audio"),
+    ("filename nul", {"analysis": "transcription"}, {"file": ("a\x00.wav", WAV)}, 400, "invalid_parameter"),
+]  # fmt: skip
+
+BATCH_CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
+    ("jobs string", {"json": {"jobs": "x"}}, 422, "validation_error"),
+    ("jobs object", {"json": {"jobs": {"a": OK}}}, 422, "validation_error"),
+    ("jobs empty", {"json": {"jobs": []}}, 422, "empty_batch"),
+    ("jobs of numbers", {"json": {"jobs": [1, 2]}}, 422, "invalid_jobs"),
+    ("jobs of nulls", {"json": {"jobs": [None]}}, 422, "invalid_jobs"),
+    ("too many jobs", {"json": {"jobs": [OK] * 1001}}, 413, "batch_too_large"),
+    ("nul in an entry", {"json": {"jobs": [OK, job(input={"text": "\x00"})]}}, 422, "invalid_characters"),
+    ("one bad entry", {"json": {"jobs": [OK, job(input={"text": ""})]}}, 422, "invalid_jobs"),
+    ("extra key", {"json": {"jobs": [OK], "priority": 1}}, 422, "validation_error"),
+    ("list body", {"json": [OK]}, 422, "validation_error"),
+    ("batch webhook bad", {"json": {"jobs": [OK], "webhook": {"url": "http://[abc/"}}}, 422,
+     "invalid_webhook_url"),
+    ("batch webhook string", {"json": {"jobs": [OK], "webhook": "x"}}, 422, "validation_error"),
+    ("nested too deep", {"json": {"jobs": [job(metadata=NESTED_40)]}}, 422, "validation_error"),
+    ("duplicate keys", raw('{"jobs":[],"jobs":[]}'), 400, "invalid_json"),
+    ("multipart", {"files": {"file": ("a.wav", WAV)}, "data": {"analysis": "transcription"}}, 415,
+     "unsupported_media_type"),
+]  # fmt: skip
+
+READ_CASES: list[tuple[str, str, str, dict[str, Any] | None, int, str | None]] = [
+    ("nul id", "GET", "/v1/jobs/job_%00", None, 404, "job_not_found"),
+    ("long id", "GET", "/v1/jobs/job_" + "a" * 5000, None, 404, "job_not_found"),
+    ("bare prefix", "GET", "/v1/jobs/job_", None, 404, "job_not_found"),
+    ("unicode id", "GET", "/v1/jobs/job_%C3%A9t%C3%A9", None, 404, "job_not_found"),
+    ("other prefix", "GET", "/v1/jobs/msg_abc", None, 404, "job_not_found"),
+    ("wait negative", "GET", "/v1/jobs/job_abc", {"wait": "-1"}, 400, "invalid_wait"),
+    ("wait too long", "GET", "/v1/jobs/job_abc", {"wait": "31"}, 400, "invalid_wait"),
+    ("wait nan", "GET", "/v1/jobs/job_abc", {"wait": "nan"}, 400, "invalid_wait"),
+    ("wait inf", "GET", "/v1/jobs/job_abc", {"wait": "inf"}, 400, "invalid_wait"),
+    ("wait 1e400", "GET", "/v1/jobs/job_abc", {"wait": "1e400"}, 400, "invalid_wait"),
+    ("wait empty", "GET", "/v1/jobs/job_abc", {"wait": ""}, 400, "invalid_wait"),
+    ("wait words", "GET", "/v1/jobs/job_abc", {"wait": "soon"}, 400, "invalid_wait"),
+    ("limit zero", "GET", "/v1/jobs", {"limit": "0"}, 400, "invalid_limit"),
+    ("limit negative", "GET", "/v1/jobs", {"limit": "-5"}, 400, "invalid_limit"),
+    ("limit huge", "GET", "/v1/jobs", {"limit": "9" * 40}, 400, "invalid_limit"),
+    ("limit float", "GET", "/v1/jobs", {"limit": "1.5"}, 400, "invalid_limit"),
+    ("limit words", "GET", "/v1/jobs", {"limit": "ten"}, 400, "invalid_limit"),
+    ("status unknown", "GET", "/v1/jobs", {"status": "done"}, 400, "invalid_status"),
+    ("status nul", "GET", "/v1/jobs", {"status": "queued\x00"}, 400, "invalid_parameter"),
+    ("analysis nul", "GET", "/v1/jobs", {"analysis": "senti\x00ment"}, 400, "invalid_parameter"),
+    ("cursor garbage", "GET", "/v1/jobs", {"cursor": "%%%"}, 400, "invalid_cursor"),
+    ("cursor nul", "GET", "/v1/jobs", {"cursor": "abc\x00"}, 400, "invalid_cursor"),
+    ("cursor wrong shape", "GET", "/v1/jobs", {"cursor": base64.urlsafe_b64encode(b'{"a":1}').decode()}, 400,
+     "invalid_cursor"),
+    ("cursor id with nul", "GET", "/v1/jobs",
+     {"cursor": base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00+00:00", "job_\u0000"]).encode()).decode()},
+     400, "invalid_cursor"),
+    ("cursor naive time", "GET", "/v1/jobs",
+     {"cursor": base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "job_abc"]).encode()).decode()},
+     400, "invalid_cursor"),
+    ("cancel nul", "POST", "/v1/jobs/job_%00/cancel", None, 404, "job_not_found"),
+    ("cancel long", "POST", "/v1/jobs/job_" + "b" * 5000 + "/cancel", None, 404, "job_not_found"),
+    ("cancel unknown", "POST", "/v1/jobs/job_unknown/cancel", None, 404, "job_not_found"),
+    ("delete nul", "DELETE", "/v1/jobs/job_%00", None, 404, "job_not_found"),
+    ("delete unknown", "DELETE", "/v1/jobs/job_unknown", None, 404, "job_not_found"),
+    ("webhooks nul", "GET", "/v1/jobs/job_%00/webhooks", None, 404, "job_not_found"),
+    ("webhooks unknown", "GET", "/v1/jobs/job_unknown/webhooks", None, 404, "job_not_found"),
+    ("redeliver nul", "POST", "/v1/webhooks/msg_%00/redeliver", None, 404, "webhook_event_not_found"),
+    ("redeliver long", "POST", "/v1/webhooks/msg_" + "c" * 5000 + "/redeliver", None, 404, "webhook_event_not_found"),
+    ("redeliver unknown", "POST", "/v1/webhooks/msg_unknown/redeliver", None, 404, "webhook_event_not_found"),
+    ("put jobs", "PUT", "/v1/jobs", None, 405, "method_not_allowed"),
+    ("patch job", "PATCH", "/v1/jobs/job_abc", None, 405, "method_not_allowed"),
+    ("delete list", "DELETE", "/v1/jobs", None, 405, "method_not_allowed"),
+    ("post health", "POST", "/health", None, 405, "method_not_allowed"),
+    ("get cancel", "GET", "/v1/jobs/job_abc/cancel", None, 405, "method_not_allowed"),
+    ("unknown path", "GET", "/v1/horoscope", None, 404, "not_found"),
+    ("unknown deep path", "GET", "/v1/jobs/job_abc/nothing/here", None, 404, "not_found"),
+]  # fmt: skip
+
+AUTH_CASES: list[tuple[str, dict[str, str], str]] = [
+    ("no key", {}, "missing_api_key"),
+    ("basic", {"Authorization": "Basic dXNlcjpwYXNz"}, "invalid_authorization"),
+    ("empty bearer", {"Authorization": "Bearer "}, "invalid_authorization"),
+    ("unknown key", {"Authorization": "Bearer assay_nope"}, "invalid_api_key"),
+    ("huge key", {"Authorization": "Bearer " + "k" * 10_000}, "invalid_api_key"),
+    ("key with spaces", {"Authorization": "Bearer a b c"}, "invalid_api_key"),
+]
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> str:
+    return stack.api(ASSAY_QUEUE_PREFIX=f"bad{secrets.token_hex(3)}")[1]
+
+
+@pytest.fixture(scope="module")
+def user(api: str, new_key_module) -> Client:
+    return Client(api, new_key_module())
+
+
+@pytest.fixture(scope="module")
+def new_key_module(db: Engine):
+    from store.keys import create_key
+
+    def issue() -> str:
+        with db.begin() as conn:
+            return create_key(conn, f"bad-{secrets.token_hex(4)}").secret
+
+    return issue
+
+
+def jobs_of_everyone(db: Engine) -> int:
+    with db.connect() as conn:
+        return conn.execute(select(func.count()).select_from(jobs)).scalar_one()
+
+
+def assert_4xx(response: requests.Response, status: int, code: str | None) -> None:
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code, body
+    if status == 405:
+        assert response.headers.get("Allow"), "405 names the methods allowed"
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code"), JSON_CASES, ids=[c[0] for c in JSON_CASES])
+def test_submissions(user: Client, db: Engine, name, kwargs, status, code) -> None:
+    before = jobs_of_everyone(db)
+    assert_4xx(user.post("/v1/jobs", **kwargs), status, code)
+    assert jobs_of_everyone(db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "form", "files", "status", "code"), MULTIPART_CASES, ids=[c[0] for c in MULTIPART_CASES]
+)
+def test_uploads(user: Client, db: Engine, name, form, files, status, code) -> None:
+    before = jobs_of_everyone(db)
+    assert_4xx(user.post("/v1/jobs", data=form, files=files or {"other": ("x", b"")}), status, code)
+    assert jobs_of_everyone(db) == before
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
+def test_batches(user: Client, db: Engine, name, kwargs, status, code) -> None:
+    before = jobs_of_everyone(db)
+    assert_4xx(user.post("/v1/jobs/batch", **kwargs), status, code)
+    assert jobs_of_everyone(db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "params", "status", "code"), READ_CASES, ids=[c[0] for c in READ_CASES]
+)
+def test_reads_and_actions(user: Client, name, method, path, params, status, code) -> None:
+    assert_4xx(user.request(method, path, params=params), status, code)
+
+
+@pytest.mark.parametrize(("name", "headers", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
+def test_credentials(api: str, db: Engine, name, headers, code) -> None:
+    before = jobs_of_everyone(db)
+    for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/webhooks/secret")):
+        response = requests.request(method, api + path, json=OK, headers=headers, timeout=30)
+        assert_4xx(response, 401, code)
+    assert jobs_of_everyone(db) == before
+
+
+def test_the_sweep_is_at_least_a_hundred_cases() -> None:
+    assert len(JSON_CASES) + len(MULTIPART_CASES) + len(BATCH_CASES) + len(READ_CASES) + len(AUTH_CASES) >= 100
+
+
+def test_a_valid_submission_still_goes_through(user: Client) -> None:
+    assert user.post("/v1/jobs", json=job(metadata={"n": 10**100, "s": "ünïcødé ✓"})).status_code == 202

@@ -1,0 +1,181 @@
+"""Faults under load, with real processes: the broker killed, PostgreSQL restarted, a backlog older than the
+requeue threshold, a batch that outlives its lease, a poisoned batch, an upload that would decode for minutes.
+
+Each test runs its own API, workers and sweeper, on a database (and where it kills one, servers) of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from config.settings import load_settings
+from deploy.local.services import LocalRedis
+from store.db import make_engine
+from store.keys import create_key
+from tests.integration.faults import Load, private_postgres
+from tests.integration.helpers import attempts, wait_all_final
+from tests.support import Client, Proc, Stack, free_port
+
+FAST_RECOVERY = {"ASSAY_SWEEP_INTERVAL_SECONDS": "1", "ASSAY_REQUEUE_AFTER_SECONDS": "4"}
+
+
+def isolated(fresh_database, **env: str) -> tuple[dict[str, str], object, str]:
+    url, db = fresh_database()
+    with db.begin() as conn:
+        key = create_key(conn, "faults").secret
+    return {"ASSAY_QUEUE_PREFIX": f"fx{secrets.token_hex(3)}", "DATABASE_URL": url, **FAST_RECOVERY, **env}, db, key
+
+
+def finished_counts(*workers: Proc) -> Counter[str]:
+    return Counter(r["job_id"] for w in workers for r in w.log_events("job finished"))
+
+
+def test_redis_killed_while_clients_submit_every_202_job_succeeds_once(stack: Stack, fresh_database, tmp_path) -> None:
+    port = free_port()
+    broker = LocalRedis(tmp_path / "redis", port, persist=False)
+    env, db, key = isolated(fresh_database, REDIS_URL=broker.start())
+    worker = stack.worker("redis-fault", **env)
+    stack.sweeper(**env)
+    _, url = stack.api(**env)
+
+    load = Load(url, key).start()
+    time.sleep(2)
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGKILL)  # not flushed: killed, every queued message gone
+    broker.process.wait(10)
+    time.sleep(3)
+    LocalRedis(tmp_path / "redis", port, persist=False).start()
+    time.sleep(3)
+    load.stop()
+
+    assert set(load.statuses) <= {202, 503}, load.statuses
+    assert load.statuses[202] > 20
+    final = wait_all_final(db, load.accepted, timeout=180)
+    assert Counter(final.values()) == Counter({"succeeded": len(load.accepted)})
+    finished = finished_counts(worker)
+    assert all(finished[job_id] == 1 for job_id in load.accepted), "each job ran to completion once"
+
+
+def test_postgres_restarted_while_clients_submit_no_500_and_nothing_accepted_lost(stack: Stack) -> None:
+    with private_postgres() as pg:
+        db = make_engine(load_settings(database_url=pg.url), pool_size=2)
+        with db.begin() as conn:
+            key = create_key(conn, "pg-fault").secret
+        env = {"ASSAY_QUEUE_PREFIX": f"fp{secrets.token_hex(3)}", "DATABASE_URL": pg.url, **FAST_RECOVERY}
+        worker = stack.worker("pg-fault", **env)
+        stack.sweeper(**env)
+        _, url = stack.api(**env)
+
+        load = Load(url, key).start()
+        time.sleep(2)
+        pg.server.stop("immediate")  # a crash: connections die mid-statement
+        time.sleep(3)
+        pg.server.start()
+        time.sleep(3)
+        load.stop()
+
+        assert 500 not in load.statuses and 0 not in load.statuses, load.statuses
+        assert set(load.statuses) <= {202, 503}, load.statuses
+        assert load.statuses[202] > 20 and load.statuses[503] > 0, "the outage was seen and answered 503"
+        final = wait_all_final(db, load.accepted, timeout=180)
+        assert Counter(final.values()) == Counter({"succeeded": len(load.accepted)})
+        assert all(finished_counts(worker)[job_id] == 1 for job_id in load.accepted)
+        db.dispose()
+
+
+def test_a_backlog_older_than_the_requeue_threshold_is_not_published_again(
+    stack: Stack, fresh_database, redis_client
+) -> None:
+    env, db, key = isolated(fresh_database)
+    sweeper = stack.sweeper(**env)
+    _, url = stack.api(**env)
+    client = Client(url, key)
+    ids: list[str] = []
+    for chunk in range(20):
+        body = {"jobs": [{"analysis": "sentiment", "input": {"text": f"ok {chunk}-{i}"}} for i in range(1000)]}
+        response = client.post("/v1/jobs/batch", json=body)
+        assert response.status_code == 202, response.text
+        ids += [job["id"] for job in response.json()["data"]]
+    time.sleep(3 * int(FAST_RECOVERY["ASSAY_REQUEUE_AFTER_SECONDS"]))  # no worker: the backlog just waits
+    worker = stack.worker("backlog", **env)
+
+    final = wait_all_final(db, ids, timeout=600)
+    assert Counter(final.values()) == Counter({"succeeded": 20_000})
+    republished = sum(r["republished"] for r in sweeper.log_events("sweep"))
+    duplicates = sum(len(r["job_ids"]) for r in worker.log_events("already handled"))
+    assert 20_000 + republished <= 1.1 * 20_000, f"{republished} job ids re-published"
+    assert duplicates <= 0.1 * 20_000
+    assert set(attempts(db, ids).values()) == {1}, "each job ran once"
+    assert max(finished_counts(worker).values()) == 1
+
+
+def test_a_batch_that_runs_three_times_its_lease_runs_once(stack: Stack, fresh_database, tmp_path) -> None:
+    from tests.tinybert import build_tiny_bert
+
+    model = build_tiny_bert(tmp_path / "slow-bert", ("non_toxic", "toxic"), hidden=512, layers=8, positions=512)
+    env, db, key = isolated(
+        fresh_database,
+        ASSAY_LEASE_SECONDS="2",
+        ASSAY_MAX_MODEL_TOKENS="512",
+        ASSAY_ANALYSIS_MODELS=json.dumps({"toxicity": f"hf-classifier:{model}"}),
+    )
+    worker = stack.worker("slow", **env)
+    sweeper = stack.sweeper(**env)
+    _, url = stack.api(**env)
+    long_text = "the product is great and the service was very good " * 60
+    body = {"jobs": [{"analysis": "toxicity", "input": {"text": f"{i} {long_text}"}} for i in range(24)]}
+    ids = [job["id"] for job in Client(url, key).post("/v1/jobs/batch", json=body).json()["data"]]
+
+    final = wait_all_final(db, ids, timeout=300)
+    assert set(final.values()) == {"succeeded"}
+    batches = [r["seconds"] for r in worker.log_events("batch processed")]
+    assert max(batches) >= 3 * 2, f"the test needs a batch longer than 3 leases, got {batches}"
+    assert set(attempts(db, ids).values()) == {1}, "renewed leases: nobody took the jobs over"
+    assert max(finished_counts(worker).values()) == 1
+    assert sum(r["exhausted"] + r["republished"] for r in sweeper.log_events("sweep")) == 0
+
+
+def test_an_upload_that_would_decode_for_minutes_is_refused_within_a_second_while_others_are_served(
+    stack: Stack, new_key
+) -> None:
+    from tests.audio import endless_webm
+
+    _, url = stack.api(ASSAY_API_WORKERS="1", ASSAY_QUEUE_PREFIX=f"probe{secrets.token_hex(2)}")
+    key = new_key()
+    data = endless_webm(hours=3)  # no duration in its header; decoding it all takes minutes
+    latencies: list[float] = []
+
+    def meanwhile() -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            assert session.get(f"{url}/v1/analyses", timeout=10).status_code == 200
+            latencies.append(time.perf_counter() - started)
+
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(meanwhile)
+        time.sleep(0.3)
+        started = time.perf_counter()
+        response = requests.post(
+            f"{url}/v1/jobs",
+            headers={"Authorization": f"Bearer {key}"},
+            data={"analysis": "transcription"},
+            files={"file": ("endless.webm", data, "audio/webm")},
+            timeout=60,
+        )
+        took = time.perf_counter() - started
+        other.result()
+    assert response.status_code in (413, 422), response.text
+    assert response.json()["error"]["code"] in ("audio_too_long", "audio_probe_timeout")
+    assert took < 2.0, f"the upload held the API for {took:.2f}s"
+    assert len(latencies) > 5 and max(latencies) < 1.0, f"other requests waited up to {max(latencies):.2f}s"
+    assert Client(url, key).get("/v1/jobs").json()["data"] == [], "nothing was created"

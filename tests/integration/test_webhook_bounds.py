@@ -1,0 +1,212 @@
+"""Webhook delivery is bounded and fenced: hostile receivers cost one bounded attempt each, odd Retry-After
+headers are recorded and scheduled, racing deliverers end in one final state, and signing secrets are
+encrypted at rest with keys that rotate without downtime. Real gunicorn, workers and receivers."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, select
+from standardwebhooks import Webhook
+
+from config.settings import ROOT
+from store.keys import create_key
+from store.secrets_box import SecretBox, SecretsKeyError
+from store.tables import webhook_secrets
+from tests.receiver import Receiver
+from tests.support import Client, Proc, Stack, free_port, wait_for
+
+DEADLINE = 2
+
+
+@pytest.fixture(scope="module")
+def own_db(fresh_database):
+    return fresh_database()
+
+
+@pytest.fixture(scope="module")
+def db(own_db) -> Engine:
+    return own_db[1]
+
+
+@pytest.fixture(scope="module")
+def env(own_db, session_env) -> dict[str, str]:
+    return {
+        "DATABASE_URL": own_db[0],
+        "ASSAY_QUEUE_PREFIX": f"wb{secrets.token_hex(3)}",
+        "ASSAY_WEBHOOK_ALLOW_PRIVATE": "true",
+        "ASSAY_WEBHOOK_SCHEDULE_SECONDS": "[1, 1, 1, 1, 1, 1]",
+        "ASSAY_WEBHOOK_TIMEOUT_SECONDS": str(DEADLINE),
+        "ASSAY_WEBHOOK_SWEEP_INTERVAL_SECONDS": "0.5",
+        "ASSAY_WEBHOOK_PUBLISH_GRACE_SECONDS": "5",
+        "ASSAY_WEBHOOK_SECRET_GRACE_SECONDS": "600",
+        "ASSAY_SECRETS_KEYS": session_env["ASSAY_SECRETS_KEYS"],
+    }
+
+
+@pytest.fixture(scope="module")
+def deliverer(stack: Stack, env: dict[str, str]) -> Proc:
+    stack.worker("wb-inference", **env)
+    stack.sweeper(**env)
+    return stack.webhooks(**env)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack, env: dict[str, str], deliverer: Proc) -> str:
+    return stack.api(**env)[1]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Receiver:
+    receiver = Receiver(free_port()).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def user(api: str, db: Engine, receiver: Receiver) -> Client:
+    with db.begin() as conn:
+        client = Client(api, create_key(conn, f"wb-{secrets.token_hex(4)}").secret)
+    receiver.secrets.append(client.get("/v1/webhooks/secret").json()["secret"])
+    return client
+
+
+def hooked_job(user: Client, url: str) -> str:
+    body = {"analysis": "sentiment", "input": {"text": "fine"}, "webhook": {"url": url}}
+    response = user.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def attempts_of(user: Client, job_id: str) -> list[dict]:
+    events = user.get(f"/v1/jobs/{job_id}/webhooks").json()["data"]
+    return events[0]["attempts"] if events else []
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_endless_trickling_and_bomb_answers_each_fail_once_within_the_deadline(
+    user: Client, receiver: Receiver, deliverer: Proc
+) -> None:
+    before = rss_mib(deliverer.pid)
+    jobs = {
+        path: hooked_job(user, f"{receiver.url}/{path}/{secrets.token_hex(3)}")
+        for path in ("endless", "trickle", "bomb")
+    }
+    for path, job_id in jobs.items():
+        first = wait_for(lambda job_id=job_id: attempts_of(user, job_id), 60, interval=0.3, what=f"a {path} attempt")[0]
+        assert first["error"], f"{path}: {first}"
+        assert first["latency_ms"] <= DEADLINE * 1000 + 1500, f"{path} held the attempt {first['latency_ms']} ms"
+        assert first["next_attempt_at"], f"{path}: a failed attempt is retried on schedule"
+    assert rss_mib(deliverer.pid) - before < 60, "reading hostile answers does not grow the worker"
+
+
+def test_odd_and_dated_retry_after_are_recorded_and_scheduled(user: Client, receiver: Receiver) -> None:
+    odd = hooked_job(user, f"{receiver.url}/retry-odd/{secrets.token_hex(3)}")
+    dated = hooked_job(user, f"{receiver.url}/retry-date/{secrets.token_hex(3)}")
+    for job_id, at_least, at_most in ((odd, 0.5, 5), (dated, 25, 35)):
+        attempt = wait_for(lambda job_id=job_id: attempts_of(user, job_id), 60, interval=0.3, what="an attempt")[0]
+        assert attempt["status_code"] == 503
+        wait = datetime.fromisoformat(attempt["next_attempt_at"]) - datetime.fromisoformat(attempt["created_at"])
+        assert at_least <= wait.total_seconds() <= at_most, (job_id, wait)
+    # the odd one keeps its schedule: it is attempted again, and again, rather than stuck
+    wait_for(lambda: len(attempts_of(user, odd)) >= 3, 30, interval=0.5, what="retries on schedule")
+
+
+def test_two_deliverers_racing_on_one_event_end_in_one_final_state(receiver: Receiver, settings, redis_client) -> None:
+    """Deliverer A claims the event and stalls past its lock; the sweep hands the event to deliverer B, which
+    delivers it; A's late attempt is logged but cannot move the event back. On the session's database,
+    where no sweeper or webhook worker runs, and with an event never published: only A and B touch it."""
+    from pipeline.deliveries import deliver_batch, deliverer
+    from store.api import JobSpec, create_jobs, events_for_job
+    from store.db import make_engine
+    from store.deliveries import AttemptRecord, claim_events, record_attempts
+    from store.keys import ensure_tenant
+    from store.maintenance import due_events
+    from store.outbox import create_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+    from tests.integration.helpers import worker_context
+
+    own = settings.model_copy(update={"webhook_allow_private": True})
+    db = make_engine(own, pool_size=2)
+    hook = {"url": f"{receiver.url}/ok/race-{secrets.token_hex(3)}", "events": ["completed"]}
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"race-{secrets.token_hex(3)}")
+        (job,) = create_jobs(conn, owner, [JobSpec("sentiment", {"text": "fine"}, webhook=hook)]).rows
+        (claimed,) = claim_jobs(conn, [job["id"]], 60)
+        finish_jobs(conn, [Outcome(job["id"], claimed.attempt, result={"label": "positive"})])
+        (event_id,) = create_events(conn, [job["id"]], publish_epoch=None)
+    with db.begin() as conn:
+        (a,) = claim_events(conn, [event_id], lock_seconds=0.1)  # deliverer A
+    time.sleep(0.3)  # A's lock runs out while it "works"
+    with db.begin() as conn:
+        assert event_id in due_events(conn, epoch="e-race", drained=False, held=set(), publish_grace_seconds=5)
+    assert deliver_batch(worker_context(own, db, redis_client), deliverer(own), [event_id])["delivered"] == 1  # B
+    with db.begin() as conn:  # A comes back with a (stale) failure
+        late = AttemptRecord(event_id, a.attempt, a.url, "pending", None, 2500, "timeout: late", 1.0)
+        assert record_attempts(conn, [late]) == {}, "fenced: a newer attempt holds the event"
+        ((event, log),) = events_for_job(conn, owner, job["id"])
+    assert event["status"] == "delivered" and event["attempts"] == a.attempt + 1
+    assert [x["attempt"] for x in log] == [1, 2], "both attempts logged, in order"
+    assert log[1]["status_code"] == 204 and log[0]["error"] == "timeout: late"
+    assert len([r for r in receiver.received if r.headers.get("webhook-id") == event_id]) == 1
+    db.dispose()
+
+
+def test_signing_secrets_are_encrypted_at_rest_and_previous_ones_sign_through_two_rotations(
+    user: Client, receiver: Receiver, db: Engine, env: dict[str, str]
+) -> None:
+    first = user.get("/v1/webhooks/secret").json()["secret"]
+    with db.connect() as conn:
+        stored = conn.execute(select(webhook_secrets.c.encrypted)).scalars().all()
+    assert stored and not any(first in row or first.removeprefix("whsec_") in row for row in stored)
+    assert first in {SecretBox([env["ASSAY_SECRETS_KEYS"]]).decrypt(row) for row in stored}
+
+    second = user.post("/v1/webhooks/secret/rotate").json()["secret"]
+    third = user.post("/v1/webhooks/secret/rotate").json()
+    assert third["previous_secret_expires_at"] and len({first, second, third["secret"]}) == 3
+    receiver.secrets.append(third["secret"])
+    job_id = hooked_job(user, f"{receiver.url}/ok/{secrets.token_hex(3)}")
+    wait_for(lambda: [r for r in receiver.of_type("job.succeeded") if r.payload["data"]["id"] == job_id], 60)
+    (delivery,) = [r for r in receiver.of_type("job.succeeded") if r.payload["data"]["id"] == job_id]
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 3
+    for secret in (first, second, third["secret"]):
+        assert Webhook(secret).verify(delivery.body, delivery.headers)["data"]["id"] == job_id
+
+
+def test_the_encryption_key_rotates_while_the_api_keeps_serving(
+    stack: Stack, user: Client, db: Engine, env: dict[str, str]
+) -> None:
+    old = env["ASSAY_SECRETS_KEYS"]
+    new = Fernet.generate_key().decode()
+    shown = user.get("/v1/webhooks/secret").json()["secret"]
+    _, both = stack.api(**{**env, "ASSAY_SECRETS_KEYS": f"{new},{old}"})  # step 1: deploy new first, old second
+    rolling = Client(both, user.session.headers["Authorization"].removeprefix("Bearer "))
+    assert rolling.get("/v1/webhooks/secret").json()["secret"] == shown
+    done = subprocess.run(  # step 2: re-encrypt every row under the new key, online
+        [sys.executable, "-m", "store.cli", "secrets", "reencrypt"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": env["DATABASE_URL"], "ASSAY_SECRETS_KEYS": f"{new},{old}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "re-encrypted" in done.stdout
+    assert rolling.get("/v1/webhooks/secret").json()["secret"] == shown  # served throughout
+    with db.connect() as conn:  # step 3: the old key can go
+        rows = conn.execute(select(webhook_secrets.c.encrypted)).scalars().all()
+    assert shown in {SecretBox([new]).decrypt(row) for row in rows}
+    with pytest.raises(SecretsKeyError):
+        SecretBox([old]).decrypt(rows[0])

@@ -1,0 +1,79 @@
+"""What the CLI reads: JSONL or plain text lines, audio folders by extension; and chunking by size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from assay_client.cli.sources import InputError, audio_files, parse_lines, read_file
+from assay_client.inputs import JobRequest, chunks
+
+
+def texts(items) -> list[str | None]:
+    return [i.request.text for i in items]
+
+
+def test_jsonl_lines_with_text_and_metadata() -> None:
+    items = parse_lines(['{"text": "one", "metadata": {"id": 7}}\n', "\n", '{"text": "two", "other": 1}\n'], "t.jsonl")
+    assert texts(items) == ["one", "two"]
+    assert [i.source for i in items] == ["t.jsonl:1", "t.jsonl:3"]  # real line numbers, blank skipped
+    assert dict(items[0].request.metadata) == {"id": 7}
+
+
+def test_plain_text_lines_keep_their_words_and_drop_line_ends() -> None:
+    items = parse_lines(["I love it\r\n", "   \n", "  indented stays  \n", "last"], "t.txt")
+    assert texts(items) == ["I love it", "  indented stays  ", "last"]
+    assert [i.source for i in items] == ["t.txt:1", "t.txt:3", "t.txt:4"]
+
+
+def test_the_first_line_decides_the_format_unless_told() -> None:
+    assert texts(parse_lines(['"a quoted line"\n', "{not json\n"], "f")) == ['"a quoted line"', "{not json"]
+    assert texts(parse_lines(['{"text": "x"}\n'], "f", "text")) == ['{"text": "x"}']
+    with pytest.raises(InputError, match=r"f:1: not valid JSON"):
+        parse_lines(["plain\n"], "f", "jsonl")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"txt": "typo"}', 'string "text"'),
+        ('{"text": 5}', 'string "text"'),
+        ("[1, 2]", 'string "text"'),
+        ('{"text": "x", "metadata": [1]}', '"metadata" must be a JSON object'),
+        ("not json at all", "not valid JSON"),
+    ],
+)
+def test_a_bad_jsonl_line_is_named_by_its_number(line: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        parse_lines(['{"text": "fine"}\n', line + "\n"], "tickets.jsonl")
+    assert "tickets.jsonl:2" in str(caught.value)
+
+
+def test_read_file_handles_a_bom_and_reports_missing_files(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes('\ufeff{"text": "é"}\n'.encode())
+    assert texts(read_file(str(path))) == ["é"]
+    with pytest.raises(InputError, match="cannot read"):
+        read_file(str(tmp_path / "missing.jsonl"))
+
+
+def test_audio_files_by_extension_sorted_by_path(tmp_path: Path) -> None:
+    for name in ("b.MP3", "a.wav", "c.opus", "notes.txt", "d.webm", "sub/e.flac", "f.m4a", "g.ogg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [Path(i.source).name for i in audio_files(str(tmp_path))]
+    assert found == ["a.wav", "b.MP3", "c.opus", "d.webm", "f.m4a", "g.ogg"]
+    assert "e.flac" in [Path(i.source).name for i in audio_files(str(tmp_path), recursive=True)]
+    assert audio_files(str(tmp_path))[0].request.audio.filename == "a.wav"  # type: ignore[union-attr]
+    (tmp_path / "sub" / "e.flac").rename(tmp_path / "sub" / "e.flac.txt")
+    with pytest.raises(InputError, match="no audio files"):
+        audio_files(str(tmp_path / "sub"))
+
+
+def test_chunks_respect_count_and_bytes_and_never_split_a_job() -> None:
+    small = [JobRequest(text="x" * 10) for _ in range(5)]
+    assert [len(c) for c in chunks(small, 2, 10_000)] == [2, 2, 1]
+    big = [JobRequest(text="x" * 1000), JobRequest(text="y"), JobRequest(text="z" * 5000), JobRequest(text="w")]
+    assert [len(c) for c in chunks(big, 100, 1500)] == [2, 1, 1]  # the 5000-byte one goes alone
+    with pytest.raises(ValueError):
+        list(chunks(small, 0, 10))

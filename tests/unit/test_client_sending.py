@@ -1,0 +1,116 @@
+"""The client's send loop on an in-memory transport: what it sends on retries, how long it sleeps, what it raises.
+
+(The integration tests run the same code against the real API; here the answers are scripted so that
+the rare cases — 429 with a date, a lost answer, a policy running out — are certain to happen.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+from assay_client import APIConnectionError, Client, QueueFull, RateLimited, RetryPolicy
+
+JOB = {
+    "id": "job_1",
+    "object": "job",
+    "analysis": "sentiment",
+    "status": "queued",
+    "created_at": "2026-11-23T12:00:00Z",
+    "started_at": None,
+    "completed_at": None,
+    "result": None,
+    "error": None,
+    "metadata": {},
+    "attempts": 0,
+    "erased_at": None,
+}
+FULL = {"error": {"code": "queue_full", "message": "full", "details": None}}
+
+
+def scripted(
+    answers: list[Callable[[httpx.Request], httpx.Response]], seen: list[httpx.Request]
+) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[min(len(seen), len(answers)) - 1](request)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    slept: list[float] = []
+    monkeypatch.setattr("assay_client.client.time.sleep", slept.append)
+    return slept
+
+
+def test_a_503_then_a_429_then_success_resends_the_same_idempotency_key(sleeps: list[float]) -> None:
+    seen: list[httpx.Request] = []
+    date = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
+    answers = [
+        lambda r: httpx.Response(503, json=FULL, headers={"Retry-After": "5"}),
+        lambda r: httpx.Response(
+            429, json={"error": {"code": "rate_limited", "message": "slow"}}, headers={"Retry-After": date}
+        ),
+        lambda r: httpx.Response(202, json=JOB),
+    ]
+    events = []
+    client = Client("http://assay.test", "k", transport=scripted(answers, seen), on_retry=events.append)
+    job = client.submit("sentiment", "hello")
+    assert job.id == "job_1" and len(seen) == 3
+    keys = {r.headers["Idempotency-Key"] for r in seen}
+    assert len(keys) == 1 and next(iter(keys)).startswith("ar1-")  # generated once, reused on every retry
+    assert 5 <= sleeps[0] <= 5.5 and 2 <= sleeps[1] <= 4.5
+    assert [(e.status, e.error.code) for e in events] == [(503, "queue_full"), (429, "rate_limited")]
+    assert json.loads(seen[0].content) == {"analysis": "sentiment", "input": {"text": "hello"}}
+    assert seen[0].headers["Authorization"] == "Bearer k"
+
+
+def test_when_the_policy_is_spent_the_api_error_is_raised(sleeps: list[float]) -> None:
+    seen: list[httpx.Request] = []
+    answers = [lambda r: httpx.Response(503, json=FULL, headers={"Retry-After": "1"})]
+    client = Client("http://assay.test", "k", transport=scripted(answers, seen), retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(QueueFull) as caught:
+        client.submit("sentiment", "hello")
+    assert len(seen) == 3 and len(sleeps) == 2 and caught.value.retry_after == 1
+
+
+def test_a_lost_answer_to_a_cancel_is_not_repeated(sleeps: list[float]) -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection reset", request=request)
+
+    seen: list[httpx.Request] = []
+    client = Client("http://assay.test", "k", transport=scripted([lost], seen))
+    with pytest.raises(APIConnectionError):
+        client.cancel("job_1")
+    assert len(seen) == 1 and sleeps == []
+    with pytest.raises(APIConnectionError):
+        client.get("job_1")  # a GET is retried, within the policy, then gives up
+    assert len(seen) == 1 + 8 and len(sleeps) == 7
+
+
+def test_rate_limited_without_retry_after_backs_off_exponentially(sleeps: list[float]) -> None:
+    seen: list[httpx.Request] = []
+    answers = [lambda r: httpx.Response(429, json={"error": {"code": "rate_limited", "message": "x"}})]
+    policy = RetryPolicy(max_attempts=5, base_delay=1, max_delay=100, max_elapsed=None)
+    client = Client("http://assay.test", "k", transport=scripted(answers, seen), retry=policy)
+    with pytest.raises(RateLimited):
+        client.analyses()
+    assert len(sleeps) == 4 and all(2 ** (i - 1) <= s <= 2**i for i, s in enumerate(sleeps))
+
+
+def test_wait_long_polls_with_the_wait_parameter(sleeps: list[float]) -> None:
+    seen: list[httpx.Request] = []
+    answers = [
+        lambda r: httpx.Response(200, json={**JOB, "status": "running"}),
+        lambda r: httpx.Response(200, json={**JOB, "status": "succeeded", "result": {"label": "positive"}}),
+    ]
+    client = Client("http://assay.test", "k", transport=scripted(answers, seen), long_poll=25)
+    job = client.wait("job_1")
+    assert job.status == "succeeded" and job.result == {"label": "positive"}
+    assert [r.url.params["wait"] for r in seen] == ["25", "25"]

@@ -1,0 +1,103 @@
+"""The process table (workers/processes.py) is the one description of every process kind.
+
+Compose and Kubernetes name a role (`python -m workers.role ROLE` is the image's entry point) and never
+write a command line themselves; this test fails when they disagree with the table: a role missing or
+unknown, a hand-written celery/gunicorn command, more than one replica of a singleton, a port that is
+not the one the table's process listens on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+
+from config.settings import ROOT, load_settings
+from workers.processes import SERVICE_KINDS, SINGLETON_KINDS, ProcessKind, service_processes
+
+ROLES = set(get_args(ProcessKind))
+HAND_WRITTEN = ("celery", "gunicorn", "store.migrate", "-Q", "--basic-auth")
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]
+
+
+def _k8s_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(workload document, container) for every container that runs the Assay image."""
+    found = []
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") not in ("Deployment", "StatefulSet", "Job", "CronJob"):
+                continue
+            spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+            for container in spec["template"]["spec"]["containers"]:
+                if str(container.get("image", "")).startswith("assay"):
+                    found.append((doc, container))
+    return found
+
+
+def test_compose_runs_every_role_of_the_table_by_name() -> None:
+    assay = {name: svc for name, svc in _compose().items() if "build" in svc}
+    roles = {name: svc["command"] for name, svc in assay.items()}
+    assert all(len(cmd) == 1 and cmd[0] in ROLES for cmd in roles.values()), roles
+    assert {cmd[0] for cmd in roles.values()} == {*SERVICE_KINDS, "migrate"}
+
+
+def test_kubernetes_runs_every_role_of_the_table_by_name() -> None:
+    containers = _k8s_containers()
+    for _, container in containers:
+        assert "command" not in container, f"{container['name']}: the image's entry point renders the command"
+        assert len(container["args"]) == 1 and container["args"][0] in ROLES, container["args"]
+    assert {c["args"][0] for _, c in containers} == {*SERVICE_KINDS, "migrate"}
+    for doc, container in containers:
+        if container["args"][0] in SINGLETON_KINDS:
+            assert doc["spec"].get("replicas", 1) == 1, f"{doc['metadata']['name']} must run one replica"
+            assert doc["spec"].get("strategy", {}).get("type") == "Recreate", "never two during a rollout"
+
+
+def test_no_manifest_writes_a_command_line_by_hand() -> None:
+    texts = [
+        (ROOT / "deploy" / "docker-compose.yml").read_text(),
+        *(p.read_text() for p in (ROOT / "deploy" / "k8s").glob("*.yaml")),
+    ]
+    for _, container in _k8s_containers():
+        assert not any(word in " ".join(container.get("args", [])) for word in HAND_WRITTEN)
+    for svc in _compose().values():
+        if "build" in svc:
+            assert not any(word in " ".join(svc["command"]) for word in HAND_WRITTEN)
+    assert texts
+
+
+def test_ports_agree_with_the_table() -> None:
+    settings = load_settings(api_bind="0.0.0.0:8000")
+    kinds = {spec.kind: spec for spec in service_processes(settings, [], 2)}
+    flower_port = next(a for a in kinds["flower"].args if a.startswith("--port=")).split("=")[1]
+    ports = {c["args"][0]: [p["containerPort"] for p in c.get("ports", [])] for _, c in _k8s_containers()}
+    assert ports["api"] == [int(settings.api_bind.rsplit(":", 1)[1])]
+    assert ports["flower"] == [int(flower_port)]
+    compose = _compose()
+    assert compose["flower"]["ports"][0].endswith(f":{flower_port}")
+
+
+def test_every_role_renders_a_command_from_the_table() -> None:
+    env = {"PATH": "/usr/bin:/bin", "ASSAY_GPUS": "0,1", "ASSAY_DEVICE": "cuda"}
+    for role in sorted(ROLES):
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.role", role, "--dry-run"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "[role]" in done.stderr
+        if role == "worker":
+            assert done.stderr.count("[role]") == 2, "one worker per visible GPU"
+        if role == "flower":
+            assert "--basic-auth" not in done.stderr and "assay-dev" not in done.stderr, "no secret in argv"
+
+
+def test_the_table_is_what_make_run_starts() -> None:
+    kinds = [spec.kind for spec in service_processes(load_settings(), [], 2)]
+    assert kinds == list(SERVICE_KINDS)
+    assert Path(ROOT / "deploy" / "local" / "run.py").read_text().count("service_processes(") == 1
