@@ -1,6 +1,8 @@
 """Back-pressure on queue depth: refuse new work while a queue is past its bound, rather than grow it forever.
 
-Depth is LLEN of the family's queue, re-read at most every 250 ms per process. If Redis cannot be
+Depth is LLEN of the family's queue, re-read at most every 250 ms per process; between reads each
+admitted request adds the messages it is about to publish to the cached figure, so a burst of
+concurrent requests inside one window cannot all be admitted on the same stale depth. If Redis cannot be
 asked, the check fails open and uses the last depth it read while that is less than 30 s old:
 intake needs only PostgreSQL, accepted jobs wait there, and the sweeper publishes them once the
 broker is back. A broker outage therefore never turns a submission into an error.
@@ -52,3 +54,4 @@ def check_queue_depth(svc: Resources, analyses: set[str], adding: int) -> None:
                 {"queue": queue, "depth": depth, "limit": svc.settings.max_queue_depth},
                 headers={"Retry-After": "5"},
             )
+        _depths[queue] = (depth + adding, _depths.get(queue, (0, time.monotonic()))[1])

@@ -58,8 +58,12 @@ def test_500_jobs_through_the_batch_endpoint_all_succeed_in_real_batches(
         > 180
     )
 
-    finished = {r["job_id"] for r in worker.log_events("job finished")}
-    assert set(ids) <= finished
+    # The worker logs after its commit lands, so the log may trail the database by a moment.
+    wait_for(
+        lambda: set(ids) <= {r["job_id"] for r in worker.log_events("job finished")},
+        60,
+        what="every job's 'job finished' log line",
+    )
     sizes = [r["size"] for r in worker.log_events("batch processed")]
     mean = sum(sizes) / len(sizes)
     assert mean >= 8, f"mean model batch {mean:.1f} over {len(sizes)} batches"
@@ -80,8 +84,8 @@ def test_cancel_of_a_finished_job_is_refused(client: Client, worker: Proc) -> No
     assert response.status_code == 409 and response.json()["error"]["code"] == "job_not_cancelable"
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
+def metric(text: str, name: str, missing: float | None = None, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (`missing` when none is exposed yet)."""
     total, found = 0.0, False
     for line in text.splitlines():
         if not line.startswith(name + "{") and not line.startswith(name + " "):
@@ -89,6 +93,8 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
             found = True
+    if not found and missing is not None:
+        return missing
     assert found, f"{name} {labels} not exposed"
     return total
 
@@ -96,11 +102,22 @@ def metric(text: str, name: str, **labels: str) -> float:
 def test_metrics_on_the_api_and_on_the_worker_have_real_values(client: Client, worker: Proc, api_url: str) -> None:
     import requests
 
+    def worker_metrics() -> str:
+        return requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+
+    before = metric(worker_metrics(), "assay_jobs_finished_total", analysis="sentiment", status="succeeded", missing=0)
     ids = [job["id"] for job in client.submit_batch([f"metrics {i}: nice" for i in range(40)])]
-    for job_id in ids[-1:]:
-        client.get(f"/v1/jobs/{job_id}", params={"wait": 20})
-    worker_text = requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
-    assert metric(worker_text, "assay_jobs_finished_total", analysis="sentiment", status="succeeded") >= 40
+    # Counters move after each batch's commit lands: poll until this test's 40 jobs are counted.
+    worker_text = wait_for(
+        lambda: (
+            text
+            if metric(text := worker_metrics(), "assay_jobs_finished_total", analysis="sentiment", status="succeeded")
+            >= before + len(ids)
+            else None
+        ),
+        120,
+        what="the worker counting this test's jobs",
+    )
     assert metric(worker_text, "assay_batch_size_count", family="text") >= 2
     assert metric(worker_text, "assay_batch_size_sum", family="text") >= 40
     assert metric(worker_text, "assay_inference_seconds_count", family="text") >= 2

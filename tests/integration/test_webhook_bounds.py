@@ -153,7 +153,9 @@ def test_two_deliverers_racing_on_one_event_end_in_one_final_state(receiver: Rec
     time.sleep(0.3)  # A's lock runs out while it "works"
     with db.begin() as conn:
         assert event_id in due_events(conn, epoch="e-race", drained=False, held=set(), publish_grace_seconds=5)
-    assert deliver_batch(worker_context(own, db, redis_client), deliverer(own), [event_id])["delivered"] == 1  # B
+    ctx = worker_context(own, db, redis_client)
+    assert deliver_batch(ctx, deliverer(ctx), [event_id])["run"] == 1  # B
+    assert deliverer(ctx).drain(30), "B's attempt recorded"
     with db.begin() as conn:  # A comes back with a (stale) failure
         late = AttemptRecord(event_id, a.attempt, a.url, "pending", None, 2500, "timeout: late", 1.0)
         assert record_attempts(conn, [late]) == {}, "fenced: a newer attempt holds the event"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from config.settings import load_settings
-from webhooks.fairness import BUSY_DEFER_SECONDS, ReceiverGate, receiver_of
+from webhooks.fairness import BUSY_DEFER_SECONDS, Offer, ReceiverLanes, receiver_of
 from webhooks.policy import classify, retry_after_seconds
 
 NOW = 1_800_000_000.0
@@ -50,21 +50,25 @@ def test_classify_follows_the_schedule_and_caps_retry_after() -> None:
     assert classify(settings, 1, 500, 3600) == ("pending", 5), "only 429 and 503 may ask for a later retry"
 
 
-def test_a_receiver_at_its_share_defers_and_a_failing_one_pauses() -> None:
-    gate = ReceiverGate(limit=2, failures=3, open_seconds=0.5, wait_seconds=0.05)
+def test_a_receiver_at_its_share_queues_a_paced_line_and_a_failing_one_pauses() -> None:
+    lanes: ReceiverLanes[str] = ReceiverLanes(limit=2, failures=3, open_seconds=0.5, line_seconds=0.5)
     slow, fast = receiver_of("http://slow.example:8080/a"), receiver_of("https://fast.example/b")
-    assert gate.enter(slow) is None and gate.enter(slow) is None
-    started = time.monotonic()
-    assert gate.enter(slow) == BUSY_DEFER_SECONDS, "a third attempt in flight to one receiver is deferred..."
-    assert time.monotonic() - started >= 0.05, "...after waiting a moment for a slot"
-    assert gate.enter(fast) is None, "another receiver is not held back"
-    gate.leave(fast, ok=True)
-    gate.leave(slow, ok=False)  # the two in flight fail...
-    gate.leave(slow, ok=False)
-    assert gate.enter(slow) is None  # ...and a third attempt too: three in a row
-    gate.leave(slow, ok=False)
-    assert slow in gate.paused() and 0 < (gate.enter(slow) or 0) <= 0.5
+    assert lanes.offer(slow, "a").action == "run" and lanes.offer(slow, "b").action == "run"
+    assert lanes.offer(slow, "c").action == "queued", "a receiver with no known pace gets a line"
+    assert lanes.offer(fast, "x").action == "run", "another receiver is not held back"
+    lanes.done(slow, ok=True, seconds=2.0)  # now known to take 2 s an attempt, 2 at a time
+    assert lanes.next(slow) == "c"
+    assert lanes.offer(slow, "d") == Offer("defer", BUSY_DEFER_SECONDS), "its line would wait 1 s > 0.5 s"
+    lanes.done(fast, ok=True, seconds=0.001)
+    assert lanes.next(fast) is None  # the runner ends; the lane is free again
+    assert [lanes.offer(fast, str(i)).action for i in range(4)] == ["run", "run", "queued", "queued"]
+    lanes.done(slow, ok=False, seconds=2.0)  # three failures in a row...
+    lanes.done(slow, ok=False, seconds=2.0)
+    lanes.done(slow, ok=False, seconds=2.0)
+    assert slow in lanes.paused() and 0 < lanes.paused_for(slow) <= 0.5
+    offer = lanes.offer(slow, "e")
+    assert offer.action == "defer" and 0 < offer.seconds <= 0.5, "paused: its events wait, untried"
     time.sleep(0.55)
-    assert gate.enter(slow) is None, "after the pause one attempt decides"
-    gate.leave(slow, ok=False)
-    assert slow in gate.paused(), "half-open: one more failure pauses it again"
+    assert lanes.paused_for(slow) == 0, "after the pause one attempt decides"
+    lanes.done(slow, ok=False, seconds=2.0)
+    assert slow in lanes.paused(), "half-open: one more failure pauses it again"
