@@ -93,8 +93,14 @@ def run(bench: Bench, events: int, slow_events: int, workdir: Path) -> dict[str,
         broker = redis.Redis.from_url(bench.env["REDIS_URL"])
         counter = f"{prefix}:published:{prefix}.webhooks"
         published_before = int(broker.get(counter) or 0)
-        ids = submit(client, events, f"http://127.0.0.1:{fast_port}/hook")
-        slow_ids = submit(client, slow_events, f"http://127.0.0.1:{slow_port}/hook") if slow_events else []
+        # The slow receiver's events are spread through the backlog, not queued behind the fast ones.
+        ids, slow_ids = [], []
+        rounds = max(1, -(-events // 1000))
+        for n in range(rounds):
+            ids += submit(client, min(1000, events - n * 1000), f"http://127.0.0.1:{fast_port}/hook")
+            share = slow_events * (n + 1) // rounds - slow_events * n // rounds
+            if share:
+                slow_ids += submit(client, share, f"http://127.0.0.1:{slow_port}/hook")
         bench.stack.sweeper()  # re-publishes deferred and retried events, as in production
         worker = bench.stack.worker(f"wh-bench-{len(bench.stack.procs)}")
         wait_all_final(bench.db, ids + slow_ids, timeout=1800)

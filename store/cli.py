@@ -1,4 +1,4 @@
-"""`python -m store.cli keys create|revoke|list`: API key administration from the command line."""
+"""`python -m store.cli keys create|revoke|list` and `secrets reencrypt`: administration from the command line."""
 
 from __future__ import annotations
 
