@@ -70,6 +70,7 @@ class Stack:
     logdir: Path
     queue_prefix: str
     procs: list[Proc] = field(default_factory=list)
+    kept: list[Proc] = field(default_factory=list)
     _count: int = 0
 
     def start(self, spec: ProcessSpec, env: dict[str, str] | None = None, name: str | None = None) -> Proc:
@@ -133,6 +134,16 @@ class Stack:
 
     def flower(self, port: int, user: str, password: str) -> Proc:
         return self.start(flower_process(port, "127.0.0.1", user, password))
+
+    def keep(self, proc: Proc) -> None:
+        """Keep `proc` for the whole session (`stop_since` leaves it alone)."""
+        self.kept.append(proc)
+
+    def stop_since(self, mark: int) -> None:
+        """Stop the processes started after the first `mark` ones, except the kept ones."""
+        for proc in reversed(self.procs[mark:]):
+            if not any(proc is kept for kept in self.kept):
+                proc.stop(15)
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):

@@ -41,6 +41,8 @@ TEST_ENV = {
     "ASSAY_TORCH_THREADS": "1",
     "ASSAY_LOG_LEVEL": "INFO",
     "ASSAY_WORKER_METRICS_PORT": "0",
+    # Many processes live at once in a session; PostgreSQL's default 100 connections must hold them all.
+    "ASSAY_DB_POOL_SIZE": "4",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
@@ -156,7 +158,18 @@ def stack(settings: Settings, session_env: dict[str, str], tmp_path_factory: pyt
 
 @pytest.fixture(scope="session")
 def api_url(stack: Stack) -> str:
-    return stack.api()[1]
+    proc, url = stack.api()
+    stack.keep(proc)
+    return url
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_processes(stack: Stack) -> Iterator[None]:
+    """Stop what a test module started when the module ends: a worker left on the session's queues would
+    take the next module's jobs, and every live process holds PostgreSQL connections."""
+    mark = len(stack.procs)
+    yield
+    stack.stop_since(mark)
 
 
 @pytest.fixture
