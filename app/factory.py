@@ -18,6 +18,7 @@ from config.logging import bind, unbind
 
 access_log = logging.getLogger("assay.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # echoed in a header and every log line: nothing else
+_ROUTE_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # "<job_id:job_id>" → "<job_id>" in metric labels
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def _request_id_header(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        route = _ROUTE_CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule else "unmatched"
         if route != "/metrics":
             elapsed = time.perf_counter() - g.get("started", time.perf_counter())
             HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()

@@ -111,7 +111,13 @@ def test_metrics_on_the_api_and_on_the_worker_have_real_values(client: Client, w
     worker_text = wait_for(
         lambda: (
             text
-            if metric(text := worker_metrics(), "assay_jobs_finished_total", analysis="sentiment", status="succeeded")
+            if metric(
+                text := worker_metrics(),
+                "assay_jobs_finished_total",
+                missing=0,
+                analysis="sentiment",
+                status="succeeded",
+            )
             >= before + len(ids)
             else None
         ),
@@ -126,6 +132,7 @@ def test_metrics_on_the_api_and_on_the_worker_have_real_values(client: Client, w
     assert metric(worker_text, "assay_model_load_seconds", model="all-MiniLM-L6-v2") > 0
     assert "assay_queue_depth{" in worker_text
 
+    assert client.get(f"/v1/jobs/{ids[-1]}").json()["status"] == "succeeded"
     api_text = requests.get(f"{api_url}/metrics", timeout=5).text
     assert metric(api_text, "assay_jobs_submitted_total", analysis="sentiment") >= 40
     assert metric(api_text, "assay_http_requests_total", route="/v1/jobs/batch", status="202") >= 1
