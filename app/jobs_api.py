@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +62,7 @@ def create_job() -> Response:
             spec = validate_job(json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
-    check_queue_depth(svc, {spec.analysis}, 1)
+    check_queue_depth(svc, {spec.analysis: 1}, 1)
     (job,), created = _create(svc, [spec])
     response = jsonify(job)
     response.status_code = 202 if created else 200
@@ -107,7 +108,7 @@ def create_batch() -> Response:
         raise ApiError(
             422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
         )
-    check_queue_depth(svc, {s.analysis for s in specs}, len(specs) // svc.settings.publish_chunk_size + 1)
+    check_queue_depth(svc, Counter(s.analysis for s in specs), len(specs) // svc.settings.publish_chunk_size + 1)
     jobs, created = _create(svc, specs)
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200
