@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
     flower_user: str = "admin"
     flower_password: str = "assay-dev"
+    flower_task_events: bool = Field(
+        True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
+    )
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
