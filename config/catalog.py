@@ -43,6 +43,7 @@ class AnalysisConfig(BaseModel):
     production: ModelChoice | None = Field(None, description="the model README recommends in production")
     steps: list[str] = Field(default_factory=list, description="pipeline: the audio step, e.g. transcription")
     then: list[str] = Field(default_factory=list, description="pipeline: text analyses run on the transcript")
+    head: str | None = Field(None, description="embedding-head: the trained head's .npz, relative to the repo root")
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisConfig:
@@ -50,6 +51,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"{self.name}: an embedding-prototype analysis needs two or more labels")
         if self.flag_label and self.labels and self.flag_label not in self.labels:
             raise ValueError(f"{self.name}: flag_label {self.flag_label!r} is not one of its labels")
+        if self.engine == "embedding-head" and not self.head:
+            raise ValueError(f"{self.name}: an embedding-head analysis names its head file")
         if self.engine == "pipeline" and not (self.steps and self.then):
             raise ValueError(f"{self.name}: a pipeline needs steps and then")
         return self
@@ -79,7 +82,7 @@ def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
     if override:
         engine, _, source = override.partition(":")
         return ModelChoice(engine=cast(ModelEngineName, engine), model=source)
-    if analysis.engine == "embedding-prototype":
+    if analysis.engine in ("embedding-prototype", "embedding-head"):
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
     if analysis.engine == "whisper":
         return ModelChoice(engine=analysis.engine, model=settings.speech_model_path or PACKAGED_SPEECH_MODEL)
@@ -91,4 +94,6 @@ def model_label(settings: Settings, analysis: AnalysisConfig) -> str:
     choice = model_choice(settings, analysis)
     if choice.engine == "embedding-prototype":
         return f"{choice.model}+{analysis.name}-prototypes-v{analysis.version}"
+    if choice.engine == "embedding-head":
+        return f"{choice.model}+{analysis.name}-head-v{analysis.version}"
     return choice.model

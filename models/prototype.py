@@ -6,7 +6,8 @@ example sentences kept in config; a text gets the label whose prototype it is cl
 (cosine), and softmax(similarity / temperature) gives per-label probabilities.
 
 A `PrototypeBank` holds one head per analysis over one shared encoder, so a batch that mixes
-analyses (or runs several analyses on one transcript) needs a single encoder pass.
+analyses (or runs several analyses on one transcript) needs a single encoder pass. A head is either
+a prototype head or a trained linear head (models/heads.py); both read the same encoded vectors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from models.base import InputError, TextPrediction
 from models.encoder import SentenceEncoder
+from models.heads import TrainedHead
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class PrototypeBank:
         import torch
 
         self.encoder = encoder
-        self.heads: dict[str, PrototypeHead] = {}
+        self.heads: dict[str, PrototypeHead | TrainedHead] = {}
         self._torch = torch
 
     def add_head(self, analysis: str, labels: Mapping[str, list[str]], *, temperature: float, model_name: str) -> None:
@@ -42,6 +44,12 @@ class PrototypeBank:
         prototypes = self._torch.nn.functional.normalize(self._torch.stack(centroids), dim=-1)
         self.heads[analysis] = PrototypeHead(list(labels), prototypes, temperature, model_name)
 
+    def add_trained_head(self, analysis: str, head: TrainedHead) -> None:
+        width = self.encoder.model.config.hidden_size
+        if head.dim != width:
+            raise ValueError(f"{analysis}: head expects {head.dim}-d embeddings, the encoder gives {width}")
+        self.heads[analysis] = head
+
     def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
         """(analysis, text) pairs → predictions in order; each distinct text is encoded once."""
         results: list[TextPrediction | InputError] = [InputError("empty_text", "text is empty")] * len(items)
@@ -50,10 +58,11 @@ class PrototypeBank:
             return results
         row_of = {text: row for row, text in enumerate(texts)}
         encoded = self.encoder.encode(texts)
+        self._predict_trained(items, row_of, encoded, results)
         for index, (analysis, text) in enumerate(items):
-            if text not in row_of:
-                continue
             head = self.heads[analysis]
+            if text not in row_of or isinstance(head, TrainedHead):
+                continue
             row = row_of[text]
             logits = (encoded.vectors[row] @ head.prototypes.T) / head.temperature
             probs = self._torch.softmax(logits, dim=-1)
@@ -61,6 +70,26 @@ class PrototypeBank:
             best = max(scores, key=scores.__getitem__)
             results[index] = TextPrediction(best, scores[best], scores, head.model_name, encoded.truncated[row])
         return results
+
+    def _predict_trained(
+        self, items: list[tuple[str, str]], row_of: dict[str, int], encoded: Any, results: list[Any]
+    ) -> None:
+        """Every trained head scores all its texts at once: one matrix product per head."""
+        by_head: dict[str, list[int]] = {}
+        for index, (analysis, text) in enumerate(items):
+            if text in row_of and isinstance(self.heads[analysis], TrainedHead):
+                by_head.setdefault(analysis, []).append(index)
+        for analysis, indices in by_head.items():
+            head = self.heads[analysis]
+            assert isinstance(head, TrainedHead)
+            rows = [row_of[items[i][1]] for i in indices]
+            probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices])
+            for k, index in enumerate(indices):
+                scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs[k], strict=True)}
+                best = max(scores, key=scores.__getitem__)
+                results[index] = TextPrediction(
+                    best, scores[best], scores, head.model_name, encoded.truncated[rows[k]], extras[k]
+                )
 
 
 class PrototypeClassifier:

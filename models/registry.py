@@ -1,7 +1,7 @@
 """Engines for the analyses in the catalog, built once per worker process and shared.
 
-Every embedding-prototype analysis is a head on one `PrototypeBank` over one encoder, so any
-mix of text analyses in a batch costs one encoder pass; an `hf-classifier` analysis gets its own
+Every embedding-prototype or embedding-head analysis is a head on one `PrototypeBank` over one
+encoder, so any mix of text analyses in a batch costs one encoder pass; an `hf-classifier` analysis gets its own
 model. Decisions (flagged, risk score, verdict) are applied here, identically for both engines.
 Which engine builds an analysis is a table (`_BUILDERS`), keyed by the one list of engine names.
 """
@@ -25,6 +25,8 @@ from models.prototype import PrototypeBank
 log = logging.getLogger(__name__)
 
 PROTOTYPES: EngineName = "embedding-prototype"
+#: Engines served by the shared bank (one encoder pass for all of them).
+BANK_ENGINES: set[EngineName] = {"embedding-prototype", "embedding-head"}
 T = TypeVar("T")
 
 
@@ -58,7 +60,7 @@ class EngineRegistry:
         config = self.catalog[analysis]
         if config.engine == "pipeline":
             return False
-        if model_choice(self.settings, config).engine == PROTOTYPES:
+        if model_choice(self.settings, config).engine in BANK_ENGINES:
             return self._bank is not None and analysis in self._bank.heads
         return analysis in self._classifiers
 
@@ -85,7 +87,7 @@ class EngineRegistry:
         by_model: dict[str, list[int]] = defaultdict(list)
         for index, (analysis, _) in enumerate(items):
             engine = model_choice(self.settings, self.catalog[analysis]).engine
-            by_model[PROTOTYPES if engine == PROTOTYPES else analysis].append(index)
+            by_model[PROTOTYPES if engine in BANK_ENGINES else analysis].append(index)
         for key, indices in by_model.items():
             if key == PROTOTYPES:
                 assert self._bank is not None
@@ -120,7 +122,8 @@ def _model_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+def _bank(reg: EngineRegistry, choice: ModelChoice) -> PrototypeBank:
+    """The one shared encoder and its heads, built on first use."""
     if reg._bank is None:
         from models.encoder import SentenceEncoder, packaged_minilm_path
 
@@ -132,9 +135,25 @@ def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConf
             ),
         )
         reg._bank = PrototypeBank(encoder)
-    if analysis not in reg._bank.heads:
+    return reg._bank
+
+
+def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    bank = _bank(reg, choice)
+    if analysis not in bank.heads:
         label = model_label(reg.settings, config)
-        reg._bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
+        bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
+
+
+def _add_trained_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    bank = _bank(reg, choice)
+    if analysis not in bank.heads:
+        from config.settings import ROOT
+        from models.heads import TrainedHead
+
+        assert config.head is not None
+        head = TrainedHead.load(ROOT / config.head, model_name=model_label(reg.settings, config))
+        bank.add_trained_head(analysis, head)
 
 
 def _add_classifier(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
@@ -173,6 +192,7 @@ def _add_pipeline(reg: EngineRegistry, analysis: str, config: AnalysisConfig, ch
 
 _BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, ModelChoice], None]] = {
     "embedding-prototype": _add_prototype_head,
+    "embedding-head": _add_trained_head,
     "hf-classifier": _add_classifier,
     "whisper": _add_speech,
     "pipeline": _add_pipeline,
