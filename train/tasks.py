@@ -17,7 +17,7 @@ from train.data import BASTION, SPAM_NPM, VADER_SDIST, Example, load_bastion, lo
 from train.embed import embed
 from train.sample import SEED, split, stratified_sample
 
-SENTIMENT_ROWS = 6000  # of 23,703: what this shared 2-core machine embeds in ~10 min
+SENTIMENT_ROWS = 12000  # of 23,703: what this shared 2-core machine embedded in the time there was
 SPAM_ROWS = 1400  # of 6,046 emails (subject + first 600 characters)
 
 
@@ -97,9 +97,9 @@ def prepare(analysis: str) -> Task:
         fit_rows, val = _val_split(rows, train)
         # Everyday text is benign: a sample of the sentiment sentences and ham emails teaches the head that.
         sentiment = stratified_sample(load_sentiment(), SENTIMENT_ROWS)
-        everyday = [Example(r.text, "benign", "everyday") for r in sentiment[::20]]
+        everyday = [Example(r.text, "benign", "everyday") for r in sentiment[::40]]
         extra = _curated("prompt_injection") + everyday
-        x_everyday = embed([r.text for r in sentiment], "sentiment")[::20]
+        x_everyday = embed([r.text for r in sentiment], "sentiment")[::40]
         x_curated = embed([r.text for r in extra[: len(extra) - len(everyday)]], "injection-curated")
         return Task(
             analysis,
