@@ -1,4 +1,4 @@
-"""Trained heads: a linear softmax layer over the shared MiniLM embedding (plus cheap extra features).
+"""Trained heads: a softmax layer (optionally after one ReLU layer) over the shared MiniLM embedding.
 
 `make train` fits them with scikit-learn and writes plain arrays (models/heads/<analysis>.npz); the
 service needs numpy only. A head is a few KiB, so every text analysis still costs one encoder pass
@@ -30,9 +30,12 @@ class TrainedHead:
     features: list[str]  # extra feature blocks after the embedding, see models.head_features
     model_name: str
     card: dict[str, Any]
+    hidden_weights: np.ndarray | None = None  # [hidden, dim + extra]: a one-hidden-layer ReLU MLP when set
+    hidden_bias: np.ndarray | None = None
 
     @classmethod
     def load(cls, path: Path, *, model_name: str) -> TrainedHead:
+        card_path = path.with_suffix(".card.json")
         with np.load(path, allow_pickle=False) as data:
             head = cls(
                 labels=[str(label) for label in data["labels"]],
@@ -41,21 +44,27 @@ class TrainedHead:
                 temperature=float(data["temperature"]),
                 features=[str(f) for f in data["features"]],
                 model_name=model_name,
-                card=json.loads(path.with_suffix(".card.json").read_text())
-                if path.with_suffix(".card.json").exists()
-                else {},
+                card=json.loads(card_path.read_text()) if card_path.exists() else {},
+                hidden_weights=data["hidden_weights"].astype(np.float32) if "hidden_weights" in data else None,
+                hidden_bias=data["hidden_bias"].astype(np.float32) if "hidden_bias" in data else None,
             )
-        width = sum(WIDTH[f] for f in head.features)
-        if head.weights.shape != (len(head.labels), head.weights.shape[1]) or head.weights.shape[1] <= width:
+        inner = head.weights.shape[1] if head.hidden_weights is None else head.hidden_weights.shape[0]
+        if head.weights.shape != (len(head.labels), inner) or head.input_width <= sum(WIDTH[f] for f in head.features):
             raise ValueError(f"{path}: weights do not match labels/features")
         return head
 
     @property
+    def input_width(self) -> int:
+        return int((self.weights if self.hidden_weights is None else self.hidden_weights).shape[1])
+
+    @property
     def dim(self) -> int:
         """The embedding width the head expects."""
-        return int(self.weights.shape[1]) - sum(WIDTH[f] for f in self.features)
+        return self.input_width - sum(WIDTH[f] for f in self.features)
 
     def _probs(self, x: np.ndarray) -> np.ndarray:
+        if self.hidden_weights is not None:
+            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
         logits = (x @ self.weights.T + self.bias) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)

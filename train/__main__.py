@@ -40,7 +40,7 @@ def train(task: Task) -> dict:
     if task.cross_validate:  # small data: no rows held back for tuning, 5-fold CV on the training part instead
         fitted = fit_cv(np.concatenate([x_fit, x_val]), y_fit + y_val, _score)
     else:
-        fitted = fit(x_fit, y_fit, x_val, y_val, _score)
+        fitted = fit(x_fit, y_fit, x_val, y_val, _score, mlp=task.analysis == "sentiment")
     x_test, y_test = features(task, task.test), [task.rows[i].label for i in task.test]
     probs = fitted.probs(x_test)
     metrics = report(y_test, probs, fitted.labels)
@@ -54,10 +54,15 @@ def train(task: Task) -> dict:
         bias=fitted.bias,
         temperature=np.float32(fitted.temperature),
         features=np.array(task.features, dtype=str),
+        **(
+            {"hidden_weights": fitted.hidden_weights, "hidden_bias": fitted.hidden_bias}
+            if fitted.hidden_weights is not None
+            else {}
+        ),
     )
     card = {
         "analysis": task.analysis,
-        "model": "logistic regression on all-MiniLM-L6-v2 mean-pooled embeddings"
+        "model": f"{fitted.kind} on all-MiniLM-L6-v2 mean-pooled embeddings"
         + (f" + {', '.join(task.features)} features" if task.features else ""),
         "labels": fitted.labels,
         "data": task.data,
@@ -73,7 +78,7 @@ def train(task: Task) -> dict:
             "test (never used for fitting or tuning)": len(task.test),
             "curated extra training rows": len(task.extra_train),
         },
-        "C": fitted.C,
+        "C" if fitted.hidden_weights is None else "alpha": fitted.C,
         "temperature": fitted.temperature,
         "test_metrics": metrics,
         "trained": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -89,7 +94,7 @@ def train(task: Task) -> dict:
 def main(argv: list[str]) -> None:
     for name in argv or TRAINED:
         card = train(prepare(name))
-        print(name, json.dumps(card["test_metrics"]), f"C={card['C']} T={card['temperature']}", flush=True)
+        print(name, card["model"], json.dumps(card["test_metrics"]), f"T={card['temperature']}", flush=True)
 
 
 if __name__ == "__main__":

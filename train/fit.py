@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 
 
 @dataclass
@@ -15,8 +16,13 @@ class Fitted:
     bias: np.ndarray
     temperature: float
     C: float
+    hidden_weights: np.ndarray | None = None  # a one-hidden-layer MLP (ReLU) when set
+    hidden_bias: np.ndarray | None = None
+    kind: str = "logistic regression"
 
     def probs(self, x: np.ndarray) -> np.ndarray:
+        if self.hidden_weights is not None:
+            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
         logits = (x @ self.weights.T + self.bias) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
@@ -39,8 +45,10 @@ def _nll(fitted: Fitted, x: np.ndarray, y: list[str]) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), idx] + 1e-12)))
 
 
-def fit(x_train: np.ndarray, y_train: list[str], x_val: np.ndarray, y_val: list[str], score) -> Fitted:
-    """Pick C by `score` on the validation rows, then temperature-scale on the same rows.
+def fit(
+    x_train: np.ndarray, y_train: list[str], x_val: np.ndarray, y_val: list[str], score, *, mlp: bool = False
+) -> Fitted:
+    """Pick C (and, with `mlp`, LR or a tiny MLP) by `score` on the validation rows, then temperature-scale.
 
     The test split is never seen here.
     """
@@ -55,6 +63,26 @@ def fit(x_train: np.ndarray, y_train: list[str], x_val: np.ndarray, y_val: list[
         if s > best_score:
             best, best_score = candidate, s
     assert best is not None
+    if mlp:
+        for hidden, alpha in ((128, 1e-3), (256, 1e-2)):
+            net = MLPClassifier((hidden,), alpha=alpha, early_stopping=True, random_state=0, max_iter=200)
+            net.fit(x_train, y_train)
+            labels = [str(c) for c in net.classes_]
+            if len(labels) != 3:  # binary MLPs have one logistic output; only the 3-class case is exported
+                break
+            candidate = Fitted(
+                labels,
+                net.coefs_[1].T.astype(np.float32),
+                net.intercepts_[1].astype(np.float32),
+                1.0,
+                alpha,
+                net.coefs_[0].T.astype(np.float32),
+                net.intercepts_[0].astype(np.float32),
+                f"MLP, one hidden layer of {hidden} ReLU units (alpha {alpha})",
+            )
+            s = score(y_val, candidate.probs(x_val), labels)
+            if s > best_score:
+                best, best_score = candidate, s
     temps = np.exp(np.linspace(np.log(0.05), np.log(4.0), 61))
     losses = []
     for t in temps:

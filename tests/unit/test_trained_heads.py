@@ -30,11 +30,11 @@ def predict(bank: PrototypeBank, analysis: str, texts: list[str]) -> list[TextPr
     return out  # type: ignore[return-value]
 
 
-def test_the_catalog_serves_three_trained_heads_of_a_few_kib() -> None:
+def test_the_catalog_serves_three_small_trained_heads() -> None:
     assert set(HEADED) == {"sentiment", "phishing", "prompt_injection"}
     for name in HEADED:
         path = ROOT / str(load_catalog()[name].head)
-        assert path.stat().st_size < 32 * 1024
+        assert path.stat().st_size < 512 * 1024  # the sentiment MLP is ~365 KiB, the linear heads ~3 KiB
         assert path.with_suffix(".card.json").exists()
 
 
