@@ -9,7 +9,7 @@ What is in a file (all numbers Nigerian-style, `234` + 9 digits, generated from 
   destination, durations of 0.5-3.5 s (mean ~1.6 s): the short-duration, high-frequency signature;
 - **call centres** (`truth.call_centres`): hundreds of distinct destinations a day, but calls of minutes;
 - **auto-diallers** (`truth.auto_diallers`): many very short calls, but to a handful of numbers;
-- **borderline callers** (`truth.borderline`): short calls to just under the default 50 distinct destinations.
+- **borderline callers** (`truth.borderline`): short calls to 40-49 distinct destinations, under the default 50.
 The last three are the near-misses: with the catalog defaults none of them is flagged, every SIM box is.
 
 Columns: `caller, callee, start_time, duration, cell_id, call_type` (extra columns the analysis ignores);
@@ -86,9 +86,10 @@ def generate(
         for caller in truth.auto_diallers:
             n = int(rng.integers(150, 300))
             add(caller, rng.choice(pool[:12], n), _day_times(rng, n, day, False), rng.uniform(0.5, 2.5, n))
-        for caller in truth.borderline:
-            n = int(rng.integers(60, 90))
-            add(caller, rng.choice(pool[:44], n), _day_times(rng, n, day, False), rng.uniform(0.5, 2.5, n))
+        for caller in truth.borderline:  # 40-49 distinct destinations, each called at least once
+            k, n = int(rng.integers(40, 50)), int(rng.integers(60, 90))
+            callees = rng.permutation(np.concatenate([pool[:k], rng.choice(pool[:k], n - k)]))
+            add(caller, callees, _day_times(rng, n, day, False), rng.uniform(0.5, 2.5, n))
     planted = sum(len(p[2]) for p in parts)
 
     # Normal subscribers fill the rest: ~5 calls a day each, to their own contacts.
@@ -133,19 +134,15 @@ def generate(
 def write(columns: dict[str, np.ndarray], path: Path, *, epoch: bool = False, jsonl: bool = False) -> None:
     """Write the columns as CSV with a header, or JSON lines; gzip if the name ends in .gz (DuckDB does the I/O)."""
     import duckdb
-    import pandas as pd
 
-    frame = pd.DataFrame(columns)
-    if not epoch:
-        frame["start_time"] = pd.to_datetime(frame["start_time"], unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     con = duckdb.connect()
-    con.register("frame", frame)
+    con.register("frame", columns)
+    start = "start_time" if epoch else "strftime(to_timestamp(start_time) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+    query = f"SELECT caller, callee, {start} AS start_time, duration, cell_id, call_type FROM frame"
     compression = "gzip" if path.name.endswith(".gz") else "none"
     target = str(path).replace("'", "''")
-    if jsonl:
-        con.execute(f"COPY frame TO '{target}' (FORMAT json, COMPRESSION {compression})")
-    else:
-        con.execute(f"COPY frame TO '{target}' (FORMAT csv, HEADER, COMPRESSION {compression})")
+    options = "FORMAT json" if jsonl else "FORMAT csv, HEADER"
+    con.execute(f"COPY ({query}) TO '{target}' ({options}, COMPRESSION {compression})")
     con.close()
 
 
