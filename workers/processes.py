@@ -51,15 +51,14 @@ def inference_process(hostname: str, queues: list[str], env: dict[str, str] | No
     return ProcessSpec("worker", hostname, args, dict(env or {}), threads)
 
 
-def tabular_process(settings: Settings, hostname: str = "tabular@%h") -> ProcessSpec:
+def tabular_process(queue: str, metrics_port: int, hostname: str = "tabular@%h") -> ProcessSpec:
     """Call-record analyses (`tabular` queue) on the CPU, never on a GPU worker and never behind GPU work.
 
     One job per message and no prefetch beyond it (a job already uses every core through DuckDB), so a
     second tabular worker takes the next file; its metrics port sits past the GPU workers' ports.
     """
-    args = (*_CELERY, "worker", "-P", "solo", "-c", "1", "-Q", settings.queue_name("tabular"), "-n", hostname,
-            "-E", *_WORKER_FLAGS)  # fmt: skip
-    port = settings.worker_metrics_port
+    args = (*_CELERY, "worker", "-P", "solo", "-c", "1", "-Q", queue, "-n", hostname, "-E", *_WORKER_FLAGS)
+    port = metrics_port
     env = {
         "ASSAY_DEVICE": "cpu",
         "CUDA_VISIBLE_DEVICES": "",
@@ -133,7 +132,7 @@ def service_processes(settings: Settings, gpus: list[str], cpu_count: int) -> li
     return [
         api_process(),
         *inference_processes(settings, gpus, cpu_count, list(settings.worker_families)),
-        tabular_process(settings),
+        tabular_process(settings.queue_name("tabular"), settings.worker_metrics_port),
         maintenance_process(settings.maintenance_queue, str(settings.var_dir / "celerybeat-schedule")),
         webhooks_process(settings.webhook_queue, settings.webhook_batches_in_flight),
         flower_process(settings.flower_port, settings.flower_address, settings.flower_user, settings.flower_password),
