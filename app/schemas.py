@@ -157,7 +157,7 @@ class ErrorResponse(BaseModel):
 class Analysis(BaseModel):
     name: str
     description: str
-    input: Literal["text", "audio"]
+    input: Literal["text", "audio", "cdr"]
     family: str
     queue: str
     engine: str
@@ -166,6 +166,7 @@ class Analysis(BaseModel):
     flag_label: str | None
     verdicts: dict[str, float]
     pipeline: dict[str, list[str]] | None
+    parameters: dict[str, float] | None = Field(None, description="call records: the parameters' defaults")
     limits: dict[str, float]
 
 

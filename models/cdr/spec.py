@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal
 
 #: The columns a CDR file must have (after the request's `columns` mapping); any others are ignored.
 REQUIRED_COLUMNS = ("caller", "callee", "start_time", "duration")
+#: Parameters that must be whole numbers.
+INTEGER_PARAMETERS = ("min_unique_destinations", "min_calls")
 GZIP_MAGIC = b"\x1f\x8b"
 _EPOCH = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 
@@ -63,7 +65,7 @@ class CdrParameters:
         values: dict[str, Any] = {**defaults, **requested}
         for name, (low, high) in cls.BOUNDS.items():
             value = values.get(name, getattr(cls, name))
-            integral = name in ("min_unique_destinations", "min_calls")
+            integral = name in INTEGER_PARAMETERS
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"parameter {name} must be a number")
             if integral and value != int(value):
