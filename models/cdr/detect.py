@@ -186,6 +186,7 @@ def detect(
     header_lines = 1 if source.sniffed.format == "csv" else 0
     con = duckdb.connect(config=config)
     try:
+        con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
         began = time.perf_counter()
         try:
             con.execute(_load_sql(source, max_line_bytes))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import re
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +184,28 @@ def test_the_worker_keeps_serving_and_files_do_not_pile_up(
     listed = client.get("/v1/analyses").json()["data"]
     entry = next(a for a in listed if a["name"] == "cdr_fraud")
     assert entry["queue"].endswith(".tabular") and entry["input"] == "cdr"
+
+
+def test_the_sweep_deletes_only_stale_files_no_live_job_names(settings: Settings, db, redis_client) -> None:
+    from pipeline.uploads import sweep_uploads
+    from store.api import JobSpec, cancel_job, create_jobs
+    from store.keys import ensure_tenant
+    from tests.integration.helpers import worker_context
+
+    spool: Path = settings.cdr_upload_dir
+    spool.mkdir(parents=True, exist_ok=True)
+    needed, orphan, fresh = (spool / f"cdr-{'0' * 16}-{i:012x}.csv" for i in range(3))
+    for path in (needed, orphan, fresh):
+        path.write_bytes(HEADER)
+    hour_ago = time.time() - 3600
+    for path in (needed, orphan):
+        os.utime(path, (hour_ago, hour_ago))
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"sweep-{secrets.token_hex(3)}")
+        (job,) = create_jobs(conn, owner, [JobSpec("cdr_fraud", {"cdr": {"file": needed.name}})]).rows  # queued
+    assert sweep_uploads(worker_context(settings, db, redis_client)) == 1
+    assert needed.exists() and fresh.exists() and not orphan.exists()
+    with db.begin() as conn:
+        cancel_job(conn, owner, job["id"])
+    needed.unlink()
+    fresh.unlink()
