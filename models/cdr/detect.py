@@ -144,15 +144,27 @@ def _load_sql(source: CdrSource, max_line_bytes: int) -> str:
     """
 
 
-def _input_error(exc: Exception, header_lines: int) -> CdrInputError:
-    """DuckDB's reader errors as our InputError: the line number and the first sentence, never the row."""
-    text = str(exc)
+#: The sentences of DuckDB's reader errors that say what is wrong (the rest is advice for its own users).
+_REASONS = (
+    "Error when converting",
+    "Expected Number of Columns",
+    "Value with unterminated quote",
+    "Maximum line size",
+    "Invalid unicode",
+    "Malformed JSON",
+)
+
+
+def _input_error(exc: Exception, path: Path) -> CdrInputError:
+    """DuckDB's reader errors as ours: the line number and what is wrong, never the row or the file's path."""
+    text = str(exc).replace(str(path), "the file")
     match = _LINE.search(text)
-    lines = text.splitlines()
-    reason = next((ln for ln in lines[1:] if ln.startswith(("Error when converting", "Expected Number"))), "")
+    lines = [line.strip() for line in text.splitlines()]
+    reason = next((line for line in lines if line.startswith(_REASONS)), "")
     if not reason:
         reason = re.sub(r"^[A-Za-z ]+Error: ", "", lines[0] if lines else text)
-    reason = reason.replace("Could not convert string", "cannot read")[:300]
+    reason = re.sub(r' in file "the file"', "", reason)
+    reason = re.sub(r"Could not convert string (.*) to '", r"cannot read \1 as '", reason)[:300]
     if "Maximum line size" in text or "maximum line size" in text:
         reason = "a line is longer than the limit"
     row = int(match.group(1)) if match else None
@@ -191,9 +203,9 @@ def detect(
         try:
             con.execute(_load_sql(source, max_line_bytes))
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-            raise _input_error(exc, header_lines) from None
+            raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
-            raise CdrInputError(f"the file cannot be read: {str(exc).splitlines()[0][:300]}") from None
+            raise CdrInputError(f"the file cannot be read: {_input_error(exc, source.path).message}") from None
         loaded = time.perf_counter()
         _check_values(con, header_lines)
         report = _detect(con, params, max_flagged)
