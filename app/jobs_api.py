@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,7 @@ def create_job() -> Response:
     except EntryError as exc:
         raise exc.as_api_error() from None
     with spooled_until_created([spec], svc.settings) as outcome:
-        check_queue_depth(svc, {spec.analysis}, 1)
+        check_queue_depth(svc, {spec.analysis: 1}, 1)
         (job,), created = outcome.record(_create(svc, [spec]))
     response = jsonify(job)
     response.status_code = 202 if created else 200
@@ -112,7 +113,8 @@ def create_batch() -> Response:
             raise ApiError(
                 422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
             )
-        check_queue_depth(svc, {s.analysis for s in specs}, len(specs) // svc.settings.publish_chunk_size + 1)
+        count = Counter(s.analysis for s in specs)
+        check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
         jobs, created = outcome.record(_create(svc, specs))
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200

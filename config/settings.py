@@ -47,7 +47,12 @@ class Settings(BaseSettings):
 
     # --- queues -----------------------------------------------------------------------
     queue_prefix: str = Field("assay", pattern=r"^[a-z][a-z0-9_.-]*$")
-    max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this")
+    max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this many messages")
+    max_queue_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="back-pressure: 503 once a family's queued jobs need longer than this at its workers' pace",
+    )
     publish_chunk_size: int = Field(64, ge=1, le=10_000)
 
     # --- batching (worker) --------------------------------------------------------------
@@ -171,6 +176,9 @@ class Settings(BaseSettings):
     flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
     flower_user: str = "admin"
     flower_password: str = "assay-dev"
+    flower_task_events: bool = Field(
+        True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
+    )
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

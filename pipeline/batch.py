@@ -203,6 +203,8 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
                 ctx.leases.release([job.id for job in claimed])
                 raise
             pending = writer.submit(_write, ctx, batch, report)
+            family = Counter(_family(ctx, job.analysis) for job in claimed).most_common(1)[0][0]
+            ctx.capacity.observe(family, len(claimed))
         if pending is not None:
             pending.result()
     return report

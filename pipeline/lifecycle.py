@@ -135,6 +135,7 @@ class Lifecycle:
                 self.flower.started(change.job_id, change.analysis, change.attempt)
             for change in unit.finished_jobs:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
+            self.flower.flush()  # the batch's events leave as one message
 
     def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
         epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))

@@ -235,3 +235,12 @@ def redeliver(conn: Connection, owner: str, event_id: str, publish_epoch: str | 
         )
     )
     return before
+
+
+def queued_jobs(conn: Connection, analyses: list[str]) -> int:
+    """Jobs of these analyses waiting for a worker: the backlog admission weighs (partial index on queued)."""
+    return int(
+        conn.execute(
+            select(func.count()).select_from(jobs).where(jobs.c.status == "queued", jobs.c.analysis.in_(analyses))
+        ).scalar_one()
+    )

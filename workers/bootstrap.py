@@ -92,5 +92,6 @@ def install(app: Celery) -> None:
             from telemetry.flower import FlowerEvents
 
             # celery-batches sends no per-message events: the job-finished path tells Flower per job.
-            get_context().lifecycle.flower = FlowerEvents(sender.app, sender.hostname)
+            if get_context().settings.flower_task_events:
+                get_context().lifecycle.flower = FlowerEvents(sender.app, sender.hostname)
             serve_metrics(queues)
