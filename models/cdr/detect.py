@@ -6,12 +6,14 @@ and columnar; and its buffer manager holds memory to `memory_limit`, spilling to
 it, so a worker's memory does not grow with the file. Polars was as fast on plain CSV but inflates a
 gzip file fully into memory.
 
-The plan, per job: one parallel read into a columnar table (the only pass over the file), then
-1. per (caller, window) the number of calls: one cheap group-by over two integer-sized columns;
-2. candidates: caller-windows with at least `max(min_unique_destinations, min_calls)` calls (a caller
-   cannot have more distinct destinations than calls) — a tiny fraction of a real file;
-3. distinct destinations, average and median duration for the candidates only (a semi-join), the
-   thresholds, and the evidence of the flagged.
+The plan, per job:
+1. one parallel read of the file into a columnar table (the only pass over the file), with the window,
+   a 64-bit hash of the caller and a "row complete" flag computed as it goes;
+2. per (caller hash, window) the number of calls: one group-by over integer keys;
+3. candidates: caller-windows with at least `max(min_unique_destinations, min_calls)` calls (a caller
+   cannot have more distinct destinations than calls) — a tiny fraction of a real file; their calls are
+   copied out in one scan (a semi-join);
+4. distinct destinations, average and median duration, the thresholds and the evidence, on those alone.
 Windows are tumbling, aligned to the epoch (UTC): window k covers [k·W, (k+1)·W).
 """
 
@@ -120,7 +122,11 @@ def _reader(source: CdrSource, max_line_bytes: int) -> str:
     )
 
 
-def _load_sql(source: CdrSource, max_line_bytes: int) -> str:
+def _load_sql(source: CdrSource, max_line_bytes: int, window: int) -> str:
+    """One pass over the file into a columnar table: the four columns, plus what every later query needs
+    precomputed once — the window, a 64-bit hash of the caller (integer keys group several times faster
+    than strings; two callers colliding in 64 bits is a ~1e-8 chance at a million callers, and the
+    flagged are re-grouped by the number itself), and whether the row is complete."""
     c = {k: _quote(v) for k, v in source.columns.items()}
     if source.sniffed.format == "jsonl":
         raw_time = f"TRIM({c['start_time']})"
@@ -134,13 +140,17 @@ def _load_sql(source: CdrSource, max_line_bytes: int) -> str:
         duration = c["duration"]
         bad = "false"
     return f"""
-        CREATE TABLE calls AS SELECT
-            NULLIF({c["caller"]}, '') AS caller,
-            NULLIF({c["callee"]}, '') AS callee,
-            CAST(floor({ts}) AS BIGINT) AS ts,
-            {duration} AS dur,
-            {bad} AS unparsable
-        FROM {_reader(source, max_line_bytes)}
+        CREATE TABLE calls AS SELECT *, hash(caller) AS ch, ts // {window} AS w,
+            (caller IS NOT NULL AND callee IS NOT NULL AND ts IS NOT NULL AND dur IS NOT NULL) AS ok
+        FROM (
+            SELECT
+                NULLIF({c["caller"]}, '') AS caller,
+                NULLIF({c["callee"]}, '') AS callee,
+                CAST(floor({ts}) AS BIGINT) AS ts,
+                {duration} AS dur,
+                {bad} AS unparsable
+            FROM {_reader(source, max_line_bytes)}
+        )
     """
 
 
@@ -201,7 +211,7 @@ def detect(
         con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
         began = time.perf_counter()
         try:
-            con.execute(_load_sql(source, max_line_bytes))
+            con.execute(_load_sql(source, max_line_bytes, params.window_seconds))
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
             raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
@@ -234,28 +244,29 @@ def _check_values(con: Any, header_lines: int) -> None:
         raise CdrInputError(f"line {line}: duration {value} is negative or not a number", line)
 
 
-_VALID = "caller IS NOT NULL AND callee IS NOT NULL AND ts IS NOT NULL AND dur IS NOT NULL"
-
-
 def _detect(con: Any, params: CdrParameters, max_flagged: int) -> CdrReport:
     window = params.window_seconds
     floor_calls = max(params.min_unique_destinations, params.min_calls)
-    con.execute(f"CREATE TEMP TABLE cw AS SELECT caller, ts // {window} AS w, count(*) AS calls FROM calls "
-                f"WHERE {_VALID} GROUP BY ALL")  # fmt: skip
+    con.execute("CREATE TEMP TABLE cw AS SELECT ch, w, count(*) AS calls FROM calls WHERE ok GROUP BY ch, w")
     records, rejected, first, last = con.execute(
-        f"SELECT count(*), count(*) FILTER (NOT ({_VALID})), min(ts) FILTER ({_VALID}), "
-        f"max(ts) FILTER ({_VALID}) FROM calls"
+        "SELECT count(*), count(*) FILTER (NOT ok), min(ts) FILTER (ok), max(ts) FILTER (ok) FROM calls"
     ).fetchone()
-    callers, windows = con.execute("SELECT count(DISTINCT caller), count(*) FROM cw").fetchone()
-    stats = con.execute(
+    callers, windows = con.execute("SELECT count(DISTINCT ch), count(*) FROM cw").fetchone()
+    # The rows of candidate caller-windows, once (one scan of the table); the rest works on them alone.
+    con.execute(
         f"""
-        WITH candidates AS (SELECT caller, w FROM cw WHERE calls >= {floor_calls})
-        SELECT c.caller, c.ts // {window} AS w, count(*) AS calls, count(DISTINCT c.callee) AS uniq,
-               avg(c.dur) AS avg_dur, median(c.dur) AS median_dur
-        FROM calls c SEMI JOIN candidates k ON c.caller = k.caller AND c.ts // {window} = k.w
-        WHERE c.callee IS NOT NULL AND c.dur IS NOT NULL
-        GROUP BY ALL
-        HAVING count(DISTINCT c.callee) >= ? AND avg(c.dur) <= ? AND count(*) >= ?
+        CREATE TEMP TABLE candidate_calls AS
+        SELECT c.caller, c.w, c.callee, c.ts, c.dur FROM calls c
+        SEMI JOIN (SELECT ch, w FROM cw WHERE calls >= {floor_calls}) k ON c.ch = k.ch AND c.w = k.w
+        WHERE c.ok
+        """
+    )
+    stats = con.execute(
+        """
+        SELECT caller, w, count(*) AS calls, count(DISTINCT callee) AS uniq, avg(dur) AS avg_dur,
+               median(dur) AS median_dur
+        FROM candidate_calls GROUP BY caller, w
+        HAVING count(DISTINCT callee) >= ? AND avg(dur) <= ? AND count(*) >= ?
         """,
         [params.min_unique_destinations, params.max_avg_duration_seconds, params.min_calls],
     ).fetchall()
@@ -271,7 +282,7 @@ def _detect(con: Any, params: CdrParameters, max_flagged: int) -> CdrReport:
         key=lambda item: (-item[0][0], item[2]),
     )
     shown = ranked[:max_flagged]
-    destinations = _first_destinations(con, [(caller, best[1][0]) for best, _, caller in shown], window)
+    destinations = _first_destinations(con, [(caller, best[1][0]) for best, _, caller in shown])
     flagged = [
         FlaggedCaller(
             caller=caller,
@@ -301,21 +312,21 @@ def _detect(con: Any, params: CdrParameters, max_flagged: int) -> CdrReport:
     return CdrReport(flagged, totals, params, time_range)
 
 
-def _first_destinations(con: Any, keys: list[tuple[str, int]], window: int) -> dict[tuple[str, int], list[str]]:
+def _first_destinations(con: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
     """The first few distinct destinations (by call time) of each flagged caller-window shown."""
     if not keys:
         return {}
-    con.execute("CREATE TEMP TABLE shown (caller VARCHAR, w BIGINT)")
-    con.executemany("INSERT INTO shown VALUES (?, ?)", keys)
     rows = con.execute(
         f"""
-        WITH firsts AS (
-            SELECT c.caller, c.ts // {window} AS w, c.callee, min(c.ts) AS first_at
-            FROM calls c SEMI JOIN shown s ON c.caller = s.caller AND c.ts // {window} = s.w
-            WHERE c.callee IS NOT NULL GROUP BY ALL
+        WITH shown AS (SELECT unnest(?::VARCHAR[]) AS caller, unnest(?::BIGINT[]) AS w),
+        firsts AS (
+            SELECT r.caller, r.w, r.callee, min(r.ts) AS first_at
+            FROM candidate_calls r SEMI JOIN shown s ON r.caller = s.caller AND r.w = s.w
+            GROUP BY ALL
         )
         SELECT caller, w, (list(callee ORDER BY first_at, callee))[1:{FIRST_DESTINATIONS}] FROM firsts GROUP BY ALL
-        """
+        """,
+        [[caller for caller, _ in keys], [w for _, w in keys]],
     ).fetchall()
     return {(caller, w): list(callees) for caller, w, callees in rows}
 
