@@ -142,6 +142,20 @@ def test_bad_requests_are_4xx(client: Client) -> None:
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_base64"
 
 
+def test_requests_that_make_no_job_leave_no_file(client: Client, tabular: Proc, settings: Settings) -> None:
+    good = {"analysis": "cdr_fraud", "input": {"cdr_base64": base64.b64encode(HEADER + GOOD_ROW).decode()}}
+    bad = {**good, "parameters": {"min_calls": -1}}
+    response = client.post("/v1/jobs/batch", json={"jobs": [good, bad]})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_jobs"
+    key = {"Idempotency-Key": f"cdr-{secrets.token_hex(4)}"}
+    first = client.post("/v1/jobs", json=good, headers=key)
+    again = client.post("/v1/jobs", json=good, headers=key)
+    assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
+    assert finished(client, first.json())["status"] == "succeeded"
+    spool: Path = settings.cdr_upload_dir  # the rejected batch's file, the replay's, the finished job's: all gone
+    wait_for(lambda: not any(spool.iterdir()), 5, what="no spooled file left")
+
+
 def _bomb_later() -> bytes:
     return HEADER + GOOD_ROW * 10 + b"1," + b"9" * 200_000 + b",2026-11-01T10:00:00Z,3\n"
 
