@@ -116,3 +116,33 @@ def test_backup_refuses_a_database_without_the_assay_schema(ops, tmp_path: Path)
     refused = _backup_cli("dump", "--root", str(tmp_path), database_url=bare)
     assert refused.returncode == 1 and "no Assay schema" in refused.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_kubernetes_backup_job_writes_what_restore_reads(ops, tmp_path: Path) -> None:
+    """The CronJob's script (from the rendered manifests) against a real database, restored by deploy.backup."""
+    from sqlalchemy.engine import make_url
+
+    from deploy.manifests import render
+
+    (script,) = [d["data"]["backup.sh"] for d in render("cpu") if d["metadata"]["name"] == "assay-backup-script"]
+    source = make_url(ops["url"])
+    libpq = {"PGHOST": source.host, "PGPORT": str(source.port or 5432), "PGUSER": source.username or "",
+             "PGDATABASE": source.database, "BACKUP_ROOT": str(tmp_path), "KEEP_DAYS": "14"}  # fmt: skip
+    ran = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, **libpq}, capture_output=True, text=True,
+                         timeout=120, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    (folder,) = tmp_path.iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"]["jobs"] >= 1 and len(manifest["sha256"]) == 64
+
+    copy_url = f"{ops['url']}_copy"
+    restored = _backup_cli("restore", str(folder), database_url=copy_url)
+    try:
+        assert restored.returncode == 0, restored.stderr
+        assert f'"jobs": {manifest["counts"]["jobs"]}' in restored.stdout
+    finally:
+        with closing(psycopg2.connect(ops["url"].rsplit("/", 1)[0] + "/postgres")) as admin:
+            admin.autocommit = True
+            with admin.cursor() as cur:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(copy_url.rsplit("/", 1)[1])))  # fmt: skip
