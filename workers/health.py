@@ -1,7 +1,8 @@
 """`assay-health` (python -m workers.health [KIND]): the image's HEALTHCHECK, one probe per role.
 
-One image runs every role, so the check first learns which: from its argument, or else from PID 1's
-command line, matched against the process table (the same argv the role entry point exec'd). Each
+One image runs every role, so the check first learns which: from its argument, else from the ASSAY_ROLE
+that the role entry point put in PID 1's environment, else from PID 1's command line matched against
+the process table (the same argv the entry point exec'd). Each
 probe is cheap and local: the API's /health, a worker's metrics port (served once its models are
 loaded), Flower's port, and a Celery ping addressed to this node for the maintenance and webhook
 workers (their pool must answer, not just their process exist). Exit 0 healthy, 1 not.
@@ -53,10 +54,12 @@ def _port_open(host: str, port: int) -> bool:
         return True
 
 
-def _celery_ping(node: str) -> bool:
-    from workers.celery_app import app
+def _celery_ping(node: str, settings: Settings) -> bool:
+    """A broadcast ping answered by this node's own consumer: its pool is alive, not just its process.
+    A bare Celery app is enough (no tasks registered): the check must stay cheap."""
+    from broker.celery import make_celery
 
-    replies = app.control.ping(destination=[node], timeout=TIMEOUT_SECONDS)
+    replies = make_celery(settings).control.ping(destination=[node], timeout=TIMEOUT_SECONDS)
     return any(node in reply for reply in replies)
 
 
@@ -68,12 +71,21 @@ def probe(kind: ProcessKind, settings: Settings) -> bool:
     if kind == "worker":
         if settings.worker_metrics_port:
             return _http_ok(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")
-        return _celery_ping(f"cpu0@{host}")
+        return _celery_ping(f"cpu0@{host}", settings)
     if kind == "flower":
         return _port_open("127.0.0.1", settings.flower_port)
     if kind in ("maintenance", "webhooks"):
-        return _celery_ping(f"{kind}@{host}")
+        return _celery_ping(f"{kind}@{host}", settings)
     return True  # migrate: a one-shot whose exit status is its health
+
+
+def role_from_environ(raw: bytes) -> ProcessKind | None:
+    """ASSAY_ROLE from a /proc/PID/environ blob (NUL-separated KEY=VALUE)."""
+    for item in raw.split(b"\0"):
+        key, _, value = item.partition(b"=")
+        if key == b"ASSAY_ROLE" and value.decode(errors="replace") in get_args(ProcessKind):
+            return value.decode()  # type: ignore[return-value]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in kinds:
         kind: ProcessKind | None = argv[0]  # type: ignore[assignment]
     else:
-        cmdline = Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-        specs = [spec for k in kinds for spec in role_process(k, settings, [], 1)]
-        kind = kind_of(cmdline, specs)
+        try:
+            kind = role_from_environ(Path("/proc/1/environ").read_bytes())
+        except OSError:  # another user's PID 1: fall back to its command line
+            kind = None
+        if kind is None:
+            cmdline = Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            specs = [spec for k in kinds for spec in role_process(k, settings, [], 1)]
+            kind = kind_of(cmdline, specs)
     if kind is None:
         print("assay-health: PID 1 runs no role of the process table", file=sys.stderr)
         return 1

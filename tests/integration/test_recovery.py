@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import redis
 from sqlalchemy import Engine
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from store.keys import create_key
 from tests.integration.helpers import attempts, queued_task_args, status_counts, statuses, wait_all_final
 from tests.support import Client, Stack, wait_for
+from workers.health import role_from_environ
 from workers.processes import ProcessSpec
 
 # ~250 tokens: a 32-job model batch takes about a second on two CPU cores, long enough to
@@ -114,6 +116,10 @@ def test_sigterm_drains_a_worker_within_the_grace_period(stack: Stack, fresh_dat
     victim = stack.start(role, {**env, "ASSAY_WORKER_FAMILIES": '["text"]', "ASSAY_DEVICE": "cpu"}, "drained")
     wait_for(lambda: victim.log_events("worker ready") or not victim.alive(), 120, interval=0.2, what="ready")
     assert victim.alive(), victim.log_text()[-3000:]
+    # The role entry point exec'd Celery (signals reach it directly) and left the role for `assay-health`.
+    proc = Path(f"/proc/{victim.pid}")
+    assert role_from_environ((proc / "environ").read_bytes()) == "worker"
+    assert b"celery" in (proc / "cmdline").read_bytes()
 
     ids = [job["id"] for job in client.submit_batch([f"{i}. {LONG_TEXT}" for i in range(JOBS)])]
     wait_for(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import get_args
 
 from config.settings import load_settings
-from workers.health import kind_of, main
+from workers.health import kind_of, main, role_from_environ
 from workers.processes import ProcessKind, role_process
 
 SETTINGS = load_settings()
@@ -38,3 +38,9 @@ def test_an_api_that_does_not_answer_is_unhealthy(monkeypatch) -> None:
         assert main(["migrate"]) == 0
     finally:
         get_settings.cache_clear()
+
+
+def test_the_role_entry_point_leaves_its_role_in_pid_1s_environment() -> None:
+    assert role_from_environ(b"PATH=/opt/venv/bin\0ASSAY_ROLE=webhooks\0HOME=/home/assay\0") == "webhooks"
+    assert role_from_environ(b"PATH=/opt/venv/bin\0ASSAY_ROLE=shell\0") is None
+    assert role_from_environ(b"PATH=/opt/venv/bin\0") is None
