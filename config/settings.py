@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.engines import MODEL_ENGINE_NAMES
+from config.production import production_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,6 +182,13 @@ class Settings(BaseSettings):
         True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
     )
 
+    # --- operations (issue 16) ------------------------------------------------------------
+    metrics_bind: str = Field(
+        "",
+        pattern=r"^(|(\[[0-9a-fA-F:]+\]|[^\s:\[\]]*):[0-9]{1,5})$",
+        description="host:port of the API's own /metrics listener; empty: /metrics on the API port (not in production)",
+    )
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -228,10 +236,16 @@ class Settings(BaseSettings):
                 "visibility_timeout_seconds must exceed lease_seconds + requeue_after_seconds, "
                 "or Redis redelivers messages of jobs that are still running"
             )
-        if self.flower_password == "assay-dev" and self.environment == "production":
-            raise ValueError("set ASSAY_FLOWER_PASSWORD in production")
-        if not self.secrets_keys.get_secret_value() and self.environment == "production":
-            raise ValueError("set ASSAY_SECRETS_KEYS in production: it encrypts webhook signing secrets at rest")
+        if self.environment == "production":
+            problems = production_problems(
+                flower_user=self.flower_user,
+                flower_password=self.flower_password,
+                api_bind=self.api_bind,
+                metrics_bind=self.metrics_bind,
+                secrets_keys=self.secrets_keys.get_secret_value(),
+            )
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     # --- derived --------------------------------------------------------------------------
