@@ -24,7 +24,7 @@ def tenant_counts(conn: Connection, tenant: str, window_seconds: int) -> TenantC
             select(jobs.c.status, func.count())
             .where(jobs.c.owner == tenant, jobs.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
             .group_by(jobs.c.status)
-        ).tuples()
+        ).all()
     )
     since = datetime.now(UTC) - timedelta(seconds=window_seconds)
     done = dict(
@@ -37,7 +37,7 @@ def tenant_counts(conn: Connection, tenant: str, window_seconds: int) -> TenantC
                 jobs.c.created_at >= since - timedelta(days=1),  # keeps the scan on ix_jobs_owner_created
             )
             .group_by(jobs.c.status)
-        ).tuples()
+        ).all()
     )
     return TenantCounts(
         queued=live.get(JobStatus.QUEUED, 0),

@@ -20,10 +20,11 @@ function el(tag, props = {}, ...children) {
 }
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details) {
     super(`${code}: ${message}`);
     this.status = status;
     this.code = code;
+    this.details = details;
   }
 }
 
@@ -39,7 +40,8 @@ async function api(method, path, body) {
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = data.error || {};
-    throw new ApiError(response.status, error.code || `http_${response.status}`, error.message || response.statusText);
+    const code = error.code || `http_${response.status}`;
+    throw new ApiError(response.status, code, error.message || response.statusText, error.details);
   }
   return data;
 }
@@ -236,7 +238,15 @@ async function openJob(id) {
     renderJob(job);
     await refreshAttempts(id);
   } catch (error) {
-    $("detail-error").textContent = error.message;
+    if (error.code === "job_erased" && error.details && error.details.job) {
+      upsertJob(error.details.job);
+      renderJob(error.details.job);
+      $("attempts").tBodies[0].replaceChildren();
+      $("detail-error").textContent = "erased: input, result and metadata are gone";
+      $("delete").disabled = true;
+    } else {
+      $("detail-error").textContent = error.message;
+    }
   }
 }
 
@@ -247,6 +257,7 @@ function renderJob(job) {
   status.className = `status status-${job.status}`;
   $("detail-analysis").textContent = job.analysis;
   $("cancel").disabled = !["queued", "running"].includes(job.status);
+  $("delete").disabled = Boolean(job.erased_at);
   $("raw").textContent = JSON.stringify(job, null, 2);
   const result = job.result || {};
   const bars = [];
