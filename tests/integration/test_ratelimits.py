@@ -6,7 +6,11 @@ stay queued and the quota fills. Limits are shared across gunicorn's two workers
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 
@@ -113,3 +117,27 @@ def test_open_long_polls_are_capped_per_key(limited: str, new_key) -> None:
         thread.join()
     assert held == [200, 200]
     assert user.get(f"/v1/jobs/{job['id']}", params={"wait": 0.2}).status_code == 200, "slots were not released"
+
+
+def test_an_operator_sets_a_tenants_limits_from_the_command_line(
+    limited: str, new_key, session_env: dict[str, str]
+) -> None:
+    name = f"cli-{secrets.token_hex(4)}"
+    user = Client(limited, new_key(name))
+    env = {**os.environ, **session_env}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "store.cli", "limits", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    done = cli("set", "--tenant", name, "--tenant-max-queued-jobs", "2", "--rate-requests", "1000")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["overrides"] == {"tenant_max_queued_jobs": 2, "rate_requests": 1000}
+    assert len(user.submit_batch(_texts(2, "cli"))) == 2
+    refused = user.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": "third"}})
+    assert refused.status_code == 429 and refused.json()["error"]["details"]["quota"] == 2, refused.text
+    assert refused.headers["RateLimit-Limit"] == "1000"
+
+    cleared = cli("set", "--tenant", name, "--tenant-max-queued-jobs", "0")
+    assert json.loads(cleared.stdout)["overrides"] == {"rate_requests": 1000}
+    assert cli("show", "--tenant", "no-such-tenant").returncode == 1
