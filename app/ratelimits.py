@@ -16,7 +16,8 @@ Every figure comes from settings and can be overridden per tenant (table tenant_
 draft; every authenticated answer carries RateLimit-Limit/Remaining/Reset for the request limit.
 
 Redis unreachable: the rate and slot checks admit (a dependency outage must never turn into refusals or
-500s; intake needs only PostgreSQL), and say so in the log.
+500s; intake needs only PostgreSQL), say so in the log, and skip Redis for `REDIS_BACKOFF_SECONDS`, so a
+Redis that hangs costs one request its timeout, not every request.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from store.limits import OVERRIDABLE, overrides_for, queued_jobs
 log = logging.getLogger(__name__)
 
 QUEUED_CACHE_SECONDS = 1.0
-SLOT_LEASE_SECONDS = 60.0  # an open stream renews its slot well within this (each heartbeat)
+SLOT_LEASE_SECONDS = 60.0
+REDIS_BACKOFF_SECONDS = 5.0  # an open stream renews its slot well within this (each heartbeat)
 
 # Take a slot if fewer than ARGV[2] live ones: members scored by expiry, expired ones dropped first.
 _ACQUIRE = """
@@ -96,7 +98,14 @@ class RateLimits:
         self._overrides: dict[str, tuple[Limits, float]] = {}
         self._queued: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
-        self.streams_open = 0
+        self._redis_down_until = 0.0
+
+    def redis_usable(self) -> bool:
+        return time.monotonic() >= self._redis_down_until
+
+    def redis_failed(self, what: str) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+        log.warning("rate limits not checked: Redis unavailable", extra={"limit": what})
 
     # -- per-tenant figures --------------------------------------------------------------------------------
     def for_tenant(self, svc: Resources, tenant: str) -> Limits:
@@ -114,11 +123,13 @@ class RateLimits:
     # -- rates ---------------------------------------------------------------------------------------------
     def charge(self, item: RateLimitItem, key_id: str, cost: int, what: str) -> dict[str, str]:
         """Count `cost` against the key's window; the RateLimit-* headers, or 429 `rate_limited`."""
+        if not self.redis_usable():
+            return {}
         try:
             allowed = self._limiter.hit(item, what, key_id, cost=cost)
             stats = self._limiter.get_window_stats(item, what, key_id)
         except redis.RedisError:
-            log.warning("rate limit not checked: Redis unavailable", extra={"limit": what})
+            self.redis_failed(what)
             return {}
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         headers = {
@@ -189,6 +200,9 @@ class OpenSlot:
         self._owner, self._key, self._member = owner, owner._slots_key.format(key_id), member
 
     def take(self, limit: int, seconds: float) -> bool:
+        if not self._owner.redis_usable():
+            self._member = ""  # nothing held: renew and release do nothing
+            return True
         now = time.time()
         try:
             return bool(
@@ -197,14 +211,19 @@ class OpenSlot:
                 )
             )
         except redis.RedisError:
-            log.warning("open-stream cap not checked: Redis unavailable")
+            self._owner.redis_failed("open streams")
+            self._member = ""
             return True
 
     def renew(self, seconds: float) -> None:
+        if not self._member:
+            return
         with suppress(redis.RedisError):
             self._owner._redis.zadd(self._key, {self._member: time.time() + seconds}, xx=True)
 
     def release(self) -> None:
+        if not self._member:
+            return
         with suppress(redis.RedisError):
             self._owner._redis.zrem(self._key, self._member)
 

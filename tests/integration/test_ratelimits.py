@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from store.keys import tenant_for_key
 from store.limits import set_overrides
-from tests.support import Client, Stack
+from tests.support import Client, Stack, free_port
 
 REQUESTS = 100
 
@@ -141,3 +141,17 @@ def test_an_operator_sets_a_tenants_limits_from_the_command_line(
     cleared = cli("set", "--tenant", name, "--tenant-max-queued-jobs", "0")
     assert json.loads(cleared.stdout)["overrides"] == {"rate_requests": 1000}
     assert cli("show", "--tenant", "no-such-tenant").returncode == 1
+
+
+def test_without_redis_limits_admit_and_the_event_stream_is_a_503(stack: Stack, new_key) -> None:
+    """A Redis outage must never turn into refusals or 500s: intake needs only PostgreSQL."""
+    _, url = stack.api(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", ASSAY_RATE_REQUESTS="2")
+    user = Client(url, new_key())
+    for _ in range(4):  # past the limit of 2: not counted, so not refused
+        listed = user.get("/v1/jobs", params={"limit": 1})
+        assert listed.status_code == 200, listed.text
+        assert "RateLimit-Remaining" not in listed.headers
+    assert user.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": "no redis"}}).status_code == 202
+    stream = user.get("/v1/events", timeout=10)
+    assert stream.status_code == 503 and stream.json()["error"]["code"] == "events_unavailable", stream.text
+    assert "Retry-After" in stream.headers
