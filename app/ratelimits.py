@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,7 +96,6 @@ class RateLimits:
         self._acquire = client.register_script(_ACQUIRE)
         self._overrides: dict[str, tuple[Limits, float]] = {}
         self._queued: dict[str, tuple[int, float]] = {}
-        self._lock = threading.Lock()
         self._redis_down_until = 0.0
 
     def redis_usable(self) -> bool:

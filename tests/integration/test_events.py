@@ -184,6 +184,7 @@ def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
         ASSAY_MAX_OPEN_WAITS_PER_KEY="1000",
         ASSAY_RATE_REQUESTS="100000",
         ASSAY_EVENTS_HEARTBEAT_SECONDS="1",
+        ASSAY_MAX_STREAMS_PER_PROCESS="520",
     )
     (api_worker,) = psutil.Process(proc.popen.pid).children()
     key = new_key()
@@ -194,6 +195,8 @@ def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
         time.sleep(1.0)
         after = api_worker.memory_info().rss
         assert Client(url, key).get("/health").status_code == 200, "the worker stopped answering"
+        over = Client(url, key).get("/v1/events", timeout=10)  # the 521st stream of this process
+        assert over.status_code == 503 and over.json()["error"]["code"] == "too_many_streams", over.text
     finally:
         for sock in socks:
             with closing(sock):
