@@ -147,7 +147,8 @@ def events() -> Response:
 
     def stream() -> Iterator[str]:
         nonlocal cursor
-        deadline = time.monotonic() + s.events_max_stream_seconds
+        deadline = renewed = time.monotonic()
+        deadline += s.events_max_stream_seconds
         try:
             yield f"retry: {RECONNECT_MS}\n\n"
             if reset:
@@ -167,9 +168,10 @@ def events() -> Response:
                     continue
                 wait = s.events_heartbeat_seconds if events_hub.healthy else 1.0
                 if not woken.wait(min(wait, max(0.0, deadline - time.monotonic()))):
-                    yield ": keepalive\n\n"
-                    if slot is not None:
-                        slot.renew(SLOT_LEASE_SECONDS)
+                    yield ": keepalive\n\n"  # a hung-up client shows here, as a failed write
+                if slot is not None and time.monotonic() - renewed > SLOT_LEASE_SECONDS / 3:
+                    slot.renew(SLOT_LEASE_SECONDS)  # not every heartbeat: 500 streams would storm Redis
+                    renewed = time.monotonic()
         finally:
             events_hub.unsubscribe(tenant, woken)
             if slot is not None:

@@ -11,4 +11,5 @@ def owners_of(conn: Connection, job_ids: list[str]) -> dict[str, str]:
     """job id → tenant id, in one primary-key lookup."""
     if not job_ids:
         return {}
-    return dict(conn.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.id.in_(job_ids))).tuples().all())
+    rows = conn.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.id.in_(job_ids))).all()
+    return {job_id: owner for job_id, owner in rows}

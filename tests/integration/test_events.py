@@ -191,7 +191,9 @@ def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
     socks = list(_open_raw(url, key, 20))  # warm: the listener, code paths, pools
     before = api_worker.memory_info().rss
     try:
+        opening = time.monotonic()
         socks += list(_open_raw(url, key, 500))
+        print(f"opened 500 streams in {time.monotonic() - opening:.1f}s")
         time.sleep(1.0)
         after = api_worker.memory_info().rss
         assert Client(url, key).get("/health").status_code == 200, "the worker stopped answering"
@@ -201,9 +203,16 @@ def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
         for sock in socks:
             with closing(sock):
                 pass
-        deadline = time.monotonic() + 30  # let the streams see the hang-up, so the API stops at once
-        while len(api_worker.net_connections("tcp")) > 50 and time.monotonic() < deadline:
+        closing_at = time.monotonic()
+        deadline = closing_at + 30  # let the streams see the hang-up, so the API stops at once
+        port = int(urlsplit(url).port or 0)
+
+        def streams_left() -> int:
+            return sum(1 for c in api_worker.net_connections("tcp") if c.laddr and c.laddr.port == port)
+
+        while streams_left() > 5 and time.monotonic() < deadline:
             time.sleep(0.5)
+    print(f"streams ended {time.monotonic() - closing_at:.1f}s after the hang-up")
     grew = (after - before) / 2**20
     print(f"500 idle streams: API worker RSS {before / 2**20:.1f} → {after / 2**20:.1f} MiB (+{grew:.1f} MiB)")
     assert grew <= 50, f"500 idle streams took {grew:.1f} MiB"
