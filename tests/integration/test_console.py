@@ -18,7 +18,12 @@ import pytest
 from tests.receiver import Receiver
 from tests.support import Client, Stack, artifact, free_port, wait_for
 
-ENV = {"ASSAY_WEBHOOK_ALLOW_PRIVATE": "true", "ASSAY_WEBHOOK_TIMEOUT_SECONDS": "2"}
+# A 1 s heartbeat: a closed page's stream ends within a second, so the API stops at once at module end.
+ENV = {
+    "ASSAY_WEBHOOK_ALLOW_PRIVATE": "true",
+    "ASSAY_WEBHOOK_TIMEOUT_SECONDS": "2",
+    "ASSAY_EVENTS_HEARTBEAT_SECONDS": "1",
+}
 TEXT = "I love this product, it works great and I am very happy with it"
 
 
