@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from app.errors import ApiError
 from app.offload import off_loop
-from app.schemas import AudioJobCreate, JobCreate, WebhookSpec
+from app.schemas import AudioJobCreate, JobCreate, JobOptions, WebhookSpec
 from config import Settings
 from config.catalog import AnalysisConfig
 from store.api import JobSpec
@@ -84,7 +84,7 @@ def _validate_job(
             {"available": sorted(catalog)},
         )
     if catalog[analysis].input == "audio":
-        return _audio_job(payload, settings, idempotency_key)
+        return _audio_job(payload, settings, catalog, idempotency_key)
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
@@ -100,7 +100,10 @@ def _validate_job(
             {"limit": settings.max_text_chars, "actual": len(text)},
         )
     check_metadata(job.metadata, settings)
+    options, use_cache = check_options(job.options, catalog[analysis], settings)
     body = {"analysis": job.analysis, "input": job.input.model_dump(), "metadata": job.metadata}
+    if job.options is not None:
+        body["options"] = job.options.model_dump()
     return JobSpec(
         analysis=job.analysis,
         input=body["input"],
@@ -108,7 +111,33 @@ def _validate_job(
         idempotency_key=idempotency_key,
         request_hash=canonical_hash(body) if idempotency_key else None,
         webhook=check_webhook(job.webhook, settings),
+        options=options,
+        use_cache=use_cache,
     )
+
+
+#: Engines whose forward pass already yields the sentence embedding (models.prototype.PrototypeBank).
+EMBEDDING_ENGINES = ("embedding-prototype", "sentence-embedding")
+
+
+def check_options(
+    options: JobOptions | None, analysis: AnalysisConfig, settings: Settings
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the options the worker must honour, or None; whether the cache may serve the job)."""
+    if options is None:
+        return None, True
+    if options.return_embedding:
+        from config.catalog import model_choice
+
+        if analysis.input != "text" or model_choice(settings, analysis).engine not in EMBEDDING_ENGINES:
+            raise EntryError(
+                422,
+                "option_not_supported",
+                f"return_embedding needs a text analysis served by the sentence encoder; {analysis.name} is not",
+                {"option": "return_embedding", "analysis": analysis.name},
+            )
+    wanted = {name: True for name in ("return_embedding", "return_diagnostics") if getattr(options, name)}
+    return wanted or None, options.cache
 
 
 def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
@@ -122,7 +151,9 @@ def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str | None) -> JobSpec:
+def _audio_job(
+    payload: dict[str, Any], settings: Settings, catalog: dict[str, AnalysisConfig], idempotency_key: str | None
+) -> JobSpec:
     try:
         job = AudioJobCreate.model_validate(payload)
     except ValidationError as exc:
@@ -136,7 +167,17 @@ def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
     spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
-    return replace(spec, webhook=check_webhook(job.webhook, settings))
+    options, use_cache = check_options(job.options, catalog[job.analysis], settings)
+    request_hash = spec.request_hash
+    if request_hash and job.options is not None:
+        request_hash = canonical_hash([request_hash, job.options.model_dump()])
+    return replace(
+        spec,
+        webhook=check_webhook(job.webhook, settings),
+        options=options,
+        use_cache=use_cache,
+        request_hash=request_hash,
+    )
 
 
 def _too_large(settings: Settings, actual: int) -> EntryError:
