@@ -166,8 +166,8 @@ def _audio_job(
         data = base64.b64decode(job.input.audio_base64, validate=True)
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
-    spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
     options, use_cache = check_options(job.options, catalog[job.analysis], settings)
+    spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
     request_hash = spec.request_hash
     if request_hash and job.options is not None:
         request_hash = canonical_hash([request_hash, job.options.model_dump()])
