@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{seen:,} distinct texts occurred in the replay"
     )
     notes = (
-        f"{args.jobs:,} `sentiment` jobs (cache off: the first {off['jobs']:,} of the same replay) drawn from {args.distinct:,} distinct messages, Zipf s={args.zipf}, one "
+        f"{args.jobs:,} `sentiment` jobs (cache off: the first {off['jobs']:,} of the same replay) drawn from "
+        f"{args.distinct:,} distinct messages, Zipf s={args.zipf}, one "
         f"tenant, sent in batch requests of {args.chunk} while a warm worker drains (CPU, MiniLM). jobs/s = jobs / "
         "(first request → last job final); model inputs = jobs in the worker's batches (its `batch processed` log). "
         "The machine (2 cores) was shared with other agents' work during the run: absolute numbers are noisy, the "
