@@ -1,57 +1,129 @@
-"""Back-pressure on queue depth: refuse new work while a queue is past its bound, rather than grow it forever.
+"""Back-pressure: refuse new work while a queue is past its bound, rather than grow it forever.
 
-Depth is LLEN of the family's queue, re-read at most every 250 ms per process; between reads each
-admitted request adds the messages it is about to publish to the cached figure, so a burst of
-concurrent requests inside one window cannot all be admitted on the same stale depth. If Redis cannot be
-asked, the check fails open and uses the last depth it read while that is less than 30 s old:
-intake needs only PostgreSQL, accepted jobs wait there, and the sweeper publishes them once the
-broker is back. A broker outage therefore never turns a submission into an error.
+Two bounds, each a 503 `queue_full` with Retry-After:
+- **expected wait** (`max_queue_wait_seconds`): the family's queued jobs (PostgreSQL, the partial
+  index on queued rows) divided by the jobs per second its live workers report when busy
+  (broker.capacity). A count of messages cannot say how long a backlog is — the same 20,000 jobs are
+  one minute for a GPU and five for a CPU — and a backlog the workers cannot clear soon only makes
+  every job late and every recovery (a worker or broker restart) longer. With no worker reporting,
+  this bound is not applied: accepted jobs wait in PostgreSQL for one to start.
+- **depth** (`max_queue_depth`): LLEN of the family's queue, a hard ceiling on broker memory.
+
+Both figures are cached per process (depth 250 ms, backlog and capacity 1 s); between reads each
+admitted request adds what it is about to enqueue, so a burst of concurrent requests inside one
+window cannot all be admitted on the same stale figure. If Redis or PostgreSQL cannot be asked, the
+check fails open on the last figure it read while that is less than 30 s old: intake needs only
+PostgreSQL, accepted jobs wait there, and the sweeper publishes them once the broker is back. A
+broker outage therefore never turns a submission into an error.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import ApiError
 from app.resources import Resources
+from broker.capacity import family_capacity
 from broker.inflight import waiting
-from broker.publish import queue_for
+from store.api import queued_jobs
 
 log = logging.getLogger(__name__)
 
 DEPTH_CACHE_SECONDS = 0.25
-STALE_DEPTH_SECONDS = 30.0
-_depths: dict[str, tuple[int, float]] = {}
+BACKLOG_CACHE_SECONDS = 1.0
+STALE_SECONDS = 30.0
+MAX_RETRY_AFTER_SECONDS = 60
 
 
-def queue_depth(svc: Resources, queue: str) -> int:
-    """The queue's depth, cached briefly; the last known one (or 0) when Redis does not answer."""
+@dataclass
+class _Reading:
+    value: float | None
+    at: float
+
+
+_readings: dict[tuple[str, str], _Reading] = {}
+
+
+def _read(what: str, family: str, fresh_for: float, fetch: Callable[[], float | None]) -> float | None:
+    """A cached figure; on failure the last one read within STALE_SECONDS, else None."""
     now = time.monotonic()
-    cached = _depths.get(queue)
-    if cached and now - cached[1] < DEPTH_CACHE_SECONDS:
-        return cached[0]
+    cached = _readings.get((what, family))
+    if cached and now - cached.at < fresh_for:
+        return cached.value
     try:
-        depth = waiting(svc.redis, queue)
-    except redis.RedisError:
-        log.warning("queue depth unavailable; admitting", extra={"queue": queue})
-        return cached[0] if cached and now - cached[1] < STALE_DEPTH_SECONDS else 0
-    _depths[queue] = (depth, now)
-    return depth
+        value = fetch()
+    except (redis.RedisError, SQLAlchemyError):
+        log.warning("admission figure unavailable; admitting", extra={"figure": what, "family": family})
+        return cached.value if cached and now - cached.at < STALE_SECONDS else None
+    _readings[(what, family)] = _Reading(value, now)
+    return value
 
 
-def check_queue_depth(svc: Resources, analyses: set[str], adding: int) -> None:
-    """503 `queue_full` with Retry-After if adding `adding` messages would pass `max_queue_depth`."""
-    for queue in {queue_for(svc.settings, svc.catalog, a) for a in analyses}:
-        depth = queue_depth(svc, queue)
-        if depth + adding > svc.settings.max_queue_depth:
-            raise ApiError(
-                503,
-                "queue_full",
-                f"queue {queue} holds {depth} messages; try again shortly",
-                {"queue": queue, "depth": depth, "limit": svc.settings.max_queue_depth},
-                headers={"Retry-After": "5"},
+def _add(what: str, family: str, amount: int) -> None:
+    """Count what this request enqueues into the cached figure until the next read."""
+    cached = _readings.get((what, family))
+    if cached and cached.value is not None:
+        cached.value += amount
+
+
+def queue_depth(svc: Resources, family: str) -> int:
+    """Messages waiting in the family's queue (0 when unknown)."""
+    queue = svc.settings.queue_name(family)
+    return int(_read("depth", family, DEPTH_CACHE_SECONDS, lambda: waiting(svc.redis, queue)) or 0)
+
+
+def expected_wait(svc: Resources, family: str) -> float | None:
+    """Seconds the family's queued jobs need at its workers' pace; None when no worker reported."""
+    capacity = _read(
+        "capacity", family, BACKLOG_CACHE_SECONDS, lambda: family_capacity(svc.redis, svc.settings, family)
+    )
+    if not capacity:
+        return None
+    analyses = [name for name, config in svc.catalog.items() if config.family == family]
+
+    def count() -> float:
+        with svc.db.connect() as conn:
+            return queued_jobs(conn, analyses)
+
+    backlog = _read("backlog", family, BACKLOG_CACHE_SECONDS, count)
+    return None if backlog is None else backlog / capacity
+
+
+def _full(family: str, message: str, details: dict[str, object], retry_after: float) -> ApiError:
+    seconds = min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(retry_after)))
+    return ApiError(503, "queue_full", message, {"family": family, **details}, headers={"Retry-After": str(seconds)})
+
+
+def check_queue_depth(svc: Resources, jobs_by_analysis: dict[str, int], messages: int) -> None:
+    """503 `queue_full` if these jobs (`messages` broker messages) would pass a family's bounds."""
+    families: dict[str, int] = {}
+    for analysis, count in jobs_by_analysis.items():
+        family = svc.catalog[analysis].family
+        families[family] = families.get(family, 0) + count
+    settings = svc.settings
+    for family, adding in families.items():
+        depth = queue_depth(svc, family)
+        if depth + messages > settings.max_queue_depth:
+            raise _full(
+                family,
+                f"the {family} queue holds {depth} messages; try again shortly",
+                {"queue": settings.queue_name(family), "depth": depth, "limit": settings.max_queue_depth},
+                5,
             )
-        _depths[queue] = (depth + adding, _depths.get(queue, (0, time.monotonic()))[1])
+        wait = expected_wait(svc, family)
+        if wait is not None and wait > settings.max_queue_wait_seconds:
+            raise _full(
+                family,
+                f"the {family} queue needs about {wait:.0f} s to clear; try again shortly",
+                {"expected_wait_seconds": round(wait, 1), "limit_seconds": settings.max_queue_wait_seconds},
+                wait - settings.max_queue_wait_seconds,
+            )
+        _add("depth", family, messages)
+        _add("backlog", family, adding)

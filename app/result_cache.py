@@ -22,6 +22,9 @@ from store.result_cache import cached_results, live_sources
 
 #: Bump when what goes into a key changes shape: every old entry then misses.
 KEY_FORMAT = 1
+#: Inputs the cache serves. Call records are left out: their answer also depends on per-job columns and
+#: parameters, and one file is rarely sent twice.
+CACHED_INPUTS = ("text", "audio")
 
 
 def normalised_input(spec: JobSpec) -> str:
@@ -54,8 +57,10 @@ def plan_jobs(
     """
     if not settings.cache_enabled:
         return specs, []
-    versions = {a: head_version(settings, catalog, a) for a in {s.analysis for s in specs if s.use_cache}}
-    keys = [cache_key(settings, tenant, s, versions[s.analysis]) if s.use_cache else None for s in specs]
+    served = [s for s in specs if s.use_cache and catalog[s.analysis].input in CACHED_INPUTS]
+    versions = {a: head_version(settings, catalog, a) for a in {s.analysis for s in served}}
+    ids = {id(s) for s in served}
+    keys = [cache_key(settings, tenant, s, versions[s.analysis]) if id(s) in ids else None for s in specs]
     wanted = sorted({k for k in keys if k})
     sources = live_sources(conn, wanted)
     hits = cached_results(conn, [k for k in wanted if k not in sources], settings.cache_ttl_seconds)

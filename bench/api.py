@@ -3,8 +3,10 @@
     .venv/bin/python -m bench.api [--seconds 15] [--connections 64]
 
 Single submissions (POST /v1/jobs) and batch submissions (POST /v1/jobs/batch, 100 jobs each) at a
-fixed concurrency. wrk is C and light, so on two cores it steals less CPU from gunicorn than a Python
-load generator would; it still shares the machine, which this table's numbers include.
+fixed concurrency, each beside the raw limit of the same work without HTTP (bench/raw_submit.py),
+measured in the same run: the ratio is the figure to compare across machines. wrk is C and light,
+so on two cores it steals less CPU from gunicorn than a Python load generator would; it still shares
+the machine, which this table's numbers include.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import bench_stack, record, table
+from bench.raw_submit import RawRun, raw_jobs_per_second
+from store.keys import create_key
 
 LUA = """
-wrk.method = "POST"
+wrk.method = "{method}"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
-wrk.body = [[{body}]]
+{body}
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
     summary.errors.status + summary.errors.connect + summary.errors.timeout,
@@ -44,9 +48,11 @@ def ensure_wrk() -> str:
     return found
 
 
-def run_wrk(wrk: str, url: str, key: str, body: dict, seconds: int, connections: int) -> dict[str, float]:
+def run_wrk(wrk: str, url: str, key: str, body: dict | None, seconds: int, connections: int) -> dict[str, float]:
+    """POST `body` (GET when None) to `url` for `seconds`; requests/s, errors, latency percentiles in ms."""
+    method, lua_body = ("GET", "") if body is None else ("POST", f"wrk.body = [[{json.dumps(body)}]]")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA.replace("{key}", key).replace("{body}", json.dumps(body)))
+        script.write(LUA.replace("{method}", method).replace("{key}", key).replace("{body}", lua_body))
     out = subprocess.run(
         [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script.name, url],
         capture_output=True,
@@ -81,21 +87,36 @@ def main(argv: list[str] | None = None) -> int:
         _, url = bench.stack.api()
         key = bench.key()
         run_wrk(wrk, f"{url}/v1/jobs", key, single, 3, 16)  # warm-up
+        workers = bench.settings.api_workers
+        with bench.db.begin() as conn:
+            owner = create_key(conn, "raw-bench").tenant_id
+
+        def raw(connections: int, per_commit: int) -> float:
+            threads = max(1, connections // workers)
+            return raw_jobs_per_second(RawRun(owner, workers, threads, per_commit, args.seconds))
+
         for connections in args.connections:
             one = run_wrk(wrk, f"{url}/v1/jobs", key, single, args.seconds, connections)
-            rows.append(["POST /v1/jobs", connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}",
-                         f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}", one["errors"]])  # fmt: skip
+            limit = raw(connections, 1)
+            rows.append(["POST /v1/jobs", connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}", f"{limit:.0f}",
+                         f"{one['rps'] / limit:.0%}", f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}",
+                         one["errors"]])  # fmt: skip
         for connections in (4, 8):
             many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, connections)
+            limit = raw(connections, args.batch_size)
+            jobs = many["rps"] * args.batch_size
             rows.append([f"POST /v1/jobs/batch ({args.batch_size} jobs)", connections, f"{many['rps']:.0f}",
-                         f"{many['rps'] * args.batch_size:.0f}", f"{many['p50']:.1f}", f"{many['p95']:.1f}",
-                         f"{many['p99']:.1f}", many["errors"]])  # fmt: skip
-        workers = bench.settings.api_workers
+                         f"{jobs:.0f}", f"{limit:.0f}", f"{jobs / limit:.0%}", f"{many['p50']:.1f}",
+                         f"{many['p95']:.1f}", f"{many['p99']:.1f}", many["errors"]])  # fmt: skip
 
-    text = table(["request", "connections", "requests/s", "jobs/s", "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+    headers = ["request", "connections", "requests/s", "jobs/s", "raw jobs/s", "of raw"]
+    text = table([*headers, "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
     notes = (
         f"gunicorn with {workers} gevent workers, no inference worker running, {args.seconds} s per row, wrk -t 2 "
-        "on the same machine. Every accepted job is a committed PostgreSQL row plus a Redis message."
+        "on the same machine. Every accepted job is a committed PostgreSQL row plus a Redis message. "
+        f"Raw: the same INSERT (one row, or {args.batch_size} rows per commit) and publish through store.api and "
+        f"broker.publish, no HTTP, from {workers} processes with connections/{workers} threads each "
+        "(bench/raw_submit.py)."
     )
     record("API submission (CPU)", "python -m bench.api " + " ".join(argv or sys.argv[1:]), text, notes)
     return 0

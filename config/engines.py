@@ -7,7 +7,9 @@ from importlib import metadata
 from typing import Literal, get_args
 
 #: An analysis is served by a model engine, or is a pipeline of other analyses.
-EngineName = Literal["embedding-prototype", "hf-classifier", "whisper", "pipeline", "sentence-embedding"]
+#: `sdhf` is the call-record detection (models/cdr), a query rather than a model; `sentence-embedding`
+#: answers with the text encoder's vector alone.
+EngineName = Literal["embedding-prototype", "hf-classifier", "whisper", "pipeline", "sdhf", "sentence-embedding"]
 #: Engines that load a model, so `ASSAY_ANALYSIS_MODELS` may point an analysis at one.
 ModelEngineName = Literal["embedding-prototype", "hf-classifier", "whisper"]
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "ASSAY_REDIS_URL"),
     )
     db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
+    db_pool_pre_ping: bool = Field(True, description="test each pooled connection before use (a round trip)")
     db_statement_timeout_ms: int = Field(15_000, ge=100)
     db_outage_patience_seconds: float = Field(
         120.0, ge=0, description="a worker retries PostgreSQL this long before giving a batch up"
@@ -47,7 +48,12 @@ class Settings(BaseSettings):
 
     # --- queues -----------------------------------------------------------------------
     queue_prefix: str = Field("assay", pattern=r"^[a-z][a-z0-9_.-]*$")
-    max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this")
+    max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this many messages")
+    max_queue_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="back-pressure: 503 once a family's queued jobs need longer than this at its workers' pace",
+    )
     publish_chunk_size: int = Field(64, ge=1, le=10_000)
 
     # --- batching (worker) --------------------------------------------------------------
@@ -107,6 +113,23 @@ class Settings(BaseSettings):
     )
     warmup: bool = True
 
+    # --- call records (cdr_fraud, issue 13) ----------------------------------------------
+    # CDR files are far larger than audio: they are streamed to a spool folder shared by the API and the
+    # tabular workers (a volume both mount), never held in memory or in PostgreSQL; the job row records
+    # the file's name, size and sha256. See docs/DESIGN.md "Call records".
+    upload_dir: Path | None = Field(None, description="spool folder for CDR files; empty: <var_dir>/uploads")
+    max_cdr_bytes: int = Field(2 * 1024**3, ge=1024, description="a CDR file as uploaded (compressed or not)")
+    max_cdr_line_bytes: int = Field(65_536, ge=256, description="one CSV or JSON line; longer → invalid_input")
+    cdr_memory_limit_mb: int = Field(
+        512, ge=64, description="DuckDB's buffer memory in a tabular worker; past it, it spills to disk"
+    )
+    cdr_threads: int = Field(0, ge=0, description="DuckDB threads per tabular worker; 0: one per core")
+    cdr_max_flagged: int = Field(1_000, ge=1, description="flagged callers listed in a result (totals count all)")
+    upload_grace_seconds: float = Field(
+        900.0, gt=0, description="a spooled file no live job names is deleted after this long"
+    )
+    # --- end call records ---------------------------------------------------------------
+
     # --- API ----------------------------------------------------------------------------
     api_bind: str = "127.0.0.1:8000"
     api_workers: int = Field(2, ge=1, le=64)
@@ -161,13 +184,18 @@ class Settings(BaseSettings):
     cache_namespace: str = Field(
         "", max_length=64, description="part of every key: change it to retire every entry (a model swapped in place)"
     )
-    max_result_bytes: int = Field(262_144, ge=1024, description="a result heavier than this as JSON fails its job")
+    max_result_bytes: int = Field(
+        1_048_576, ge=1024, description="a result heavier than this as JSON fails its job (cdr_fraud lists ≤ 1,000)"
+    )
 
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)
     flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
     flower_user: str = "admin"
     flower_password: str = "assay-dev"
+    flower_task_events: bool = Field(
+        True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
+    )
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -235,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def secrets_key_list(self) -> list[str]:
         return [key.strip() for key in self.secrets_keys.get_secret_value().split(",") if key.strip()]
+
+    @property
+    def cdr_upload_dir(self) -> Path:
+        """Where CDR files are spooled (shared by the API, the tabular workers and the maintenance worker)."""
+        return self.upload_dir or self.var_dir / "uploads"
 
     @property
     def webhook_queue(self) -> str:

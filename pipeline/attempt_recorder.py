@@ -1,9 +1,11 @@
 """Writes the webhook worker's attempt records in the background, many attempts per statement.
 
 Attempts end one by one, at the receivers' pace; writing each on its own would cost a transaction per
-delivery. The recorder collects what ended in the last few milliseconds (at most `max_rows`) and
-records it in one statement (store.deliveries.record_attempts, fenced by attempt number), then stops
-the URLs that answered 410. If PostgreSQL is away it keeps the records and tries again: the events
+delivery. The recorder writes as soon as anything ended, everything that ended meanwhile (at most
+`max_rows`) in one statement — group commit: busy receivers fill the statements by themselves, and no
+linger widens the window in which a killed worker has delivered events it has not recorded (they are
+re-sent: at least once). Records are fenced by attempt number (store.deliveries.record_attempts);
+URLs that answered 410 are stopped. If PostgreSQL is away it keeps the records and tries again: the events
 stay locked meanwhile, and should this process die first, their locks run out and the sweeper hands
 them out again (at least once, never lost).
 """
@@ -38,7 +40,7 @@ class Ended:
 class AttemptRecorder:
     """Thread- and greenlet-safe; its writer is a thread (a greenlet where gevent patched threading)."""
 
-    def __init__(self, db: Engine, *, linger_seconds: float = 0.02, max_rows: int = 1000) -> None:
+    def __init__(self, db: Engine, *, linger_seconds: float = 0.0, max_rows: int = 1000) -> None:
         self.db = db
         self.linger_seconds = linger_seconds
         self.max_rows = max_rows
@@ -83,7 +85,8 @@ class AttemptRecorder:
             until = time.monotonic() + self.linger_seconds
             while len(batch) < self.max_rows:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
+                    left = until - time.monotonic()
+                    batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
                 except queue.Empty:
                     break
             self._write_until_done(batch)

@@ -14,6 +14,7 @@ from broker.publish import Publisher
 from config import Settings, get_settings
 from config.catalog import AnalysisConfig, load_catalog
 from models.base import Engines
+from pipeline.capacity import CapacityMeter
 from pipeline.leases import LeaseKeeper
 from pipeline.lifecycle import Lifecycle
 from store.db import make_engine
@@ -28,6 +29,7 @@ class WorkerContext:
     lifecycle: Lifecycle
     _engines: Engines | None = field(default=None, repr=False)
     _leases: LeaseKeeper | None = field(default=None, repr=False)
+    _capacity: CapacityMeter | None = field(default=None, repr=False)
 
     @property
     def leases(self) -> LeaseKeeper:
@@ -35,6 +37,13 @@ class WorkerContext:
         if self._leases is None:
             self._leases = LeaseKeeper(self.db, self.settings.lease_seconds, self.settings.max_run_seconds)
         return self._leases
+
+    @property
+    def capacity(self) -> CapacityMeter:
+        """What this worker sustains when busy, reported for the API's admission."""
+        if self._capacity is None:
+            self._capacity = CapacityMeter(self.redis, self.settings)
+        return self._capacity
 
     @property
     def engines(self) -> Engines:

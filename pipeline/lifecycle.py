@@ -43,6 +43,7 @@ class Change:
     error_code: str | None = None
     runtime: float = 0.0  # seconds of model time, for Flower
     has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
+    cdr: tuple[int, int] | None = None  # a call-record job's (records read, callers flagged), for its metrics
 
 
 @dataclass
@@ -154,6 +155,8 @@ class Lifecycle:
         now = datetime.now(UTC)
         for change in unit.finished_jobs:
             metrics.JOBS_FINISHED.labels(change.analysis, change.status).inc()
+            if change.cdr is not None:
+                metrics.count_cdr(*change.cdr)
             if change.created_at:
                 metrics.JOB_LATENCY.labels(change.analysis).observe((now - change.created_at).total_seconds())
             log.info(
@@ -166,6 +169,7 @@ class Lifecycle:
                 self.flower.started(change.job_id, change.analysis, change.attempt)
             for change in unit.finished_jobs:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
+            self.flower.flush()  # the batch's events leave as one message
 
     def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
         epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))

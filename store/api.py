@@ -267,3 +267,15 @@ def redeliver(conn: Connection, owner: str, event_id: str, publish_epoch: str | 
         )
     )
     return before
+
+
+def queued_jobs(conn: Connection, analyses: list[str]) -> int:
+    """Jobs of these analyses waiting for a worker: the backlog admission weighs (partial index on queued)."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(jobs)
+            # an attached job (result cache) costs its workers nothing: it finishes with its source
+            .where(jobs.c.status == "queued", jobs.c.analysis.in_(analyses), jobs.c.coalesced_into.is_(None))
+        ).scalar_one()
+    )

@@ -1,17 +1,17 @@
-"""The batched analysis task: celery-batches hands it every message of a flush at once."""
+"""The batched analysis task: celery-batches hands it every message of a flush at once (tasks.eager_batches)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import Celery
-from celery_batches import Batches
 
 from config import Settings
 from config.celeryconf import ANALYZE_TASK
 from config.logging import bound
 from pipeline.batch import process_jobs
 from pipeline.context import get_context
+from tasks.eager_batches import EagerBatches
 
 
 def register_analyze(app: Celery, settings: Settings) -> None:
@@ -19,7 +19,7 @@ def register_analyze(app: Celery, settings: Settings) -> None:
 
     @app.task(
         name=ANALYZE_TASK,
-        base=Batches,
+        base=EagerBatches,
         bind=True,
         flush_every=settings.max_batch_size,
         flush_interval=settings.max_batch_wait_ms / 1000,

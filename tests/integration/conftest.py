@@ -43,6 +43,8 @@ TEST_ENV = {
     "ASSAY_WORKER_METRICS_PORT": "0",
     # Many processes live at once in a session; PostgreSQL's default 100 connections must hold them all.
     "ASSAY_DB_POOL_SIZE": "4",
+    # Tests flood queues on purpose; the wait bound has its own test (test_admission.py).
+    "ASSAY_MAX_QUEUE_WAIT_SECONDS": "3600",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import Engine
 
@@ -70,8 +72,11 @@ def test_500_jobs_through_the_batch_endpoint_all_succeed_in_real_batches(
 
 
 def test_single_submissions_are_batched_across_requests(client: Client, worker: Proc, db: Engine) -> None:
+    """Eight clients at once: jobs that arrive while a batch runs are taken together by the next one."""
     before = len(worker.log_events("batch processed"))
-    ids = [client.submit(f"message {i}: this is fine")["id"] for i in range(60)]
+    clients = [Client(client.base, client.session.headers["Authorization"].split()[1]) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda i: clients[i % 8].submit(f"message {i}: this is fine")["id"], range(160)))
     assert set(wait_all_final(db, ids, timeout=120).values()) == {"succeeded"}
     sizes = [r["size"] for r in worker.log_events("batch processed")[before:]]
     assert max(sizes) > 1, sizes
