@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit migrate worker api flower key lint format bench clean train
+.PHONY: help install run test test-unit migrate worker api flower key lint format bench clean lock backup restore manifests train
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,28 @@ lint: $(STAMP) ## ruff check and format check
 format: $(STAMP) ## ruff format and fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# --- operations (docs/OPERATIONS.md) -----------------------------------------------------------
+# The CPU lock takes torch's +cpu wheel from PyTorch's wheel page (TORCH_CPU_WHEELS: a mirror or a local
+# folder holding the same file works too); every other pin comes from PyPI.
+TORCH_CPU_WHEELS ?= https://download.pytorch.org/whl/torch/
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet \
+	--index-url https://pypi.org/simple --custom-compile-command "make lock"
+
+lock: $(STAMP) ## regenerate the images' hashed locks (requirements/cpu.lock, cuda.lock) from requirements.txt
+	$(VENV)/bin/uv pip compile requirements.txt $(LOCK_FLAGS) -o requirements/cuda.lock
+	$(VENV)/bin/uv pip compile requirements.txt $(LOCK_FLAGS) --find-links $(TORCH_CPU_WHEELS) \
+		--no-emit-find-links -o requirements/cpu.lock
+
+manifests: $(STAMP) ## render the Kubernetes overlays and check them (schemas + policy)
+	$(PY) -m deploy.manifests
+
+backup: $(STAMP) ## pg_dump (custom format) + manifest.json into backups/assay-<UTC time>/ (DATABASE_URL, or local)
+	$(PY) -m deploy.local.services exec -- $(PY) -m deploy.backup dump --root $(or $(BACKUP_ROOT),backups)
+
+restore: $(STAMP) ## restore a backup: make restore BACKUP=backups/assay-<time> (checks its manifest first)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/assay-<time>"; exit 2; }
+	$(PY) -m deploy.local.services exec -- $(PY) -m deploy.backup restore $(BACKUP)
 
 clean: ## remove var/ (local databases) and caches; keeps .venv
 	rm -rf var .pytest_cache .ruff_cache

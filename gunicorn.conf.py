@@ -15,7 +15,9 @@ shutil.rmtree(_metrics_dir, ignore_errors=True)
 _metrics_dir.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
-bind = _settings.api_bind
+# ASSAY_METRICS_BIND adds a second listener that serves only /metrics (app/meta_api.py): the public
+# Service exposes the first port alone.
+bind = [_settings.api_bind, *([_settings.metrics_bind] if _settings.metrics_bind else [])]
 workers = _settings.api_workers
 worker_class = "gevent"
 worker_connections = _settings.api_worker_connections

@@ -12,10 +12,13 @@ from sqlalchemy import Connection, RowMapping
 
 from app.auth import authenticate
 from app.backpressure import check_queue_depth
+from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
+from app.ratelimits import charge_jobs, open_slot
 from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources
+from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
 from app.uploads import upload_spec
 from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
@@ -33,6 +36,7 @@ bp.before_request(authenticate)
 def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, Any]], bool]:
     """Commit the rows, then publish. A failed publish leaves them for the sweeper: never lost."""
     with svc.lifecycle.transaction() as unit:
+        specs, outcomes = plan_jobs(unit.conn, svc.settings, svc.catalog, g.tenant, specs)
         try:
             created = store.create_jobs(unit.conn, g.tenant, specs, unit.publish_epoch)
         except store.IdempotencyConflictError:
@@ -40,7 +44,26 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
                 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
             ) from None
         if created.created:
-            unit.publish_jobs([(r["id"], r["analysis"]) for r in created.rows])
+            # Only jobs that run are published: a hit is complete, an attached job finishes with its source.
+            pairs = list(zip(created.rows, specs, strict=True))
+            unit.publish_jobs([(r["id"], r["analysis"]) for r, s in pairs if s.cached is None and s.attach_to is None])
+            unit.created([Change(r["id"], r["analysis"], r["status"], tenant=g.tenant) for r in created.rows])
+            unit.finished(
+                [
+                    Change(
+                        r["id"],
+                        r["analysis"],
+                        JobStatus.SUCCEEDED,
+                        created_at=r["created_at"],
+                        has_webhook=s.webhook is not None,
+                        tenant=g.tenant,
+                    )
+                    for r, s in pairs
+                    if s.cached is not None
+                ],
+                settle_sources=False,
+            )
+            unit.cache_outcome(outcomes)
     if created.created:
         for row in created.rows:
             JOBS_SUBMITTED.labels(row["analysis"]).inc()
@@ -57,13 +80,17 @@ def create_job() -> Response:
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data":
+            # Call-record files are far larger than the JSON limit; the form parser spools them to disk.
+            request.max_content_length = max(svc.settings.max_request_bytes, svc.settings.max_cdr_bytes + 2**20)
             spec = upload_spec(svc, key)
         else:
             spec = validate_job(json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
-    check_queue_depth(svc, {spec.analysis: 1}, 1)
-    (job,), created = _create(svc, [spec])
+    with spooled_until_created([spec], svc.settings) as outcome:
+        charge_jobs(1)
+        check_queue_depth(svc, {spec.analysis: 1}, 1)
+        (job,), created = outcome.record(_create(svc, [spec]))
     response = jsonify(job)
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{job['id']}"
@@ -104,12 +131,15 @@ def create_batch() -> Response:
             )
         except EntryError as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message, "details": exc.details})
-    if errors:
-        raise ApiError(
-            422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
-        )
-    check_queue_depth(svc, Counter(s.analysis for s in specs), len(specs) // svc.settings.publish_chunk_size + 1)
-    jobs, created = _create(svc, specs)
+    with spooled_until_created(specs, svc.settings) as outcome:
+        if errors:
+            raise ApiError(
+                422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
+            )
+        charge_jobs(len(specs))
+        count = Counter(s.analysis for s in specs)
+        check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
+        jobs, created = outcome.record(_create(svc, specs))
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200
     return response
@@ -158,7 +188,10 @@ def get_job(job_id: str) -> Response:
     """With ?wait=N: answer when the job is final or after N s, holding no DB connection meanwhile."""
     svc = resources()
     wait = _wait_seconds(svc)
-    return jsonify(wait_until_final(svc.redis, job_id, lambda: _load(svc, job_id), wait))
+    if not wait:
+        return jsonify(_load(svc, job_id))
+    with open_slot(wait + 5):  # a cap on open long-polls per key (app/ratelimits.py)
+        return jsonify(wait_until_final(svc.redis, job_id, lambda: _load(svc, job_id), wait))
 
 
 @bp.get("")
@@ -216,7 +249,14 @@ def _canceled(row: RowMapping, before: str) -> list[Change]:
     if before not in LIVE_STATUSES:
         return []
     return [
-        Change(row["id"], row["analysis"], JobStatus.CANCELED, attempt=row["attempts"], created_at=row["created_at"])
+        Change(
+            row["id"],
+            row["analysis"],
+            JobStatus.CANCELED,
+            attempt=row["attempts"],
+            created_at=row["created_at"],
+            tenant=row["owner"],
+        )
     ]
 
 

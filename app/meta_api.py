@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
 from app.auth import authenticate
-from app.errors import error_response
+from app.errors import ApiError, error_response
 from app.openapi import openapi_document
 from app.resources import resources
 from config import Settings
 from config.catalog import model_choice, model_label
+from config.production import bind_port
 
 bp = Blueprint("meta", __name__)
 
@@ -37,6 +38,21 @@ def ready() -> Response:
     if failed:
         return error_response(503, "not_ready", "unreachable: " + ", ".join(sorted(failed)), failed)
     return jsonify({"status": "ready", "checks": {"postgresql": "ok", "redis": "ok"}})
+
+
+@bp.before_app_request
+def _metrics_listener_serves_only_metrics() -> None:
+    """With ASSAY_METRICS_BIND set, /metrics answers only on that listener and that listener answers only
+    /metrics: the public port never serves metrics, the metrics port is no back door to the API.
+
+    SERVER_PORT is the port of the socket gunicorn accepted on (its getsockname()), not the Host header.
+    """
+    metrics_bind = resources().settings.metrics_bind
+    if not metrics_bind:
+        return
+    on_metrics_listener = str(request.environ.get("SERVER_PORT", "")) == bind_port(metrics_bind)
+    if on_metrics_listener != (request.path == "/metrics"):
+        raise ApiError(404, "not_found", "no such resource on this port")
 
 
 @bp.get("/metrics")
@@ -86,6 +102,9 @@ def _limits(kind: str, s: Settings) -> dict[str, float]:
     common = {"max_metadata_bytes": s.max_metadata_bytes, "max_jobs_per_batch": s.max_jobs_per_batch}
     if kind == "audio":
         return {**common, "max_audio_bytes": s.max_audio_bytes, "max_audio_seconds": s.max_audio_seconds}
+    if kind == "cdr":  # multipart takes files up to max_cdr_bytes; base64 in JSON is bounded by the request
+        return {**common, "max_cdr_bytes": s.max_cdr_bytes, "max_cdr_line_bytes": s.max_cdr_line_bytes,
+                "max_request_bytes": s.max_request_bytes}  # fmt: skip
     return {**common, "max_text_chars": s.max_text_chars, "max_model_tokens": s.max_model_tokens}
 
 
@@ -107,6 +126,7 @@ def analyses() -> Response:
             "flag_label": a.flag_label,
             "verdicts": a.verdicts,
             "pipeline": {"steps": a.steps, "then": a.then} if a.engine == "pipeline" else None,
+            "parameters": a.parameters or None,
             "limits": _limits(a.input, s),
         }
         for a in svc.catalog.values()

@@ -25,10 +25,10 @@ from bench.raw_submit import RawRun, raw_jobs_per_second
 from store.keys import create_key
 
 LUA = """
-wrk.method = "POST"
+wrk.method = "{method}"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
-wrk.body = [[{body}]]
+{body}
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
     summary.errors.status + summary.errors.connect + summary.errors.timeout,
@@ -48,9 +48,11 @@ def ensure_wrk() -> str:
     return found
 
 
-def run_wrk(wrk: str, url: str, key: str, body: dict, seconds: int, connections: int) -> dict[str, float]:
+def run_wrk(wrk: str, url: str, key: str, body: dict | None, seconds: int, connections: int) -> dict[str, float]:
+    """POST `body` (GET when None) to `url` for `seconds`; requests/s, errors, latency percentiles in ms."""
+    method, lua_body = ("GET", "") if body is None else ("POST", f"wrk.body = [[{json.dumps(body)}]]")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA.replace("{key}", key).replace("{body}", json.dumps(body)))
+        script.write(LUA.replace("{method}", method).replace("{key}", key).replace("{body}", lua_body))
     out = subprocess.run(
         [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script.name, url],
         capture_output=True,

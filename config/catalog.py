@@ -7,13 +7,14 @@ lives here rather than in models/: the API must never import torch.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal, cast
 
 from pydantic import BaseModel, Field, model_validator
 
-from config.engines import EngineName, ModelEngineName
+from config.engines import EngineName, ModelEngineName, engine_versions
 from config.settings import Settings
 
 CATALOG_DIR = Path(__file__).resolve().parent / "analyses"
@@ -32,7 +33,7 @@ class AnalysisConfig(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     version: int = 1
     description: str
-    input: Literal["text", "audio"]
+    input: Literal["text", "audio", "cdr"]
     family: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="one broker queue per model family")
     engine: EngineName
     temperature: float = 0.05
@@ -44,6 +45,9 @@ class AnalysisConfig(BaseModel):
     steps: list[str] = Field(default_factory=list, description="pipeline: the audio step, e.g. transcription")
     then: list[str] = Field(default_factory=list, description="pipeline: text analyses run on the transcript")
     head: str | None = Field(None, description="embedding-head: the trained head's .npz, relative to the repo root")
+    parameters: dict[str, float] = Field(
+        default_factory=dict, description="defaults of the per-job parameters a request may override (cdr)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisConfig:
@@ -55,6 +59,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"{self.name}: an embedding-head analysis names its head file")
         if self.engine == "pipeline" and not (self.steps and self.then):
             raise ValueError(f"{self.name}: a pipeline needs steps and then")
+        if (self.engine == "sdhf") != (self.input == "cdr"):
+            raise ValueError(f"{self.name}: call records (input cdr) are read by the sdhf engine, and only them")
         return self
 
 
@@ -84,8 +90,12 @@ def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
         return ModelChoice(engine=cast(ModelEngineName, engine), model=source)
     if analysis.engine in ("embedding-prototype", "embedding-head"):
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
+    if analysis.engine == "sentence-embedding":
+        return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
     if analysis.engine == "whisper":
         return ModelChoice(engine=analysis.engine, model=settings.speech_model_path or PACKAGED_SPEECH_MODEL)
+    if analysis.engine == "sdhf":
+        return ModelChoice(engine=analysis.engine, model=f"sdhf-v{analysis.version}")
     return ModelChoice(engine=analysis.engine, model="+".join(analysis.steps + analysis.then))
 
 
@@ -97,3 +107,33 @@ def model_label(settings: Settings, analysis: AnalysisConfig) -> str:
     if choice.engine == "embedding-head":
         return f"{choice.model}+{analysis.name}-head-v{analysis.version}"
     return choice.model
+
+
+@functools.cache
+def _file_sha256(relative: str) -> str:
+    """A trained head's content hash, read once per process (heads change only with a deploy)."""
+    return hashlib.sha256((CATALOG_DIR.parent.parent / relative).read_bytes()).hexdigest()
+
+
+def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: str) -> str:
+    """`v<version>-<hash>`: the analysis's declared version and a hash of everything else its answer depends on.
+
+    The hash covers the catalog entry (labels, temperature, thresholds, verdicts), the engine and model
+    chosen for it, the token limit, speech settings for audio, the pipelines' steps, recursively, and the
+    installed engine libraries. Editing a head without bumping `version`, or pointing an analysis at
+    another model, changes it: the result cache keys on it, so an old answer is never served.
+    """
+    analysis = catalog[name]
+    parts: dict[str, object] = {
+        "config": analysis.model_dump(mode="json"),
+        "choice": model_choice(settings, analysis).model_dump(mode="json"),
+        "max_model_tokens": settings.max_model_tokens,
+        "engines": engine_versions(),
+        "steps": [head_version(settings, catalog, step) for step in analysis.steps + analysis.then],
+    }
+    if analysis.head:  # a retrained head (issue 12) changes answers without a catalog edit
+        parts["head_sha256"] = _file_sha256(analysis.head)
+    if analysis.input == "audio":
+        parts["speech"] = [settings.speech_compute_type, settings.speech_beam_size, settings.max_audio_seconds]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"v{analysis.version}-{digest[:12]}"

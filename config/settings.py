@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.engines import MODEL_ENGINE_NAMES
+from config.production import production_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "ASSAY_REDIS_URL"),
     )
     db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
+    db_pool_pre_ping: bool = Field(True, description="test each pooled connection before use (a round trip)")
     db_statement_timeout_ms: int = Field(15_000, ge=100)
     db_outage_patience_seconds: float = Field(
         120.0, ge=0, description="a worker retries PostgreSQL this long before giving a batch up"
@@ -112,6 +114,23 @@ class Settings(BaseSettings):
     )
     warmup: bool = True
 
+    # --- call records (cdr_fraud, issue 13) ----------------------------------------------
+    # CDR files are far larger than audio: they are streamed to a spool folder shared by the API and the
+    # tabular workers (a volume both mount), never held in memory or in PostgreSQL; the job row records
+    # the file's name, size and sha256. See docs/DESIGN.md "Call records".
+    upload_dir: Path | None = Field(None, description="spool folder for CDR files; empty: <var_dir>/uploads")
+    max_cdr_bytes: int = Field(2 * 1024**3, ge=1024, description="a CDR file as uploaded (compressed or not)")
+    max_cdr_line_bytes: int = Field(65_536, ge=256, description="one CSV or JSON line; longer → invalid_input")
+    cdr_memory_limit_mb: int = Field(
+        512, ge=64, description="DuckDB's buffer memory in a tabular worker; past it, it spills to disk"
+    )
+    cdr_threads: int = Field(0, ge=0, description="DuckDB threads per tabular worker; 0: one per core")
+    cdr_max_flagged: int = Field(1_000, ge=1, description="flagged callers listed in a result (totals count all)")
+    upload_grace_seconds: float = Field(
+        900.0, gt=0, description="a spooled file no live job names is deleted after this long"
+    )
+    # --- end call records ---------------------------------------------------------------
+
     # --- API ----------------------------------------------------------------------------
     api_bind: str = "127.0.0.1:8000"
     api_workers: int = Field(2, ge=1, le=64)
@@ -154,6 +173,37 @@ class Settings(BaseSettings):
     )
     max_webhook_url_chars: int = Field(2048, ge=16)
 
+    # --- rate limits, quotas, event stream (issue 14: app/ratelimits.py, app/events_api.py) ----------
+    # Per API key unless said otherwise; every figure can be overridden per tenant in the tenant_limits table.
+    rate_limits_enabled: bool = True
+    rate_requests: int = Field(100, ge=1, description="requests per API key per rate_requests_window_seconds")
+    rate_requests_window_seconds: int = Field(1, ge=1, le=3600)
+    rate_jobs_per_minute: int = Field(6_000, ge=1, description="jobs per API key per minute; batch entries count")
+    max_open_waits_per_key: int = Field(100, ge=1, description="open ?wait long-polls plus event streams per key")
+    tenant_max_queued_jobs: int = Field(20_000, ge=1, description="a tenant's queued jobs; 429 for it alone past this")
+    tenant_limits_cache_seconds: float = Field(5.0, ge=0, description="per-tenant overrides are re-read this often")
+    max_streams_per_process: int = Field(800, ge=1, description="open GET /v1/events per API process; 503 past it")
+    events_window: int = Field(10_000, ge=10, description="job events kept per tenant for Last-Event-ID resumption")
+    events_keep_seconds: int = Field(86_400, ge=60, description="a tenant's event log expires this long after its last")
+    events_heartbeat_seconds: float = Field(15.0, gt=0, description="a comment line this often keeps proxies open")
+    events_max_stream_seconds: float = Field(3_600.0, gt=0, description="a stream ends after this; clients resume")
+    # --- end of issue 14 block --------------------------------------------------------------------------
+    # --- result cache and coalescing (issue 17; docs/DESIGN.md "Result cache") ------------------
+    cache_enabled: bool = Field(True, description="serve repeated inputs from finished results and coalesce in-flight")
+    cache_ttl_seconds: float = Field(3_600.0, gt=0, description="a finished result is served this long")
+    cache_max_entries: int = Field(100_000, ge=1, description="the oldest entries beyond this are dropped")
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="results held, as JSON, at most")
+    cache_shared_across_tenants: bool = Field(
+        False,
+        description="one cache for every tenant: a hit's speed would tell a tenant that another sent the same input",
+    )
+    cache_namespace: str = Field(
+        "", max_length=64, description="part of every key: change it to retire every entry (a model swapped in place)"
+    )
+    max_result_bytes: int = Field(
+        1_048_576, ge=1024, description="a result heavier than this as JSON fails its job (cdr_fraud lists ≤ 1,000)"
+    )
+
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)
     flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
@@ -161,6 +211,13 @@ class Settings(BaseSettings):
     flower_password: str = "assay-dev"
     flower_task_events: bool = Field(
         True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
+    )
+
+    # --- operations (issue 16) ------------------------------------------------------------
+    metrics_bind: str = Field(
+        "",
+        pattern=r"^(|(\[[0-9a-fA-F:]+\]|[^\s:\[\]]*):[0-9]{1,5})$",
+        description="host:port of the API's own /metrics listener; empty: /metrics on the API port (not in production)",
     )
 
     # --- logging ----------------------------------------------------------------------------
@@ -210,10 +267,16 @@ class Settings(BaseSettings):
                 "visibility_timeout_seconds must exceed lease_seconds + requeue_after_seconds, "
                 "or Redis redelivers messages of jobs that are still running"
             )
-        if self.flower_password == "assay-dev" and self.environment == "production":
-            raise ValueError("set ASSAY_FLOWER_PASSWORD in production")
-        if not self.secrets_keys.get_secret_value() and self.environment == "production":
-            raise ValueError("set ASSAY_SECRETS_KEYS in production: it encrypts webhook signing secrets at rest")
+        if self.environment == "production":
+            problems = production_problems(
+                flower_user=self.flower_user,
+                flower_password=self.flower_password,
+                api_bind=self.api_bind,
+                metrics_bind=self.metrics_bind,
+                secrets_keys=self.secrets_keys.get_secret_value(),
+            )
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     # --- derived --------------------------------------------------------------------------
@@ -229,6 +292,11 @@ class Settings(BaseSettings):
     @property
     def secrets_key_list(self) -> list[str]:
         return [key.strip() for key in self.secrets_keys.get_secret_value().split(",") if key.strip()]
+
+    @property
+    def cdr_upload_dir(self) -> Path:
+        """Where CDR files are spooled (shared by the API, the tabular workers and the maintenance worker)."""
+        return self.upload_dir or self.var_dir / "uploads"
 
     @property
     def webhook_queue(self) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models.base import InputError, TextPrediction
+from models.base import Embedding, InputError, TextPrediction
 from models.encoder import SentenceEncoder
 from models.heads import TrainedHead
 
@@ -35,6 +35,7 @@ class PrototypeBank:
 
         self.encoder = encoder
         self.heads: dict[str, PrototypeHead | TrainedHead] = {}
+        self.embedding_only: set[str] = set()
         self._torch = torch
 
     def add_head(self, analysis: str, labels: Mapping[str, list[str]], *, temperature: float, model_name: str) -> None:
@@ -50,34 +51,66 @@ class PrototypeBank:
             raise ValueError(f"{analysis}: head expects {head.dim}-d embeddings, the encoder gives {width}")
         self.heads[analysis] = head
 
-    def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
-        """(analysis, text) pairs → predictions in order; each distinct text is encoded once."""
-        results: list[TextPrediction | InputError] = [InputError("empty_text", "text is empty")] * len(items)
+    def add_embedding(self, analysis: str) -> None:
+        """An analysis that answers with the encoder's vector alone (engine `sentence-embedding`)."""
+        self.embedding_only.add(analysis)
+
+    def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | Embedding | InputError]:
+        """(analysis, text) pairs → predictions in order; each distinct text is encoded once.
+
+        Every prediction carries its text's embedding and token count (views of what the encoder
+        computed anyway), for jobs that ask for them; an embedding-only analysis gets the Embedding.
+        """
+        results: list[TextPrediction | Embedding | InputError] = [InputError("empty_text", "text is empty")] * len(
+            items
+        )
         texts = list(dict.fromkeys(text for _, text in items if isinstance(text, str) and text.strip()))
         if not texts:
             return results
         row_of = {text: row for row, text in enumerate(texts)}
         encoded = self.encoder.encode(texts)
-        self._predict_trained(items, row_of, encoded, results)
+        tokens = encoded.tokens or [None] * len(texts)
+        embeddings = [
+            Embedding(encoded.vectors[row], self.encoder.name, encoded.truncated[row], tokens[row])
+            for row in range(len(texts))
+        ]
+        self._predict_trained(items, row_of, encoded, embeddings, results)
         for index, (analysis, text) in enumerate(items):
-            head = self.heads[analysis]
-            if text not in row_of or isinstance(head, TrainedHead):
+            if text not in row_of or isinstance(self.heads.get(analysis), TrainedHead):
                 continue
             row = row_of[text]
+            if analysis in self.embedding_only:
+                results[index] = embeddings[row]
+                continue
+            head = self.heads[analysis]
+            assert isinstance(head, PrototypeHead)
             logits = (encoded.vectors[row] @ head.prototypes.T) / head.temperature
             probs = self._torch.softmax(logits, dim=-1)
             scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs, strict=True)}
             best = max(scores, key=scores.__getitem__)
-            results[index] = TextPrediction(best, scores[best], scores, head.model_name, encoded.truncated[row])
+            results[index] = TextPrediction(
+                best,
+                scores[best],
+                scores,
+                head.model_name,
+                encoded.truncated[row],
+                embedding=embeddings[row],
+                tokens=tokens[row],
+            )
         return results
 
     def _predict_trained(
-        self, items: list[tuple[str, str]], row_of: dict[str, int], encoded: Any, results: list[Any]
+        self,
+        items: list[tuple[str, str]],
+        row_of: dict[str, int],
+        encoded: Any,
+        embeddings: list[Embedding],
+        results: list[Any],
     ) -> None:
         """Every trained head scores all its texts at once: one matrix product per head."""
         by_head: dict[str, list[int]] = {}
         for index, (analysis, text) in enumerate(items):
-            if text in row_of and isinstance(self.heads[analysis], TrainedHead):
+            if text in row_of and isinstance(self.heads.get(analysis), TrainedHead):
                 by_head.setdefault(analysis, []).append(index)
         for analysis, indices in by_head.items():
             head = self.heads[analysis]
@@ -87,8 +120,16 @@ class PrototypeBank:
             for k, index in enumerate(indices):
                 scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs[k], strict=True)}
                 best = max(scores, key=scores.__getitem__)
+                row = rows[k]
                 results[index] = TextPrediction(
-                    best, scores[best], scores, head.model_name, encoded.truncated[rows[k]], extras[k]
+                    best,
+                    scores[best],
+                    scores,
+                    head.model_name,
+                    encoded.truncated[row],
+                    extras[k],
+                    embedding=embeddings[row],
+                    tokens=embeddings[row].tokens,
                 )
 
 
@@ -104,4 +145,6 @@ class PrototypeClassifier:
         self.labels = self.bank.heads["default"].labels
 
     def predict(self, texts: list[str]) -> list[TextPrediction | InputError]:
-        return self.bank.predict_many([("default", text) for text in texts])
+        return [
+            p for p in self.bank.predict_many([("default", text) for text in texts]) if not isinstance(p, Embedding)
+        ]

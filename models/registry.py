@@ -18,15 +18,17 @@ from typing import Any, TypeVar
 from config import Settings
 from config.catalog import AnalysisConfig, ModelChoice, model_choice, model_label
 from config.engines import EngineName
-from models.base import InputError, SpeechEngine, TextEngine, TextPrediction
+from models.base import Embedding, InputError, SpeechEngine, TextEngine, TextPrediction
 from models.decisions import decide
 from models.prototype import PrototypeBank
 
 log = logging.getLogger(__name__)
 
 PROTOTYPES: EngineName = "embedding-prototype"
-#: Engines served by the shared bank (one encoder pass for all of them).
-BANK_ENGINES: set[EngineName] = {"embedding-prototype", "embedding-head"}
+EMBEDDING: EngineName = "sentence-embedding"
+HEAD: EngineName = "embedding-head"  # a trained head on the shared vector (issue 12)
+#: Engines served by the one shared encoder pass of the PrototypeBank.
+ON_ENCODER = (PROTOTYPES, EMBEDDING, HEAD)
 T = TypeVar("T")
 
 
@@ -60,7 +62,10 @@ class EngineRegistry:
         config = self.catalog[analysis]
         if config.engine == "pipeline":
             return False
-        if model_choice(self.settings, config).engine in BANK_ENGINES:
+        engine = model_choice(self.settings, config).engine
+        if engine == EMBEDDING:
+            return self._bank is not None and analysis in self._bank.embedding_only
+        if engine in (PROTOTYPES, HEAD):
             return self._bank is not None and analysis in self._bank.heads
         return analysis in self._classifiers
 
@@ -79,23 +84,28 @@ class EngineRegistry:
 
     # --- inference -------------------------------------------------------------------------------
 
-    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
-        """(analysis, text) pairs → decided predictions, in order; one call per model."""
+    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | Embedding | InputError]:
+        """(analysis, text) pairs → decided predictions, in order; one call per model.
+
+        Analyses on the shared encoder (prototype heads and plain embeddings) share one encoder pass.
+        """
         for analysis in {a for a, _ in items}:
             self._ensure(analysis)
-        results: list[TextPrediction | InputError] = [InputError("internal", "not computed")] * len(items)
+        results: list[TextPrediction | Embedding | InputError] = [InputError("internal", "not computed")] * len(items)
         by_model: dict[str, list[int]] = defaultdict(list)
         for index, (analysis, _) in enumerate(items):
             engine = model_choice(self.settings, self.catalog[analysis]).engine
-            by_model[PROTOTYPES if engine in BANK_ENGINES else analysis].append(index)
+            by_model[PROTOTYPES if engine in ON_ENCODER else analysis].append(index)
         for key, indices in by_model.items():
+            predictions: list[TextPrediction | Embedding | InputError]
             if key == PROTOTYPES:
                 assert self._bank is not None
                 predictions = self._bank.predict_many([items[i] for i in indices])
             else:
-                predictions = self._classifiers[key].predict([items[i][1] for i in indices])
+                predictions = list(self._classifiers[key].predict([items[i][1] for i in indices]))
             for i, prediction in zip(indices, predictions, strict=True):
-                results[i] = prediction if isinstance(prediction, InputError) else self._decide(items[i][0], prediction)
+                decided = isinstance(prediction, TextPrediction)
+                results[i] = self._decide(items[i][0], prediction) if decided else prediction
         return results
 
     def _decide(self, analysis: str, prediction: TextPrediction) -> TextPrediction:
@@ -122,8 +132,8 @@ def _model_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _bank(reg: EngineRegistry, choice: ModelChoice) -> PrototypeBank:
-    """The one shared encoder and its heads, built on first use."""
+def _ensure_bank(reg: EngineRegistry, choice: ModelChoice) -> PrototypeBank:
+    """The one encoder every prototype head and the embedding analysis share, built on first use."""
     if reg._bank is None:
         from models.encoder import SentenceEncoder, packaged_minilm_path
 
@@ -139,14 +149,14 @@ def _bank(reg: EngineRegistry, choice: ModelChoice) -> PrototypeBank:
 
 
 def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
-    bank = _bank(reg, choice)
+    bank = _ensure_bank(reg, choice)
     if analysis not in bank.heads:
         label = model_label(reg.settings, config)
         bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
 
 
 def _add_trained_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
-    bank = _bank(reg, choice)
+    bank = _ensure_bank(reg, choice)
     if analysis not in bank.heads:
         from config.settings import ROOT
         from models.heads import TrainedHead
@@ -154,6 +164,10 @@ def _add_trained_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig
         assert config.head is not None
         head = TrainedHead.load(ROOT / config.head, model_name=model_label(reg.settings, config))
         bank.add_trained_head(analysis, head)
+
+
+def _add_embedding(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    _ensure_bank(reg, choice).add_embedding(analysis)
 
 
 def _add_classifier(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
@@ -190,10 +204,16 @@ def _add_pipeline(reg: EngineRegistry, analysis: str, config: AnalysisConfig, ch
         reg._ensure(name)
 
 
+def _add_sdhf(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    """Call records load no model: tabular workers run them (pipeline/tabular.py) with DuckDB."""
+
+
 _BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, ModelChoice], None]] = {
     "embedding-prototype": _add_prototype_head,
     "embedding-head": _add_trained_head,
     "hf-classifier": _add_classifier,
     "whisper": _add_speech,
     "pipeline": _add_pipeline,
+    "sdhf": _add_sdhf,
+    "sentence-embedding": _add_embedding,
 }

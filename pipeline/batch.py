@@ -9,9 +9,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from models.base import InputError
+from pipeline.annotate import Timing, annotate
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome, run_audio, run_text
 from pipeline.lifecycle import Change
+from pipeline.tabular import cdr_counts, discard_inputs, run_cdr
 from store.db import retry_while_unreachable
 from store.tables import JobStatus
 from store.worker import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
@@ -53,6 +55,7 @@ def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome
     kinds = {job.id: ctx.catalog[job.analysis].input if job.analysis in ctx.catalog else None for job in claimed}
     text = [job for job in claimed if kinds[job.id] == "text"]
     audio = [job for job in claimed if kinds[job.id] == "audio"]
+    records = [job for job in claimed if kinds[job.id] == "cdr"]
     unknown = InputError("unknown_analysis", "this analysis is not served by this deployment")
     outcomes = [outcome(job, unknown) for job in claimed if kinds[job.id] is None]
     if text:
@@ -64,6 +67,8 @@ def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome
             what="load audio",
         )
         outcomes += run_audio(ctx.engines, ctx.catalog, audio, blobs, ctx.settings.max_audio_seconds)
+    if records:
+        outcomes += run_cdr(ctx, records)
     return outcomes
 
 
@@ -107,6 +112,7 @@ def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
         )
     finally:
         ctx.leases.release([job.id for job in batch.claimed])
+    discard_inputs(ctx, batch.claimed, written)
     for family in {_family(ctx, job.analysis) for job in batch.claimed}:
         metrics.INFERENCE.labels(family).observe(batch.seconds)
     metrics.record_gpu_memory()
@@ -132,6 +138,7 @@ def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
                     error_code=o.error_code,
                     runtime=batch.seconds,
                     has_webhook=bool(jobs[o.job_id].webhook),
+                    cdr=cdr_counts(o.result) if _family(ctx, jobs[o.job_id].analysis) == "tabular" else None,
                 )
                 for o in batch.outcomes
                 if o.job_id in written
@@ -181,6 +188,7 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer:
         pending: Future[None] | None = None
         for start in range(0, len(unique_ids), size):
+            claim_began = time.perf_counter()
             claimed = _claim(ctx, unique_ids[start : start + size])
             if not claimed:
                 continue
@@ -190,7 +198,9 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
             try:
                 began = time.perf_counter()
                 outcomes = run_batch(ctx, claimed)
-                batch = _Computed(claimed, outcomes, time.perf_counter() - began)
+                timing = Timing(claim=began - claim_began, model=time.perf_counter() - began)
+                outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
+                batch = _Computed(claimed, outcomes, timing.model)
                 if pending is not None:
                     pending.result()  # one write in flight at most; re-raises its error here
             except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over

@@ -20,10 +20,13 @@ from datetime import UTC, datetime
 import redis
 from sqlalchemy import Connection, Engine
 
+from broker.job_events import JobEvent, record_events
 from broker.job_pubsub import notify_finished
 from broker.publish import Published, Publisher
 from config import Settings
+from store.events import owners_of
 from store.outbox import create_events, record_event_publish, record_job_publish
+from store.result_cache import settle
 from telemetry import metrics
 from telemetry.flower import FlowerEvents
 
@@ -42,6 +45,8 @@ class Change:
     error_code: str | None = None
     runtime: float = 0.0  # seconds of model time, for Flower
     has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
+    cdr: tuple[int, int] | None = None  # a call-record job's (records read, callers flagged), for its metrics
+    tenant: str | None = None  # for the tenant's event stream; looked up after commit when not given
 
 
 @dataclass
@@ -55,24 +60,60 @@ class Unit:
     conn: Connection
     settings: Settings
     publish_epoch: str | None
+    created_jobs: list[Change] = field(default_factory=list)
     started_jobs: list[Change] = field(default_factory=list)
     finished_jobs: list[Change] = field(default_factory=list)
     jobs_to_publish: list[tuple[str, str]] = field(default_factory=list)
     events_to_publish: list[str] = field(default_factory=list)
+    cache_outcomes: list[tuple[str, str]] = field(default_factory=list)  # (analysis, hit|miss|coalesced)
 
     def _outbox(self, changes: list[Change]) -> None:
         hooked = [c.job_id for c in changes if c.has_webhook]
         self.events_to_publish += create_events(self.conn, hooked, self.publish_epoch)
+
+    def created(self, changes: list[Change]) -> None:
+        """Jobs just accepted (queued): only the tenant's event stream hears of them."""
+        self.created_jobs += changes
 
     def started(self, changes: list[Change]) -> None:
         """Jobs that began running: `job.started` events where asked for."""
         self._outbox(changes)
         self.started_jobs += changes
 
-    def finished(self, changes: list[Change]) -> None:
-        """Jobs that reached a final state: `job.succeeded|failed|canceled` events where asked for."""
+    def finished(self, changes: list[Change], *, settle_sources: bool = True) -> None:
+        """Jobs that reached a final state: `job.succeeded|failed|canceled` events where asked for.
+
+        A finished job may be the source others are attached to (store.result_cache): they finish
+        with it here, in the same transaction, and follow the same path (each its own event);
+        a canceled source's heir is published. Intake's cache hits pass `settle_sources=False`:
+        they are never a source.
+        """
+        if settle_sources and changes:
+            settled = settle(
+                self.conn,
+                [(c.job_id, c.status) for c in changes],
+                remember=self.settings.cache_enabled,
+                publish_epoch=self.publish_epoch,
+            )
+            changes = changes + [
+                Change(
+                    r["id"],
+                    r["analysis"],
+                    r["status"],
+                    attempt=r["attempts"],
+                    created_at=r["created_at"],
+                    error_code=r["error_code"],
+                    has_webhook=r["hooked"],
+                )
+                for r in settled.followers
+            ]
+            self.publish_jobs(settled.heirs)
         self._outbox(changes)
         self.finished_jobs += changes
+
+    def cache_outcome(self, outcomes: list[tuple[str, str]]) -> None:
+        """(analysis, hit|miss|coalesced) of intake's cache lookups, counted once the jobs are committed."""
+        self.cache_outcomes += outcomes
 
     def publish_jobs(self, jobs: list[tuple[str, str]]) -> None:
         """(job_id, analysis) pairs, stamped with `publish_epoch`, to send once the rows are committed."""
@@ -115,6 +156,7 @@ class Lifecycle:
         """Wake long-polls, publish, count, tell Flower, log. Never raises."""
         if unit.finished_jobs:
             notify_finished(self.redis, [c.job_id for c in unit.finished_jobs])
+        self._record_events(unit)
         if unit.jobs_to_publish:
             self._publish_jobs(unit.jobs_to_publish, unit.publish_epoch)
         if unit.events_to_publish:
@@ -122,17 +164,44 @@ class Lifecycle:
         now = datetime.now(UTC)
         for change in unit.finished_jobs:
             metrics.JOBS_FINISHED.labels(change.analysis, change.status).inc()
+            if change.cdr is not None:
+                metrics.count_cdr(*change.cdr)
             if change.created_at:
                 metrics.JOB_LATENCY.labels(change.analysis).observe((now - change.created_at).total_seconds())
             log.info(
                 "job finished", extra={"job_id": change.job_id, "status": change.status, "attempt": change.attempt}
             )
+        for analysis, outcome in unit.cache_outcomes:
+            metrics.CACHE_LOOKUPS.labels(analysis, outcome).inc()
         if self.flower is not None:
             for change in unit.started_jobs:
                 self.flower.started(change.job_id, change.analysis, change.attempt)
             for change in unit.finished_jobs:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
             self.flower.flush()  # the batch's events leave as one message
+
+    def _record_events(self, unit: Unit) -> None:
+        """Every change, on its tenant's event stream (GET /v1/events); owners the caller did not know are
+        read in one query. Best effort, like the notifications: never raises."""
+        changes = unit.created_jobs + unit.started_jobs + unit.finished_jobs
+        if not changes:
+            return
+        try:
+            unknown = [c.job_id for c in changes if c.tenant is None]
+            owners: dict[str, str] = {}
+            if unknown:
+                with self.db.connect() as conn:
+                    owners = owners_of(conn, unknown)
+            at = datetime.now(UTC).isoformat()
+            events = [
+                JobEvent(tenant, c.job_id, c.analysis, str(c.status), at, c.error_code)
+                for c in changes
+                if (tenant := c.tenant or owners.get(c.job_id))
+            ]
+            s = self.settings
+            record_events(self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events)
+        except Exception:
+            log.warning("job events not recorded", exc_info=True)
 
     def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
         epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))

@@ -72,7 +72,14 @@ def sweep(
             & ~jobs.c.id.in_(family.held or [""])
             for family in drained
         ]
-        picked = _pick(jobs.c.id, jobs.c.status == JobStatus.QUEUED, or_(lost, *strays), limit=limit)
+        # An attached job (coalesced_into set) has no message of its own: it finishes with its source.
+        picked = _pick(
+            jobs.c.id,
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.coalesced_into.is_(None),
+            or_(lost, *strays),
+            limit=limit,
+        )
         republish = [
             (r.id, r.analysis)
             for r in conn.execute(
@@ -172,3 +179,10 @@ def due_events(
             .returning(events.id)
         ).scalars()
     )
+
+
+def live_upload_names(conn: Connection) -> set[str]:
+    """Spooled call-record files that queued or running jobs still need (both statuses are indexed)."""
+    name = jobs.c.input["cdr"]["file"].astext
+    rows = conn.execute(select(name).where(jobs.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), name.is_not(None)))
+    return {row[0] for row in rows}

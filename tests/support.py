@@ -21,6 +21,7 @@ from workers.processes import (
     flower_process,
     inference_process,
     maintenance_process,
+    tabular_process,
     webhooks_process,
 )
 from workers.supervisor import ManagedProcess
@@ -115,6 +116,14 @@ class Stack:
         wait_for(ready, 120, interval=0.2, what=f"worker {name} ready")
         return proc
 
+    def tabular(self, name: str = "tabular", **env: str) -> Proc:
+        """The call-record worker (its own `tabular` queue, CPU, DuckDB); returns once it is ready."""
+        spec = tabular_process(f"{self._prefix(env)}.tabular", 0, hostname=f"{name}@%h")
+        proc = self.start(spec, env, name=name)
+        wait_for(lambda: bool(proc.log_events("worker ready")) or not proc.alive(), 60, what=f"{name} ready")
+        assert proc.alive(), proc.log_text()[-3000:]
+        return proc
+
     def _wait_celery_ready(self, proc: Proc, what: str) -> Proc:
         wait_for(lambda: "ready." in proc.log_text() or not proc.alive(), 60, what=what)
         assert proc.alive(), proc.log_text()[-3000:]
@@ -182,3 +191,13 @@ class Client:
         response = self.post("/v1/jobs/batch", json=body)
         assert response.status_code == 202, response.text
         return response.json()["data"]
+
+
+# --- issue 14: files a test leaves for people to look at (screenshots, terminal captures) ---
+ARTIFACTS = ROOT / "var" / "test-artifacts"
+
+
+def artifact(name: str) -> Path:
+    """A path under var/test-artifacts/ (kept after the run, ignored by git) for a test's screenshot or capture."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name

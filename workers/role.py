@@ -33,9 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if len(specs) == 1:
         (spec,) = specs
-        os.execve(sys.executable, spec.argv(), {**os.environ, **spec.env})
+        # ASSAY_ROLE: how `assay-health` (workers/health.py) learns the role from /proc/1/environ.
+        os.execve(sys.executable, spec.argv(), {**os.environ, **spec.env, "ASSAY_ROLE": kind})
     from workers.launch import supervise
 
+    os.environ["ASSAY_ROLE"] = kind
     return supervise(specs)
 
 

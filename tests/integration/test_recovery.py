@@ -5,19 +5,27 @@ Each test runs its own API, workers and sweeper on a queue prefix of its own.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import redis
 from sqlalchemy import Engine
 
 from store.keys import create_key
-from tests.integration.helpers import attempts, status_counts, statuses, wait_all_final
+from tests.integration.helpers import attempts, queued_task_args, status_counts, statuses, wait_all_final
 from tests.support import Client, Stack, wait_for
+from workers.health import role_from_environ
+from workers.processes import ProcessSpec
 
 # ~250 tokens: a 32-job model batch takes about a second on two CPU cores, long enough to
 # kill the worker while one is in flight.
+#: Well inside the inference workers' terminationGracePeriodSeconds (120 s; 180 s on GPUs).
+GRACE_SECONDS = 60
+JOBS = 64
 LONG_TEXT = " ".join(["The delivery arrived late and the box was damaged but support was helpful."] * 18)
 
 
@@ -90,3 +98,54 @@ def test_redis_emptied_after_accepting_jobs_the_sweeper_finishes_them(
     final = wait_all_final(db, ids, timeout=120)
     assert Counter(final.values()) == Counter({"succeeded": 60})
     assert set(attempts(db, ids).values()) == {1}
+
+
+def test_sigterm_drains_a_worker_within_the_grace_period(stack: Stack, fresh_database, redis_client) -> None:
+    """Scale-down as Kubernetes does it: SIGTERM to the container's PID 1 (`assay-role worker`, which execs
+    Celery), SIGKILL only after terminationGracePeriodSeconds. The batch in hand must be finished and
+    written before the process exits, the messages it had prefetched must be back in Redis for the next
+    pod, and no job may be left holding a lease (which would make it wait for the sweeper and run twice).
+    test_worker_killed_mid_batch_every_job_finishes_exactly_once shows another worker finishing such a queue.
+    """
+    env, db, key = isolated(fresh_database)
+    # One job per message and one batch of prefetch: the worker holds a known slice of the queue.
+    env |= {"ASSAY_PUBLISH_CHUNK_SIZE": "1", "ASSAY_WORKER_PREFETCH_BATCHES": "1"}
+    _, url = stack.api(**env)
+    client = Client(url, key)
+    role = ProcessSpec("worker", "drained", ("-m", "workers.role", "worker"))
+    victim = stack.start(role, {**env, "ASSAY_WORKER_FAMILIES": '["text"]', "ASSAY_DEVICE": "cpu"}, "drained")
+    wait_for(lambda: victim.log_events("worker ready") or not victim.alive(), 120, interval=0.2, what="ready")
+    assert victim.alive(), victim.log_text()[-3000:]
+    # The role entry point exec'd Celery (signals reach it directly) and left the role for `assay-health`.
+    proc = Path(f"/proc/{victim.pid}")
+    assert role_from_environ((proc / "environ").read_bytes()) == "worker"
+    assert b"celery" in (proc / "cmdline").read_bytes()
+
+    ids = [job["id"] for job in client.submit_batch([f"{i}. {LONG_TEXT}" for i in range(JOBS)])]
+    wait_for(
+        lambda: status_counts(db, ids)["running"] > 0,
+        90,
+        interval=0.05,
+        what="a batch in flight",
+    )
+    in_flight = {job_id for job_id, status in statuses(db, ids).items() if status == "running"}
+    signalled = time.monotonic()
+    os.kill(victim.pid, signal.SIGTERM)  # to PID 1 alone, as the kubelet does
+    wait_for(lambda: not victim.alive(), GRACE_SECONDS, interval=0.05, what="the worker to exit on SIGTERM")
+    drained_in = time.monotonic() - signalled
+    assert victim.popen is not None and victim.popen.returncode == 0, "a warm shutdown, not a crash"
+
+    at_exit = statuses(db, ids)
+    assert "running" not in at_exit.values(), "no job left holding a lease when the worker is gone"
+    assert in_flight and all(at_exit[job_id] == "succeeded" for job_id in in_flight), "the batch in hand finished"
+    left = {job_id for job_id, status in at_exit.items() if status == "queued"}
+    assert left and len(left) + Counter(at_exit.values())["succeeded"] == JOBS
+
+    queue = f"{env['ASSAY_QUEUE_PREFIX']}.text"
+    waiting = [job_id for chunk in queued_task_args(redis_client, queue) for job_id in chunk]
+    assert sorted(waiting) == sorted(left), "every unfinished job is back in the queue, once"
+    finished = Counter(r["job_id"] for r in victim.log_events("job finished") if r["job_id"] in set(ids))
+    assert set(finished) == set(ids) - left and max(finished.values()) == 1
+    tries = attempts(db, ids)
+    assert all(tries[job_id] == 1 for job_id in finished) and all(tries[job_id] <= 1 for job_id in left)
+    print(f"drained in {drained_in:.1f}s: {len(in_flight)} in flight finished, {len(left)} handed back")

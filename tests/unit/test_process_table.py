@@ -8,6 +8,7 @@ not the one the table's process listens on.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, get_args
 import yaml
 
 from config.settings import ROOT, load_settings
+from deploy.manifests import OVERLAYS, pod_specs, render
 from workers.processes import SERVICE_KINDS, SINGLETON_KINDS, ProcessKind, service_processes
 
 ROLES = set(get_args(ProcessKind))
@@ -26,18 +28,20 @@ def _compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]
 
 
+@functools.cache
+def _rendered() -> list[dict[str, Any]]:
+    """Both kustomize overlays, rendered (deploy/manifests.py)."""
+    return [doc for overlay in OVERLAYS for doc in render(overlay)]
+
+
 def _k8s_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(workload document, container) for every container that runs the Assay image."""
-    found = []
-    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") not in ("Deployment", "StatefulSet", "Job", "CronJob"):
-                continue
-            spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
-            for container in spec["template"]["spec"]["containers"]:
-                if str(container.get("image", "")).startswith("assay"):
-                    found.append((doc, container))
-    return found
+    return [
+        (doc, container)
+        for doc, pod in pod_specs(_rendered())
+        for container in pod["containers"]
+        if str(container.get("image", "")).split("@")[0].rsplit(":", 1)[0].endswith("/assay")
+    ]
 
 
 def test_compose_runs_every_role_of_the_table_by_name() -> None:
@@ -62,7 +66,7 @@ def test_kubernetes_runs_every_role_of_the_table_by_name() -> None:
 def test_no_manifest_writes_a_command_line_by_hand() -> None:
     texts = [
         (ROOT / "deploy" / "docker-compose.yml").read_text(),
-        *(p.read_text() for p in (ROOT / "deploy" / "k8s").glob("*.yaml")),
+        *(p.read_text() for p in (ROOT / "deploy" / "k8s").rglob("*.yaml")),
     ]
     for _, container in _k8s_containers():
         assert not any(word in " ".join(container.get("args", [])) for word in HAND_WRITTEN)
@@ -77,7 +81,9 @@ def test_ports_agree_with_the_table() -> None:
     kinds = {spec.kind: spec for spec in service_processes(settings, [], 2)}
     flower_port = next(a for a in kinds["flower"].args if a.startswith("--port=")).split("=")[1]
     ports = {c["args"][0]: [p["containerPort"] for p in c.get("ports", [])] for _, c in _k8s_containers()}
-    assert ports["api"] == [int(settings.api_bind.rsplit(":", 1)[1])]
+    config = next(d for d in _rendered() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "assay-config")
+    metrics_port = int(config["data"]["ASSAY_METRICS_BIND"].rsplit(":", 1)[1])
+    assert ports["api"] == [int(settings.api_bind.rsplit(":", 1)[1]), metrics_port]
     assert ports["flower"] == [int(flower_port)]
     compose = _compose()
     assert compose["flower"]["ports"][0].endswith(f":{flower_port}")
@@ -101,3 +107,15 @@ def test_the_table_is_what_make_run_starts() -> None:
     kinds = [spec.kind for spec in service_processes(load_settings(), [], 2)]
     assert kinds == list(SERVICE_KINDS)
     assert Path(ROOT / "deploy" / "local" / "run.py").read_text().count("service_processes(") == 1
+
+
+def test_call_records_have_their_own_cpu_worker_even_beside_gpus() -> None:
+    settings = load_settings()
+    specs = service_processes(settings, ["0", "1"], 8)
+    queues = {spec.name: spec.args[spec.args.index("-Q") + 1] for spec in specs if "-Q" in spec.args}
+    (tabular,) = [spec for spec in specs if spec.kind == "tabular"]
+    assert queues[tabular.name] == settings.queue_name("tabular")
+    assert tabular.env["CUDA_VISIBLE_DEVICES"] == "" and tabular.env["ASSAY_DEVICE"] == "cpu"
+    assert tabular.env["ASSAY_MAX_BATCH_SIZE"] == "1"  # one file per message: a second worker takes the next
+    gpu_queues = [queues[spec.name] for spec in specs if spec.kind == "worker"]
+    assert len(gpu_queues) == 2 and all("tabular" not in q for q in gpu_queues)

@@ -1,0 +1,224 @@
+"""Flat cost at scale: the API and the hot statements on an empty jobs table and on one of 10M rows.
+
+    .venv/bin/python -m bench.scale [--rows 10000000] [--tenants 100] [--seconds 5]
+
+Users keep 30 days of jobs (the retention default): at 100 jobs/s that is 260 million rows, so
+nothing a request or a sweep does may grow with the table. The run measures, on an empty table,
+then again after filling it with `--rows` finished jobs across `--tenants` tenants (generated in SQL,
+created over the last 31 days so retention has a tail to find):
+- through the API (wrk, 16 connections): submit, GET by id, GET ?wait= of a finished job, and the
+  second page of a list (cursor);
+- EXPLAIN ANALYZE of the statements the code really runs (captured from store/ functions in a
+  rolled-back transaction): get, list page, admission's queued count, claim, the sweeper, retention.
+A figure passes when the 10M figure is within 20 % of the empty one and no plan scans `jobs`
+sequentially.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, select, text
+
+from bench.api import ensure_wrk, run_wrk
+from bench.harness import bench_stack, record, table
+from store.api import JobSpec, create_jobs, get_job, list_jobs, queued_jobs
+from store.keys import create_key
+from store.maintenance import Drained, expire_jobs, sweep
+from store.tables import jobs
+from store.worker import claim_jobs
+
+FILL_CHUNK = 500_000
+ANALYSES = ["sentiment", "toxicity", "phishing", "prompt_injection"]
+FILL = text(
+    """
+    INSERT INTO jobs (id, owner, analysis, status, input, result, metadata, attempts,
+                      created_at, enqueued_at, started_at, completed_at)
+    SELECT 'job_' || md5(:seed || '-' || i), (:owners)[1 + i % cardinality(:owners)],
+           (:analyses)[1 + i % cardinality(:analyses)], 'succeeded',
+           jsonb_build_object('text', 'ticket ' || i || ': my order arrived late and the box was damaged'),
+           jsonb_build_object('label', 'negative', 'score', 0.91, 'scores',
+                              jsonb_build_object('negative', 0.91, 'neutral', 0.06, 'positive', 0.03)),
+           '{}'::jsonb, 1, t, t, t + interval '40 ms', t + interval '90 ms'
+    FROM (SELECT i, now() - interval '31 days' * random() AS t FROM generate_series(:start, :stop) AS i) AS g
+    """
+)
+
+
+def fill(db: Engine, owners: list[str], rows: int) -> float:
+    """Insert `rows` finished jobs in chunks; seconds taken."""
+    began = time.monotonic()
+    for start in range(0, rows, FILL_CHUNK):
+        stop = min(rows, start + FILL_CHUNK) - 1
+        with db.begin() as conn:
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            conn.execute(FILL, {"seed": "scale", "owners": owners, "analyses": ANALYSES, "start": start, "stop": stop})
+        print(f"[scale] {stop + 1:,} rows in {time.monotonic() - began:.0f} s", file=sys.stderr)
+    with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE jobs"))
+    return time.monotonic() - began
+
+
+def finished_job(db: Engine, owner: str) -> str:
+    """A finished job of `owner` (one is made on the empty table)."""
+    with db.begin() as conn:
+        found = conn.execute(
+            select(jobs.c.id).where(jobs.c.owner == owner, jobs.c.status == "succeeded").limit(1)
+        ).scalar()
+        if found:
+            return found
+        (row,) = create_jobs(conn, owner, [JobSpec("sentiment", {"text": "done"})]).rows
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == row["id"])
+            .values(status="succeeded", result={"label": "positive"}, completed_at=row["created_at"])
+        )
+        return row["id"]
+
+
+def api_figures(wrk: str, url: str, key: str, job_id: str, seconds: int) -> dict[str, dict[str, float]]:
+    import requests
+
+    headers = {"Authorization": f"Bearer {key}"}
+    first = requests.get(f"{url}/v1/jobs", params={"limit": 50}, headers=headers, timeout=30).json()
+    cursor = first.get("next_cursor")
+    page2 = f"{url}/v1/jobs?limit=50" + (f"&cursor={cursor}" if cursor else "")
+    single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    return {
+        "submit (POST /v1/jobs)": run_wrk(wrk, f"{url}/v1/jobs", key, single, seconds, 16),
+        "GET /v1/jobs/{id}": run_wrk(wrk, f"{url}/v1/jobs/{job_id}", key, None, seconds, 16),
+        "GET /v1/jobs/{id}?wait=1 (finished)": run_wrk(wrk, f"{url}/v1/jobs/{job_id}?wait=1", key, None, seconds, 16),
+        "GET /v1/jobs?limit=50, page 2": run_wrk(wrk, page2, key, None, seconds, 16),
+    }
+
+
+def captured_statements(db: Engine, call: Callable[[Connection], Any]) -> list[tuple[str, Any]]:
+    """The SQL `call` runs, with its parameters, in a transaction that is rolled back."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if not executemany and statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
+            seen.append((statement, parameters))
+
+    with db.connect() as conn:
+        event.listen(conn, "before_cursor_execute", capture)
+        try:
+            with conn.begin() as transaction:
+                call(conn)
+                transaction.rollback()
+        finally:
+            event.remove(conn, "before_cursor_execute", capture)
+    return seen
+
+
+def explain(db: Engine, statement: str, parameters: Any) -> tuple[float, int, list[str]]:
+    """Execution ms, rows out of the top node, and the plan's nodes on `jobs` (EXPLAIN ANALYZE, rolled back)."""
+    raw = db.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            (plan,) = cur.fetchone()
+        raw.rollback()
+    finally:
+        raw.close()
+    plan = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
+    nodes: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        index = str(node.get("Index Name", ""))
+        if node.get("Relation Name") == "jobs" or index.split("_")[1:2] == ["jobs"]:
+            nodes.append(f"{node['Node Type']}" + (f" {node['Index Name']}" if node.get("Index Name") else ""))
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan["Plan"])
+    return plan["Execution Time"], plan["Plan"].get("Actual Rows", 0), nodes
+
+
+def statement_plans(db: Engine, owner: str, job_id: str) -> list[list[str]]:
+    with db.connect() as conn:
+        page = list_jobs(conn, owner, limit=50)
+        queued = list(
+            conn.execute(select(jobs.c.id).where(jobs.c.status == "queued", jobs.c.owner == owner).limit(32)).scalars()
+        )
+    before = (page[-1]["created_at"], page[-1]["id"]) if page else None
+    calls: dict[str, Callable[[Connection], Any]] = {
+        "get by id": lambda c: get_job(c, owner, job_id),
+        "list, page 2 (keyset)": lambda c: list_jobs(c, owner, limit=50, before=before),
+        "admission: queued count": lambda c: queued_jobs(c, ANALYSES),
+        "claim 32 queued jobs": lambda c: claim_jobs(c, queued, 300),
+        "sweeper": lambda c: sweep(
+            c,
+            epoch="bench",
+            drained=[Drained(ANALYSES, set())],
+            requeue_after_seconds=120,
+            max_attempts=3,
+            limit=1000,
+        ),
+        "retention (30 days)": lambda c: expire_jobs(c, timedelta(days=30).total_seconds(), 1000),
+    }
+    rows = []
+    for name, call in calls.items():
+        for index, (statement, parameters) in enumerate(captured_statements(db, call)):
+            ms, found, nodes = explain(db, statement, parameters)
+            seq = any(node.startswith("Seq Scan") for node in nodes)
+            label = name if index == 0 else f"{name} ({index + 1})"
+            plan = ", ".join(dict.fromkeys(nodes)) or "-"
+            rows.append([label, f"{ms:.2f}", str(found), plan, "SEQ SCAN" if seq else "ok"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args(argv)
+    wrk = ensure_wrk()
+
+    with bench_stack(ASSAY_MAX_QUEUE_DEPTH="100000000", ASSAY_MAX_QUEUE_WAIT_SECONDS="1000000") as bench:
+        with bench.db.begin() as conn:
+            keys = [create_key(conn, f"scale-{n:03d}") for n in range(args.tenants)]
+        owner, key = keys[0].tenant_id, keys[0].secret
+        _, url = bench.stack.api()
+        job_id = finished_job(bench.db, owner)
+        run_wrk(wrk, f"{url}/v1/jobs/{job_id}", key, None, 2, 16)  # warm-up
+        empty = api_figures(wrk, url, key, job_id, args.seconds)
+        empty_plans = statement_plans(bench.db, owner, job_id)
+        filled_in = fill(bench.db, [k.tenant_id for k in keys], args.rows)
+        full = api_figures(wrk, url, key, job_id, args.seconds)
+        full_plans = statement_plans(bench.db, owner, job_id)
+
+    rows, ok = [], True
+    for name, before in empty.items():
+        after = full[name]
+        ratio = after["rps"] / before["rps"]
+        good = ratio >= 0.8 and not after["errors"]
+        ok &= good
+        rows.append([name, f"{before['rps']:.0f}", f"{after['rps']:.0f}", f"{ratio:.0%}", f"{before['p95']:.1f}",
+                     f"{after['p95']:.1f}", "ok" if good else "SLOWER"])  # fmt: skip
+    rows_label = f"{args.rows:,} rows"
+    text_ = table(["API (16 connections)", "empty req/s", f"{rows_label} req/s", "ratio", "empty p95 ms",
+                   f"{rows_label} p95 ms", "within 20 %"], rows)  # fmt: skip
+    empty_ms = {row[0]: row[1] for row in empty_plans}
+    plans = [[row[0], empty_ms.get(row[0], "-"), *row[1:]] for row in full_plans]
+    ok &= all(row[-1] == "ok" for row in plans)
+    text_ += "\n\n" + table(["statement", "empty ms", f"{rows_label} ms", "rows", "plan on jobs", "scan"], plans)
+    notes = (
+        f"{args.rows:,} finished jobs across {args.tenants} tenants generated in SQL in {filled_in:.0f} s (created "
+        "over the last 31 days); the measured tenant holds 1 %. wrk -t 2, 16 connections, "
+        f"{args.seconds} s per figure, gunicorn with 2 gevent workers, no inference worker."
+    )
+    record("Scale (jobs table)", "python -m bench.scale " + " ".join(argv or sys.argv[1:]), text_, notes)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
