@@ -12,6 +12,7 @@ from sqlalchemy import Connection, RowMapping
 
 from app.auth import authenticate
 from app.backpressure import check_queue_depth
+from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
 from app.request_json import check_text_param, json_body
@@ -57,13 +58,16 @@ def create_job() -> Response:
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data":
+            # Call-record files are far larger than the JSON limit; the form parser spools them to disk.
+            request.max_content_length = max(svc.settings.max_request_bytes, svc.settings.max_cdr_bytes + 2**20)
             spec = upload_spec(svc, key)
         else:
             spec = validate_job(json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
-    check_queue_depth(svc, {spec.analysis: 1}, 1)
-    (job,), created = _create(svc, [spec])
+    with spooled_until_created([spec], svc.settings) as outcome:
+        check_queue_depth(svc, {spec.analysis: 1}, 1)
+        (job,), created = outcome.record(_create(svc, [spec]))
     response = jsonify(job)
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{job['id']}"
@@ -104,12 +108,14 @@ def create_batch() -> Response:
             )
         except EntryError as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message, "details": exc.details})
-    if errors:
-        raise ApiError(
-            422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
-        )
-    check_queue_depth(svc, Counter(s.analysis for s in specs), len(specs) // svc.settings.publish_chunk_size + 1)
-    jobs, created = _create(svc, specs)
+    with spooled_until_created(specs, svc.settings) as outcome:
+        if errors:
+            raise ApiError(
+                422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
+            )
+        count = Counter(s.analysis for s in specs)
+        check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
+        jobs, created = outcome.record(_create(svc, specs))
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200
     return response

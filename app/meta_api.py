@@ -102,6 +102,9 @@ def _limits(kind: str, s: Settings) -> dict[str, float]:
     common = {"max_metadata_bytes": s.max_metadata_bytes, "max_jobs_per_batch": s.max_jobs_per_batch}
     if kind == "audio":
         return {**common, "max_audio_bytes": s.max_audio_bytes, "max_audio_seconds": s.max_audio_seconds}
+    if kind == "cdr":  # multipart takes files up to max_cdr_bytes; base64 in JSON is bounded by the request
+        return {**common, "max_cdr_bytes": s.max_cdr_bytes, "max_cdr_line_bytes": s.max_cdr_line_bytes,
+                "max_request_bytes": s.max_request_bytes}  # fmt: skip
     return {**common, "max_text_chars": s.max_text_chars, "max_model_tokens": s.max_model_tokens}
 
 
@@ -123,6 +126,7 @@ def analyses() -> Response:
             "flag_label": a.flag_label,
             "verdicts": a.verdicts,
             "pipeline": {"steps": a.steps, "then": a.then} if a.engine == "pipeline" else None,
+            "parameters": a.parameters or None,
             "limits": _limits(a.input, s),
         }
         for a in svc.catalog.values()

@@ -20,6 +20,7 @@ from app.request_json import MAX_DEPTH, NO_NUL_PATTERN, TEXT_PATTERN
 from app.validation import BASE64_PATTERN, IDEMPOTENCY_KEY_PATTERN
 from config import Settings
 from config.catalog import AnalysisConfig
+from models.cdr.spec import INTEGER_PARAMETERS, REQUIRED_COLUMNS, CdrParameters
 from store.ids import id_pattern
 from store.tables import JOB_STATUSES
 from webhooks.urlguard import URL_PATTERN
@@ -77,6 +78,26 @@ def _text(pattern: str = NO_NUL_PATTERN, **bounds: int) -> dict[str, Any]:
 def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> dict[str, Any]:
     text_analyses = sorted(name for name, a in catalog.items() if a.input == "text")
     audio_analyses = sorted(name for name, a in catalog.items() if a.input == "audio")
+    cdr_analyses = sorted(name for name, a in catalog.items() if a.input == "cdr")
+    cdr_columns = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _text(minLength=1, maxLength=128) for name in REQUIRED_COLUMNS},
+        "description": "the file's names for the four columns it must have, where they differ",
+    }
+    cdr_parameters = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            name: {
+                "type": "integer" if name in INTEGER_PARAMETERS else "number",
+                "minimum": low,
+                "maximum": high,
+            }
+            for name, (low, high) in CdrParameters.BOUNDS.items()
+        },
+        "description": "detection thresholds; each defaults to the catalog's value (GET /v1/analyses)",
+    }
     metadata_note = f"at most {settings.max_metadata_bytes} bytes as JSON and {MAX_DEPTH} levels deep"
     return {
         "MetadataValue": {
@@ -155,7 +176,35 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "webhook": _optional("WebhookSpec"),
             },
         },
-        "JobCreate": {"oneOf": [_ref("TextJobCreate"), _ref("AudioJobCreate")]},
+        "CdrJobCreate": {
+            "type": "object",
+            "required": ["analysis", "input"],
+            "additionalProperties": False,
+            "properties": {
+                "analysis": {"enum": cdr_analyses},
+                "input": {
+                    "type": "object",
+                    "required": ["cdr_base64"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "cdr_base64": {
+                            "type": "string",
+                            "pattern": BASE64_PATTERN,
+                            "contentEncoding": "base64",
+                            "description": "call records: CSV with a header, or JSON lines, optionally gzip; "
+                            f"within the request limit ({settings.max_request_bytes} bytes): larger files "
+                            "go as multipart",
+                        },
+                        "filename": {"anyOf": [_text(maxLength=255), {"type": "null"}]},
+                        "columns": {"anyOf": [cdr_columns, {"type": "null"}]},
+                    },
+                },
+                "parameters": {"anyOf": [cdr_parameters, {"type": "null"}]},
+                "metadata": _ref("Metadata"),
+                "webhook": _optional("WebhookSpec"),
+            },
+        },
+        "JobCreate": {"oneOf": [_ref("TextJobCreate"), _ref("AudioJobCreate"), _ref("CdrJobCreate")]},
         "BatchCreate": {
             "type": "object",
             "required": ["jobs"],
@@ -174,10 +223,16 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
             "type": "object",
             "required": ["analysis", "file"],
             "properties": {
-                "analysis": {"enum": audio_analyses},
-                "file": {"type": "string", "format": "binary", "contentMediaType": "audio/*"},
+                "analysis": {"enum": audio_analyses + cdr_analyses},
+                "file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": f"audio, or call records (at most {settings.max_cdr_bytes} bytes)",
+                },
                 "metadata": _ref("Metadata"),
                 "webhook": _optional("WebhookSpec"),
+                "columns": cdr_columns | {"description": "call records only: " + cdr_columns["description"]},
+                "parameters": cdr_parameters | {"description": "call records only: detection thresholds"},
             },
         },
     }
@@ -221,6 +276,8 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                             "encoding": {
                                 "metadata": {"contentType": "application/json"},
                                 "webhook": {"contentType": "application/json"},
+                                "columns": {"contentType": "application/json"},
+                                "parameters": {"contentType": "application/json"},
                             },
                         },
                     },

@@ -23,6 +23,17 @@ class AudioInput(BaseModel):
     filename: str | None = Field(None, max_length=255)
 
 
+class CdrInput(BaseModel):
+    """A call-record file inside JSON (single or batch submission); multipart uploads take larger files."""
+
+    model_config = ConfigDict(extra="forbid")
+    cdr_base64: str = Field(description="the file's bytes, base64: CSV with a header or JSON lines, optionally gzip")
+    filename: str | None = Field(None, max_length=255)
+    columns: dict[str, str] | None = Field(
+        None, description='the file\'s names for caller, callee, start_time, duration, e.g. {"caller": "a_number"}'
+    )
+
+
 class WebhookSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="http(s) URL; must resolve to public addresses unless the deployment allows others")
@@ -45,6 +56,17 @@ class AudioJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     analysis: str
     input: AudioInput
+    metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
+    webhook: WebhookSpec | None = None
+
+
+class CdrJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analysis: str
+    input: CdrInput
+    parameters: dict[str, Any] | None = Field(
+        None, description="detection thresholds; defaults from the catalog (GET /v1/analyses)"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
     webhook: WebhookSpec | None = None
 
@@ -135,7 +157,7 @@ class ErrorResponse(BaseModel):
 class Analysis(BaseModel):
     name: str
     description: str
-    input: Literal["text", "audio"]
+    input: Literal["text", "audio", "cdr"]
     family: str
     queue: str
     engine: str
@@ -144,6 +166,7 @@ class Analysis(BaseModel):
     flag_label: str | None
     verdicts: dict[str, float]
     pipeline: dict[str, list[str]] | None
+    parameters: dict[str, float] | None = Field(None, description="call records: the parameters' defaults")
     limits: dict[str, float]
 
 

@@ -1,4 +1,5 @@
-"""multipart/form-data submissions: `analysis`, `file` (the audio), optional `metadata` and `webhook` (JSON)."""
+"""multipart/form-data submissions: `analysis`, `file` (audio or call records), optional `metadata` and `webhook`
+(JSON); call records also take `columns` and `parameters` (JSON)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from flask import request
 from pydantic import ValidationError
 
+from app.cdr_input import cdr_spec
 from app.errors import ApiError
 from app.request_json import check_text_param, parse_json
 from app.resources import Resources
@@ -34,14 +36,15 @@ def upload_spec(svc: Resources, key: str | None) -> JobSpec:
         raise EntryError(422, "validation_error", "form field 'analysis' is required")
     if analysis not in svc.catalog:
         raise EntryError(422, "unknown_analysis", f"analysis {analysis!r} is not served here", sorted(svc.catalog))
-    if svc.catalog[analysis].input != "audio":
+    kind = svc.catalog[analysis].input
+    if kind == "text":
         raise EntryError(422, "validation_error", f"{analysis} takes text: send it as application/json")
     upload = files.get("file")
     if upload is None:
         raise EntryError(
             422,
             "missing_file",
-            "send the audio in a form field named 'file'",
+            f"send the {'call records' if kind == 'cdr' else 'audio'} in a form field named 'file'",
             {"received_files": sorted(files), "received_fields": sorted(form)},
         )
     metadata = _json_field("metadata")
@@ -57,6 +60,18 @@ def upload_spec(svc: Resources, key: str | None) -> JobSpec:
     except ValidationError:
         raise EntryError(422, "validation_error", 'form field webhook must be JSON {"url", "events"?}') from None
     filename = check_text_param("the file's name", upload.filename)
+    if kind == "cdr":
+        spec = cdr_spec(
+            svc.catalog[analysis],
+            upload.stream,
+            filename=filename,
+            columns=_json_field("columns"),
+            parameters=_json_field("parameters"),
+            metadata=metadata,
+            settings=svc.settings,
+            idempotency_key=key,
+        )
+        return replace(spec, webhook=webhook)
     data = upload.read(svc.settings.max_audio_bytes + 1)
     spec = audio_spec(analysis, data, filename, upload.mimetype, metadata, svc.settings, key)
     return replace(spec, webhook=webhook)

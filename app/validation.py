@@ -5,33 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
+import io
 import re
 from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from app.entries import EntryError, canonical_hash, check_metadata
 from app.errors import ApiError
 from app.offload import off_loop
-from app.schemas import AudioJobCreate, JobCreate, WebhookSpec
+from app.schemas import AudioJobCreate, CdrJobCreate, JobCreate, WebhookSpec
 from config import Settings
 from config.catalog import AnalysisConfig
 from store.api import JobSpec
 from webhooks.urlguard import UnsafeURLError, check_webhook_url
-
-
-class EntryError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-    def as_api_error(self) -> ApiError:
-        return ApiError(self.status, self.code, self.message, self.details)
-
-
-def canonical_hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -85,6 +73,8 @@ def _validate_job(
         )
     if catalog[analysis].input == "audio":
         return _audio_job(payload, settings, idempotency_key)
+    if catalog[analysis].input == "cdr":
+        return _cdr_job(payload, settings, catalog[analysis], idempotency_key)
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
@@ -111,17 +101,6 @@ def _validate_job(
     )
 
 
-def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
-    size = len(json.dumps(metadata, separators=(",", ":")))
-    if size > settings.max_metadata_bytes:
-        raise EntryError(
-            413,
-            "metadata_too_large",
-            f"metadata is {size} bytes as JSON; the limit is {settings.max_metadata_bytes}",
-            {"limit": settings.max_metadata_bytes, "actual": size},
-        )
-
-
 def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str | None) -> JobSpec:
     try:
         job = AudioJobCreate.model_validate(payload)
@@ -136,6 +115,35 @@ def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
     spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
+    return replace(spec, webhook=check_webhook(job.webhook, settings))
+
+
+def _cdr_job(
+    payload: dict[str, Any], settings: Settings, config: AnalysisConfig, idempotency_key: str | None
+) -> JobSpec:
+    """A call-record file as base64 in JSON (bounded by ASSAY_MAX_REQUEST_BYTES; multipart takes larger)."""
+    from app.cdr_input import cdr_spec
+
+    try:
+        job = CdrJobCreate.model_validate(payload)
+    except ValidationError as exc:
+        raise EntryError(
+            422, "validation_error", "a call-record job needs input.cdr_base64", _pydantic_details(exc)
+        ) from None
+    try:
+        data = base64.b64decode(job.input.cdr_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise EntryError(422, "invalid_base64", "input.cdr_base64 is not valid base64") from None
+    spec = cdr_spec(
+        config,
+        io.BytesIO(data),
+        filename=job.input.filename,
+        columns=job.input.columns,
+        parameters=job.parameters,
+        metadata=job.metadata,
+        settings=settings,
+        idempotency_key=idempotency_key,
+    )
     return replace(spec, webhook=check_webhook(job.webhook, settings))
 
 

@@ -32,7 +32,7 @@ class AnalysisConfig(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     version: int = 1
     description: str
-    input: Literal["text", "audio"]
+    input: Literal["text", "audio", "cdr"]
     family: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="one broker queue per model family")
     engine: EngineName
     temperature: float = 0.05
@@ -43,6 +43,9 @@ class AnalysisConfig(BaseModel):
     production: ModelChoice | None = Field(None, description="the model README recommends in production")
     steps: list[str] = Field(default_factory=list, description="pipeline: the audio step, e.g. transcription")
     then: list[str] = Field(default_factory=list, description="pipeline: text analyses run on the transcript")
+    parameters: dict[str, float] = Field(
+        default_factory=dict, description="defaults of the per-job parameters a request may override (cdr)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisConfig:
@@ -52,6 +55,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"{self.name}: flag_label {self.flag_label!r} is not one of its labels")
         if self.engine == "pipeline" and not (self.steps and self.then):
             raise ValueError(f"{self.name}: a pipeline needs steps and then")
+        if (self.engine == "sdhf") != (self.input == "cdr"):
+            raise ValueError(f"{self.name}: call records (input cdr) are read by the sdhf engine, and only them")
         return self
 
 
@@ -83,6 +88,8 @@ def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
     if analysis.engine == "whisper":
         return ModelChoice(engine=analysis.engine, model=settings.speech_model_path or PACKAGED_SPEECH_MODEL)
+    if analysis.engine == "sdhf":
+        return ModelChoice(engine=analysis.engine, model=f"sdhf-v{analysis.version}")
     return ModelChoice(engine=analysis.engine, model="+".join(analysis.steps + analysis.then))
 
 

@@ -11,6 +11,7 @@ SWEEP_TASK = "assay.sweep"
 DELIVER_TASK = "assay.webhooks.deliver"
 WEBHOOK_SWEEP_TASK = "assay.webhooks.sweep"
 RETENTION_TASK = "assay.retention"
+UPLOADS_SWEEP_TASK = "assay.uploads.sweep"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -49,6 +50,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": RETENTION_TASK,
                 "schedule": settings.retention_interval_seconds,
                 "options": {"queue": settings.maintenance_queue, "expires": settings.retention_interval_seconds},
+            },
+            "uploads-sweep": {
+                "task": UPLOADS_SWEEP_TASK,
+                "schedule": min(60.0, settings.upload_grace_seconds),
+                "options": {"queue": settings.maintenance_queue, "expires": 60.0},
             },
             "webhook-sweep": {
                 "task": WEBHOOK_SWEEP_TASK,

@@ -114,6 +114,23 @@ class Settings(BaseSettings):
     )
     warmup: bool = True
 
+    # --- call records (cdr_fraud, issue 13) ----------------------------------------------
+    # CDR files are far larger than audio: they are streamed to a spool folder shared by the API and the
+    # tabular workers (a volume both mount), never held in memory or in PostgreSQL; the job row records
+    # the file's name, size and sha256. See docs/DESIGN.md "Call records".
+    upload_dir: Path | None = Field(None, description="spool folder for CDR files; empty: <var_dir>/uploads")
+    max_cdr_bytes: int = Field(2 * 1024**3, ge=1024, description="a CDR file as uploaded (compressed or not)")
+    max_cdr_line_bytes: int = Field(65_536, ge=256, description="one CSV or JSON line; longer → invalid_input")
+    cdr_memory_limit_mb: int = Field(
+        512, ge=64, description="DuckDB's buffer memory in a tabular worker; past it, it spills to disk"
+    )
+    cdr_threads: int = Field(0, ge=0, description="DuckDB threads per tabular worker; 0: one per core")
+    cdr_max_flagged: int = Field(1_000, ge=1, description="flagged callers listed in a result (totals count all)")
+    upload_grace_seconds: float = Field(
+        900.0, gt=0, description="a spooled file no live job names is deleted after this long"
+    )
+    # --- end call records ---------------------------------------------------------------
+
     # --- API ----------------------------------------------------------------------------
     api_bind: str = "127.0.0.1:8000"
     api_workers: int = Field(2, ge=1, le=64)
@@ -244,6 +261,11 @@ class Settings(BaseSettings):
     @property
     def secrets_key_list(self) -> list[str]:
         return [key.strip() for key in self.secrets_keys.get_secret_value().split(",") if key.strip()]
+
+    @property
+    def cdr_upload_dir(self) -> Path:
+        """Where CDR files are spooled (shared by the API, the tabular workers and the maintenance worker)."""
+        return self.upload_dir or self.var_dir / "uploads"
 
     @property
     def webhook_queue(self) -> str:

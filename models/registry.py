@@ -171,9 +171,14 @@ def _add_pipeline(reg: EngineRegistry, analysis: str, config: AnalysisConfig, ch
         reg._ensure(name)
 
 
+def _add_sdhf(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    """Call records load no model: tabular workers run them (pipeline/tabular.py) with DuckDB."""
+
+
 _BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, ModelChoice], None]] = {
     "embedding-prototype": _add_prototype_head,
     "hf-classifier": _add_classifier,
     "whisper": _add_speech,
     "pipeline": _add_pipeline,
+    "sdhf": _add_sdhf,
 }

@@ -12,6 +12,7 @@ from models.base import InputError
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome, run_audio, run_text
 from pipeline.lifecycle import Change
+from pipeline.tabular import cdr_counts, discard_inputs, run_cdr
 from store.db import retry_while_unreachable
 from store.tables import JobStatus
 from store.worker import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
@@ -53,6 +54,7 @@ def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome
     kinds = {job.id: ctx.catalog[job.analysis].input if job.analysis in ctx.catalog else None for job in claimed}
     text = [job for job in claimed if kinds[job.id] == "text"]
     audio = [job for job in claimed if kinds[job.id] == "audio"]
+    records = [job for job in claimed if kinds[job.id] == "cdr"]
     unknown = InputError("unknown_analysis", "this analysis is not served by this deployment")
     outcomes = [outcome(job, unknown) for job in claimed if kinds[job.id] is None]
     if text:
@@ -64,6 +66,8 @@ def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome
             what="load audio",
         )
         outcomes += run_audio(ctx.engines, ctx.catalog, audio, blobs, ctx.settings.max_audio_seconds)
+    if records:
+        outcomes += run_cdr(ctx, records)
     return outcomes
 
 
@@ -107,6 +111,7 @@ def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
         )
     finally:
         ctx.leases.release([job.id for job in batch.claimed])
+    discard_inputs(ctx, batch.claimed, written)
     for family in {_family(ctx, job.analysis) for job in batch.claimed}:
         metrics.INFERENCE.labels(family).observe(batch.seconds)
     metrics.record_gpu_memory()
@@ -132,6 +137,7 @@ def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
                     error_code=o.error_code,
                     runtime=batch.seconds,
                     has_webhook=bool(jobs[o.job_id].webhook),
+                    cdr=cdr_counts(o.result) if _family(ctx, jobs[o.job_id].analysis) == "tabular" else None,
                 )
                 for o in batch.outcomes
                 if o.job_id in written

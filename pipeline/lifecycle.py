@@ -42,6 +42,7 @@ class Change:
     error_code: str | None = None
     runtime: float = 0.0  # seconds of model time, for Flower
     has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
+    cdr: tuple[int, int] | None = None  # a call-record job's (records read, callers flagged), for its metrics
 
 
 @dataclass
@@ -122,6 +123,8 @@ class Lifecycle:
         now = datetime.now(UTC)
         for change in unit.finished_jobs:
             metrics.JOBS_FINISHED.labels(change.analysis, change.status).inc()
+            if change.cdr is not None:
+                metrics.count_cdr(*change.cdr)
             if change.created_at:
                 metrics.JOB_LATENCY.labels(change.analysis).observe((now - change.created_at).total_seconds())
             log.info(

@@ -172,3 +172,10 @@ def due_events(
             .returning(events.id)
         ).scalars()
     )
+
+
+def live_upload_names(conn: Connection) -> set[str]:
+    """Spooled call-record files that queued or running jobs still need (both statuses are indexed)."""
+    name = jobs.c.input["cdr"]["file"].astext
+    rows = conn.execute(select(name).where(jobs.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), name.is_not(None)))
+    return {row[0] for row in rows}

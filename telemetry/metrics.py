@@ -32,6 +32,20 @@ BATCH_SIZE = Histogram("assay_batch_size", "Jobs per model batch", ["family"], b
 MODEL_LOAD = Gauge("assay_model_load_seconds", "Time to load a model", ["model"], multiprocess_mode="max")
 GPU_MEMORY = Gauge("assay_gpu_memory_bytes", "GPU memory allocated by this worker", ["device"], multiprocess_mode="max")
 
+# --- call records (cdr_fraud) ---------------------------------------------------------------------
+CDR_RECORDS = Counter("assay_cdr_records_total", "Call records read by cdr_fraud jobs that succeeded")
+CDR_ALERTS = Counter("assay_cdr_alerts_total", "Callers flagged (alerts generated) by cdr_fraud jobs")
+CDR_LAST_DETECTION = Gauge(
+    "assay_cdr_last_detection_timestamp_seconds", "When a cdr_fraud detection last finished", multiprocess_mode="max"
+)
+
+
+def count_cdr(records: int, alerts: int) -> None:
+    """A cdr_fraud job's result was written: count its records and alerts, and stamp the last detection."""
+    CDR_RECORDS.inc(records)
+    CDR_ALERTS.inc(alerts)
+    CDR_LAST_DETECTION.set_to_current_time()
+
 
 class QueueDepthCollector:
     """Queue length per queue, read from Redis at scrape time (Flower exports none: flower#1173)."""

@@ -21,6 +21,7 @@ from workers.processes import (
     flower_process,
     inference_process,
     maintenance_process,
+    tabular_process,
     webhooks_process,
 )
 from workers.supervisor import ManagedProcess
@@ -113,6 +114,14 @@ class Stack:
             return bool(proc.log_events("worker ready"))
 
         wait_for(ready, 120, interval=0.2, what=f"worker {name} ready")
+        return proc
+
+    def tabular(self, name: str = "tabular", **env: str) -> Proc:
+        """The call-record worker (its own `tabular` queue, CPU, DuckDB); returns once it is ready."""
+        spec = tabular_process(f"{self._prefix(env)}.tabular", 0, hostname=f"{name}@%h")
+        proc = self.start(spec, env, name=name)
+        wait_for(lambda: bool(proc.log_events("worker ready")) or not proc.alive(), 60, what=f"{name} ready")
+        assert proc.alive(), proc.log_text()[-3000:]
         return proc
 
     def _wait_celery_ready(self, proc: Proc, what: str) -> Proc:

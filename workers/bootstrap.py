@@ -11,6 +11,8 @@ from config import get_settings
 from config.logging import configure_logging
 
 log = logging.getLogger(__name__)
+#: Families served without a model (call records): their workers never import torch.
+TABULAR_FAMILIES = {"tabular"}
 
 
 def _families(queues: list[str], prefix: str) -> set[str]:
@@ -30,6 +32,11 @@ def preload_models(consumer_queues: list[str]) -> set[str]:
     families = _families(consumer_queues, ctx.settings.queue_prefix) & served
     if not families:
         log.info("worker ready", extra={"families": [], "queues": consumer_queues})
+        return families
+    if families <= TABULAR_FAMILIES:  # call records: DuckDB, no torch in this process
+        import duckdb
+
+        log.info("worker ready", extra={"families": sorted(families), "duckdb": duckdb.__version__})
         return families
     from models.runtime import configure_threads
 

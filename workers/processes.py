@@ -13,9 +13,9 @@ from typing import Literal
 
 from config import Settings
 
-ProcessKind = Literal["api", "worker", "maintenance", "webhooks", "flower", "migrate"]
+ProcessKind = Literal["api", "worker", "tabular", "maintenance", "webhooks", "flower", "migrate"]
 #: Kinds a deployment runs continuously (migrate runs once before a rollout).
-SERVICE_KINDS: tuple[ProcessKind, ...] = ("api", "worker", "maintenance", "webhooks", "flower")
+SERVICE_KINDS: tuple[ProcessKind, ...] = ("api", "worker", "tabular", "maintenance", "webhooks", "flower")
 #: Kinds that must never run more than one replica: the maintenance worker embeds the beat scheduler.
 SINGLETON_KINDS: tuple[ProcessKind, ...] = ("maintenance",)
 
@@ -49,6 +49,24 @@ def inference_process(hostname: str, queues: list[str], env: dict[str, str] | No
     args = (*_CELERY, "worker", "-P", "solo", "-c", "1", "-Q", ",".join(queues), "-n", hostname, "-E", *_WORKER_FLAGS)
     threads = int(env["ASSAY_TORCH_THREADS"]) if env and "ASSAY_TORCH_THREADS" in env else None
     return ProcessSpec("worker", hostname, args, dict(env or {}), threads)
+
+
+def tabular_process(queue: str, metrics_port: int, hostname: str = "tabular@%h") -> ProcessSpec:
+    """Call-record analyses (`tabular` queue) on the CPU, never on a GPU worker and never behind GPU work.
+
+    One job per message and no prefetch beyond it (a job already uses every core through DuckDB), so a
+    second tabular worker takes the next file; its metrics port sits past the GPU workers' ports.
+    """
+    args = (*_CELERY, "worker", "-P", "solo", "-c", "1", "-Q", queue, "-n", hostname, "-E", *_WORKER_FLAGS)
+    port = metrics_port
+    env = {
+        "ASSAY_DEVICE": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+        "ASSAY_MAX_BATCH_SIZE": "1",
+        "ASSAY_WORKER_PREFETCH_BATCHES": "1",
+        "ASSAY_WORKER_METRICS_PORT": str(port + 64 if port and port + 64 <= 65535 else 0),
+    }
+    return ProcessSpec("tabular", hostname, args, env)
 
 
 def maintenance_process(queue: str, schedule_file: str) -> ProcessSpec:
@@ -114,6 +132,7 @@ def service_processes(settings: Settings, gpus: list[str], cpu_count: int) -> li
     return [
         api_process(),
         *inference_processes(settings, gpus, cpu_count, list(settings.worker_families)),
+        tabular_process(settings.queue_name("tabular"), settings.worker_metrics_port),
         maintenance_process(settings.maintenance_queue, str(settings.var_dir / "celerybeat-schedule")),
         webhooks_process(settings.webhook_queue, settings.webhook_batches_in_flight),
         flower_process(settings.flower_port, settings.flower_address, settings.flower_user, settings.flower_password),

@@ -87,7 +87,7 @@ class CancelResult:
 class Analysis:
     name: str
     description: str
-    input: Literal["text", "audio"]
+    input: Literal["text", "audio", "cdr"]
     model: str
     labels: list[str]
     limits: dict[str, float]

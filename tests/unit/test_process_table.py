@@ -107,3 +107,15 @@ def test_the_table_is_what_make_run_starts() -> None:
     kinds = [spec.kind for spec in service_processes(load_settings(), [], 2)]
     assert kinds == list(SERVICE_KINDS)
     assert Path(ROOT / "deploy" / "local" / "run.py").read_text().count("service_processes(") == 1
+
+
+def test_call_records_have_their_own_cpu_worker_even_beside_gpus() -> None:
+    settings = load_settings()
+    specs = service_processes(settings, ["0", "1"], 8)
+    queues = {spec.name: spec.args[spec.args.index("-Q") + 1] for spec in specs if "-Q" in spec.args}
+    (tabular,) = [spec for spec in specs if spec.kind == "tabular"]
+    assert queues[tabular.name] == settings.queue_name("tabular")
+    assert tabular.env["CUDA_VISIBLE_DEVICES"] == "" and tabular.env["ASSAY_DEVICE"] == "cpu"
+    assert tabular.env["ASSAY_MAX_BATCH_SIZE"] == "1"  # one file per message: a second worker takes the next
+    gpu_queues = [queues[spec.name] for spec in specs if spec.kind == "worker"]
+    assert len(gpu_queues) == 2 and all("tabular" not in q for q in gpu_queues)

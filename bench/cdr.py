@@ -1,0 +1,148 @@
+"""cdr_fraud at scale: one job of 1,000,000 records (CSV) and one of 5,000,000 (gzip CSV).
+
+    .venv/bin/python -m bench.cdr [--small 1000000 --large 5000000]
+
+For each file (made once by bench/cdr_data.py and kept under var/bench-cdr/):
+- **engine**: `models.cdr.detect` in this process, as the worker calls it; the read of the file and the
+  detection proper (the aggregations over the columns read) are timed apart;
+- **whole job**: the file uploaded as multipart to a real API, spooled, run by a real tabular worker, and
+  the result read back (`?wait`): records / seconds from the first byte sent to the result in hand;
+- **worker peak RSS**: the tabular worker process's VmHWM after the job;
+- **pandas**: the same detection written the obvious way (read_csv, a group-by with nunique/mean/median),
+  in this process, in the same run: the reference ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.cdr_data import generate, write
+from bench.harness import bench_stack, record, table
+from bench.memory import proc_status
+from config.settings import ROOT
+from models.cdr.detect import CdrSource, detect
+from models.cdr.spec import CdrParameters, column_map, sniff
+from tests.support import Client
+
+CACHE = ROOT / "var" / "bench-cdr"
+
+
+def data_file(records: int, gz: bool) -> tuple[Path, list[str]]:
+    """The benchmark file (generated once) and its planted SIM boxes."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"calls-{records}.csv{'.gz' if gz else ''}"
+    truth_path = path.with_suffix(path.suffix + ".simboxes")
+    if not path.exists() or not truth_path.exists():
+        columns, truth = generate(records, sim_boxes=20, intensity=300, days=2, seed=records)
+        write(columns, path)
+        truth_path.write_text("\n".join(truth.sim_boxes))
+    return path, truth_path.read_text().split()
+
+
+def engine_run(path: Path, threads: int) -> tuple[float, float, set[str], int]:
+    """(read seconds, detection seconds, flagged callers, records) in this process."""
+    columns = column_map(None)
+    sniffed = sniff(path.open("rb").read(1 << 18), columns, max_line_bytes=65_536)
+    report = detect(CdrSource(path, sniffed, columns), CdrParameters(), threads=threads, memory_limit_mb=512,
+                    temp_dir=CACHE / "tmp")  # fmt: skip
+    flagged = {f.caller for f in report.flagged_callers}
+    return report.timings["read_seconds"], report.timings["detect_seconds"], flagged, report.totals["records"]
+
+
+def pandas_run(path: Path) -> tuple[float, float, set[str]]:
+    """The obvious pandas version: (read seconds, detection seconds, flagged callers)."""
+    import pandas as pd
+
+    params = CdrParameters()
+    began = time.perf_counter()
+    frame = pd.read_csv(path, usecols=["caller", "callee", "start_time", "duration"],
+                        dtype={"caller": str, "callee": str, "start_time": str, "duration": float})  # fmt: skip
+    read = time.perf_counter()
+    seconds = pd.to_datetime(frame["start_time"], utc=True).astype("int64") // 10**9
+    frame["window"] = seconds // params.window_seconds
+    stats = frame.groupby(["caller", "window"]).agg(
+        calls=("callee", "size"),
+        unique=("callee", "nunique"),
+        avg=("duration", "mean"),
+        median=("duration", "median"),
+    )
+    hits = stats[
+        (stats["unique"] >= params.min_unique_destinations) & (stats["avg"] <= params.max_avg_duration_seconds)
+    ]
+    flagged = set(hits.index.get_level_values("caller"))
+    done = time.perf_counter()
+    del frame, stats
+    gc.collect()
+    return read - began, done - read, flagged
+
+
+def whole_job(client: Client, path: Path) -> tuple[float, dict[str, Any]]:
+    began = time.perf_counter()
+    with path.open("rb") as file:
+        response = client.post("/v1/jobs", data={"analysis": "cdr_fraud"}, files={"file": (path.name, file)},
+                               timeout=600)  # fmt: skip
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+    elapsed = time.perf_counter() - began
+    assert job["status"] == "succeeded", job
+    return elapsed, job
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cdr", description=__doc__)
+    parser.add_argument("--small", type=int, default=1_000_000)
+    parser.add_argument("--large", type=int, default=5_000_000)
+    parser.add_argument("--skip-pandas", action="store_true")
+    args = parser.parse_args(argv)
+    files = [(args.small, False), (args.large, True)]
+    prepared = [(n, gz, *data_file(n, gz)) for n, gz in files]
+    rows = []
+    with bench_stack() as bench:
+        worker = bench.stack.tabular()
+        client = Client(bench.stack.api()[1], bench.key())
+        for _, gz, path, sim_boxes in prepared:
+            read_s, detect_s, flagged, records = engine_run(path, threads=2)
+            assert flagged == set(sim_boxes), "the engine must find exactly the planted SIM boxes"
+            job_s, job = whole_job(client, path)
+            assert {f["caller"] for f in job["result"]["flagged_callers"]} == set(sim_boxes)
+            peak = proc_status(worker.pid)["VmHWM"] / 1024
+            if args.skip_pandas:
+                pd_read = pd_detect = float("nan")
+            else:
+                pd_read, pd_detect, pd_flagged = pandas_run(path)
+                assert pd_flagged == set(sim_boxes)
+            rows.append([
+                f"{records:,} records, {'gzip CSV' if gz else 'CSV'} ({path.stat().st_size / 2**20:.0f} MiB)",
+                f"{records / detect_s / 1e6:.1f} M/s ({detect_s:.2f} s)",
+                f"{records / (read_s + detect_s) / 1e6:.2f} M/s ({read_s + detect_s:.2f} s)",
+                f"{records / job_s / 1e6:.2f} M/s ({job_s:.2f} s)",
+                f"{peak:.0f}",
+                f"{records / pd_detect / 1e6:.2f} M/s ({pd_detect:.2f} s)",
+                f"{records / (pd_read + pd_detect) / 1e6:.2f} M/s ({pd_read + pd_detect:.1f} s)",
+                f"{pd_detect / detect_s:.0f}× / {(pd_read + pd_detect) / (read_s + detect_s):.1f}×",
+            ])  # fmt: skip
+    headers = ["file (one job)", "detection", "read + detection", "whole job (upload → result)",
+               "worker peak RSS MiB", "pandas detection", "pandas read + detection", "DuckDB ÷ pandas"]  # fmt: skip
+    text = table(headers, rows)
+    notes = (
+        "Detection = the aggregations over the columns already read (DuckDB, 2 threads); read + detection = "
+        "`models.cdr.detect` on the file in this process; whole job = multipart upload to gunicorn, spool, "
+        "tabular worker, result read back. pandas: read_csv + group-by (nunique, mean, median), same file, "
+        "same run. Every run found exactly the planted SIM boxes (20). The 2-core machine was shared with "
+        "four other agents' builds and tests while this ran: absolute figures are noisy (±30 % seen)."
+    )
+    record("Call records (cdr_fraud)", "python -m bench.cdr " + " ".join(argv or sys.argv[1:]), text, notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

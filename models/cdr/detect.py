@@ -1,0 +1,335 @@
+"""Short-duration, high-frequency (SDHF) detection over a CDR file, in DuckDB.
+
+Why DuckDB (docs/DESIGN.md "Call records" has the measurements): it reads CSV in parallel and gzip as a
+stream, with typed columns and the line number of the first bad value; its aggregations are vectorised
+and columnar; and its buffer manager holds memory to `memory_limit`, spilling to `temp_directory` past
+it, so a worker's memory does not grow with the file. Polars was as fast on plain CSV but inflates a
+gzip file fully into memory.
+
+The plan, per job:
+1. one parallel read of the file into a columnar table (the only pass over the file), with the window,
+   a 64-bit hash of the caller and a "row complete" flag computed as it goes;
+2. per (caller hash, window) the number of calls: one group-by over integer keys;
+3. candidates: caller-windows with at least `max(min_unique_destinations, min_calls)` calls (a caller
+   cannot have more distinct destinations than calls) — a tiny fraction of a real file; their calls are
+   copied out in one scan (a semi-join);
+4. distinct destinations, average and median duration, the thresholds and the evidence, on those alone.
+Windows are tumbling, aligned to the epoch (UTC): window k covers [k·W, (k+1)·W).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.cdr.spec import CdrInputError, CdrParameters, Sniffed
+
+FIRST_DESTINATIONS = 5
+_LINE = re.compile(r"(?:CSV Error on Line|line)[: ]+(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    window_start: str
+    window_end: str
+    calls: int
+    unique_destinations: int
+    avg_duration_seconds: float
+    median_duration_seconds: float
+    first_destinations: list[str]
+
+
+@dataclass(frozen=True)
+class FlaggedCaller:
+    caller: str
+    risk_score: float
+    flagged_windows: int
+    evidence: Evidence  # its riskiest window
+
+
+@dataclass
+class CdrReport:
+    flagged_callers: list[FlaggedCaller]
+    totals: dict[str, int]
+    parameters: CdrParameters
+    time_range: dict[str, str | None]
+    timings: dict[str, float] = field(default_factory=dict)
+    engine: str = "duckdb"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flagged": bool(self.flagged_callers),
+            "flagged_callers": [asdict(f) for f in self.flagged_callers],
+            "totals": self.totals,
+            "time_range": self.time_range,
+            "parameters": self.parameters.to_json(),
+            "window": "tumbling, aligned to the UTC epoch",
+            "engine": self.engine,
+            "timings": self.timings,
+        }
+
+
+def risk_score(unique: int, avg_duration: float, params: CdrParameters) -> float:
+    """0.5 at the thresholds, towards 1 the further past them: 0.5 + 0.5·(1 - e^(-x)),
+    x = ln(unique / min_unique) + ln(max_avg / avg) (an average under 0.1 s counts as 0.1 s)."""
+    x = math.log(max(unique, 1) / max(params.min_unique_destinations, 1))
+    if params.max_avg_duration_seconds > 0:
+        x += math.log(params.max_avg_duration_seconds / max(avg_duration, 0.1))
+    return round(0.5 + 0.5 * (1 - math.exp(-max(x, 0.0))), 4)
+
+
+@dataclass(frozen=True)
+class CdrSource:
+    """A file on local disk and how to read it (from `spec.sniff` on its first bytes)."""
+
+    path: Path
+    sniffed: Sniffed
+    columns: dict[str, str]  # ours → the file's
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reader(source: CdrSource, max_line_bytes: int) -> str:
+    """The table function reading the file, with the four columns typed and the rest left as text."""
+    s, cols = source.sniffed, source.columns
+    compression = "gzip" if s.compression == "gzip" else "none"
+    if s.format == "jsonl":
+        types = {cols["caller"]: "VARCHAR", cols["callee"]: "VARCHAR", cols["start_time"]: "VARCHAR",
+                 cols["duration"]: "VARCHAR"}  # fmt: skip
+        spec = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in types.items())
+        return (
+            f"read_json({_literal(str(source.path))}, format='newline_delimited', columns={{{spec}}}, "
+            f"compression={_literal(compression)}, maximum_object_size={max(max_line_bytes, 1 << 20)})"
+        )
+    time_type = "DOUBLE" if s.time_format == "epoch" else "TIMESTAMPTZ"
+    typed = {cols["caller"]: "VARCHAR", cols["callee"]: "VARCHAR", cols["start_time"]: time_type,
+             cols["duration"]: "DOUBLE"}  # fmt: skip
+    spec = ", ".join(f"{_literal(name)}: {_literal(typed.get(name, 'VARCHAR'))}" for name in s.header)
+    return (
+        f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, delim=',', quote='\"', "
+        f"escape='\"', columns={{{spec}}}, compression={_literal(compression)}, strict_mode=true, "
+        f"max_line_size={max_line_bytes}, null_padding=false)"
+    )
+
+
+def _load_sql(source: CdrSource, max_line_bytes: int, window: int) -> str:
+    """One pass over the file into a columnar table: the four columns, plus what every later query needs
+    precomputed once — the window, a 64-bit hash of the caller (integer keys group several times faster
+    than strings; two callers colliding in 64 bits is a ~1e-8 chance at a million callers, and the
+    flagged are re-grouped by the number itself), and whether the row is complete."""
+    c = {k: _quote(v) for k, v in source.columns.items()}
+    if source.sniffed.format == "jsonl":
+        raw_time = f"TRIM({c['start_time']})"
+        ts = f"COALESCE(TRY_CAST({raw_time} AS DOUBLE), epoch(TRY_CAST({raw_time} AS TIMESTAMPTZ)))"
+        duration = f"TRY_CAST({c['duration']} AS DOUBLE)"
+        bad = (
+            f"({c['start_time']} IS NOT NULL AND {ts} IS NULL) OR ({c['duration']} IS NOT NULL AND {duration} IS NULL)"
+        )
+    else:
+        ts = c["start_time"] if source.sniffed.time_format == "epoch" else f"epoch({c['start_time']})"
+        duration = c["duration"]
+        bad = "false"
+    return f"""
+        CREATE TABLE calls AS SELECT *, hash(caller) AS ch, ts // {window} AS w,
+            (caller IS NOT NULL AND callee IS NOT NULL AND ts IS NOT NULL AND dur IS NOT NULL) AS ok
+        FROM (
+            SELECT
+                NULLIF({c["caller"]}, '') AS caller,
+                NULLIF({c["callee"]}, '') AS callee,
+                CAST(floor({ts}) AS BIGINT) AS ts,
+                {duration} AS dur,
+                {bad} AS unparsable
+            FROM {_reader(source, max_line_bytes)}
+        )
+    """
+
+
+#: The sentences of DuckDB's reader errors that say what is wrong (the rest is advice for its own users).
+_REASONS = (
+    "Error when converting",
+    "Expected Number of Columns",
+    "Value with unterminated quote",
+    "Maximum line size",
+    "Invalid unicode",
+    "Malformed JSON",
+)
+
+
+def _input_error(exc: Exception, path: Path) -> CdrInputError:
+    """DuckDB's reader errors as ours: the line number and what is wrong, never the row or the file's path."""
+    text = str(exc).replace(str(path), "the file")
+    match = _LINE.search(text)
+    lines = [line.strip() for line in text.splitlines()]
+    reason = next((line for line in lines if line.startswith(_REASONS)), "")
+    if not reason:
+        reason = re.sub(r"^[A-Za-z ]+Error: ", "", lines[0] if lines else text)
+    reason = re.sub(r' in file "the file"', "", reason)
+    reason = re.sub(r"Could not convert string (.*) to '", r"cannot read \1 as '", reason)[:300]
+    if "Maximum line size" in text or "maximum line size" in text:
+        reason = "a line is longer than the limit"
+    row = int(match.group(1)) if match else None
+    where = f"line {row}: " if row else ""
+    return CdrInputError(f"{where}{reason}", row)
+
+
+def detect(
+    source: CdrSource,
+    params: CdrParameters,
+    *,
+    memory_limit_mb: int = 512,
+    threads: int = 0,
+    temp_dir: Path | None = None,
+    max_line_bytes: int = 65_536,
+    max_flagged: int = 1_000,
+) -> CdrReport:
+    """Read the file once, flag SDHF callers; CdrInputError (with a line) for a file that cannot be read."""
+    import duckdb
+
+    config: dict[str, Any] = {
+        "memory_limit": f"{memory_limit_mb}MB",
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+    }
+    if threads:
+        config["threads"] = threads
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(temp_dir)
+    header_lines = 1 if source.sniffed.format == "csv" else 0
+    con = duckdb.connect(config=config)
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
+        began = time.perf_counter()
+        try:
+            con.execute(_load_sql(source, max_line_bytes, params.window_seconds))
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+            raise _input_error(exc, source.path) from None
+        except duckdb.IOException as exc:
+            raise CdrInputError(f"the file cannot be read: {_input_error(exc, source.path).message}") from None
+        loaded = time.perf_counter()
+        _check_values(con, header_lines)
+        report = _detect(con, params, max_flagged)
+        report.timings = {
+            "read_seconds": round(loaded - began, 4),
+            "detect_seconds": round(time.perf_counter() - loaded, 4),
+        }
+        report.engine = f"duckdb {duckdb.__version__}"
+        return report
+    finally:
+        con.close()
+
+
+def _check_values(con: Any, header_lines: int) -> None:
+    """Fail on the first row whose time cannot be read or whose duration is negative or not finite."""
+    row = con.execute(
+        "SELECT min(rowid) FILTER (unparsable), min(rowid) FILTER (dur < 0 OR NOT isfinite(dur)) FROM calls"
+    ).fetchone()
+    unparsable, bad_duration = row if row else (None, None)
+    if unparsable is not None:
+        line = unparsable + 1 + header_lines
+        raise CdrInputError(f"line {line}: the start time or duration cannot be read", line)
+    if bad_duration is not None:
+        line = bad_duration + 1 + header_lines
+        (value,) = con.execute("SELECT dur FROM calls WHERE rowid = ?", [bad_duration]).fetchone()
+        raise CdrInputError(f"line {line}: duration {value} is negative or not a number", line)
+
+
+def _detect(con: Any, params: CdrParameters, max_flagged: int) -> CdrReport:
+    window = params.window_seconds
+    floor_calls = max(params.min_unique_destinations, params.min_calls)
+    con.execute("CREATE TEMP TABLE cw AS SELECT ch, w, count(*) AS calls FROM calls WHERE ok GROUP BY ch, w")
+    records, rejected, first, last = con.execute(
+        "SELECT count(*), count(*) FILTER (NOT ok), min(ts) FILTER (ok), max(ts) FILTER (ok) FROM calls"
+    ).fetchone()
+    callers, windows = con.execute("SELECT count(DISTINCT ch), count(*) FROM cw").fetchone()
+    # The rows of candidate caller-windows, once (one scan of the table); the rest works on them alone.
+    con.execute(
+        f"""
+        CREATE TEMP TABLE candidate_calls AS
+        SELECT c.caller, c.w, c.callee, c.ts, c.dur FROM calls c
+        SEMI JOIN (SELECT ch, w FROM cw WHERE calls >= {floor_calls}) k ON c.ch = k.ch AND c.w = k.w
+        WHERE c.ok
+        """
+    )
+    stats = con.execute(
+        """
+        SELECT caller, w, count(*) AS calls, count(DISTINCT callee) AS uniq, avg(dur) AS avg_dur,
+               median(dur) AS median_dur
+        FROM candidate_calls GROUP BY caller, w
+        HAVING count(DISTINCT callee) >= ? AND avg(dur) <= ? AND count(*) >= ?
+        """,
+        [params.min_unique_destinations, params.max_avg_duration_seconds, params.min_calls],
+    ).fetchall()
+    by_caller: dict[str, list[tuple[float, Any]]] = {}
+    for caller, w, calls, uniq, avg_dur, median_dur in stats:
+        risk = risk_score(uniq, avg_dur, params)
+        by_caller.setdefault(caller, []).append((risk, (w, calls, uniq, avg_dur, median_dur)))
+    ranked = sorted(
+        (
+            (max(windows_, key=lambda x: (x[0], -x[1][0])), len(windows_), caller)
+            for caller, windows_ in by_caller.items()
+        ),
+        key=lambda item: (-item[0][0], item[2]),
+    )
+    shown = ranked[:max_flagged]
+    destinations = _first_destinations(con, [(caller, best[1][0]) for best, _, caller in shown])
+    flagged = [
+        FlaggedCaller(
+            caller=caller,
+            risk_score=risk,
+            flagged_windows=count,
+            evidence=Evidence(
+                window_start=_iso(w * window),
+                window_end=_iso((w + 1) * window),
+                calls=calls,
+                unique_destinations=uniq,
+                avg_duration_seconds=round(avg_dur, 3),
+                median_duration_seconds=round(median_dur, 3),
+                first_destinations=destinations.get((caller, w), []),
+            ),
+        )
+        for (risk, (w, calls, uniq, avg_dur, median_dur)), count, caller in shown
+    ]
+    totals = {
+        "records": int(records),
+        "rejected_rows": int(rejected),
+        "callers": int(callers),
+        "windows": int(windows),
+        "flagged_callers": len(ranked),
+        "flagged_windows": len(stats),
+    }
+    time_range = {"start": _iso(first) if first is not None else None, "end": _iso(last) if last is not None else None}
+    return CdrReport(flagged, totals, params, time_range)
+
+
+def _first_destinations(con: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+    """The first few distinct destinations (by call time) of each flagged caller-window shown."""
+    if not keys:
+        return {}
+    rows = con.execute(
+        f"""
+        WITH shown AS (SELECT unnest(?::VARCHAR[]) AS caller, unnest(?::BIGINT[]) AS w),
+        firsts AS (
+            SELECT r.caller, r.w, r.callee, min(r.ts) AS first_at
+            FROM candidate_calls r SEMI JOIN shown s ON r.caller = s.caller AND r.w = s.w
+            GROUP BY ALL
+        )
+        SELECT caller, w, (list(callee ORDER BY first_at, callee))[1:{FIRST_DESTINATIONS}] FROM firsts GROUP BY ALL
+        """,
+        [[caller for caller, _ in keys], [w for _, w in keys]],
+    ).fetchall()
+    return {(caller, w): list(callees) for caller, w, callees in rows}
+
+
+def _iso(epoch_seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))

@@ -1,0 +1,188 @@
+"""What a CDR job is: its columns, its parameters, and a cheap look at a file's first lines.
+
+Standard library only: the API runs `sniff` on the head of every upload (a bounded read, a bounded
+gunzip) so that a file with the wrong columns or one enormous first line is refused with a 4xx before
+anything is queued; the worker runs the same function again on the file it reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+#: The columns a CDR file must have (after the request's `columns` mapping); any others are ignored.
+REQUIRED_COLUMNS = ("caller", "callee", "start_time", "duration")
+#: Parameters that must be whole numbers.
+INTEGER_PARAMETERS = ("min_unique_destinations", "min_calls")
+GZIP_MAGIC = b"\x1f\x8b"
+_EPOCH = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
+
+Format = Literal["csv", "jsonl"]
+Compression = Literal["gzip", "none"]
+TimeFormat = Literal["epoch", "iso8601"]
+
+
+class CdrInputError(ValueError):
+    """The file cannot be analysed; `row` is the 1-based line of the file where that was seen, if any."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+
+
+@dataclass(frozen=True)
+class CdrParameters:
+    """Detection thresholds; a caller-window is flagged when it is past all of them."""
+
+    time_window_hours: float = 24.0
+    min_unique_destinations: int = 50
+    max_avg_duration_seconds: float = 3.0
+    min_calls: int = 0
+
+    #: (minimum, maximum) of each parameter a request may set.
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "time_window_hours": (1 / 60, 24 * 31),
+        "min_unique_destinations": (1, 1_000_000),
+        "max_avg_duration_seconds": (0.0, 86_400.0),
+        "min_calls": (0, 10_000_000),
+    }
+
+    @classmethod
+    def resolve(cls, requested: Any, defaults: dict[str, float]) -> CdrParameters:
+        """The request's parameters over the catalog's defaults; ValueError names the first bad one."""
+        if requested is None:
+            requested = {}
+        if not isinstance(requested, dict):
+            raise ValueError("parameters must be a JSON object")
+        unknown = sorted(set(requested) - set(cls.BOUNDS))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {sorted(cls.BOUNDS)}")
+        values: dict[str, Any] = {**defaults, **requested}
+        for name, (low, high) in cls.BOUNDS.items():
+            value = values.get(name, getattr(cls, name))
+            integral = name in INTEGER_PARAMETERS
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"parameter {name} must be a number")
+            if integral and value != int(value):
+                raise ValueError(f"parameter {name} must be a whole number")
+            if not low <= value <= high:
+                raise ValueError(f"parameter {name} must be from {low:g} to {high:g}, got {value:g}")
+            values[name] = int(value) if integral else float(value)
+        return cls(**{name: values[name] for name in cls.BOUNDS})
+
+    @property
+    def window_seconds(self) -> int:
+        return max(1, round(self.time_window_hours * 3600))
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def column_map(requested: Any) -> dict[str, str]:
+    """{our column: the file's column}; the request may rename any of the four, nothing else."""
+    if requested is None:
+        requested = {}
+    if not isinstance(requested, dict):
+        raise ValueError('columns must be a JSON object such as {"caller": "a_number"}')
+    unknown = sorted(set(requested) - set(REQUIRED_COLUMNS))
+    if unknown:
+        raise ValueError(f"columns can map only {list(REQUIRED_COLUMNS)}; unknown: {unknown}")
+    for key, value in requested.items():
+        if not isinstance(value, str) or not 0 < len(value) <= 128:
+            raise ValueError(f"columns.{key} must be a column name of 1-128 characters")
+    return {name: requested.get(name, name) for name in REQUIRED_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    """What the first lines of a file say: how to read the rest."""
+
+    format: Format
+    compression: Compression
+    header: tuple[str, ...]  # CSV: the header's columns, in order; JSON lines: the first object's keys
+    time_format: TimeFormat
+
+
+def _first_lines(head: bytes, max_line_bytes: int) -> tuple[list[str], bool]:
+    """Up to two complete lines of the (already decompressed) head, and whether the head was all of it."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    lines: list[str] = []
+    start = 0
+    for number in (1, 2):
+        end = head.find(b"\n", start)
+        if end < 0:
+            rest = head[start:]
+            if len(rest) > max_line_bytes:
+                raise CdrInputError(f"line {number} is longer than {max_line_bytes} bytes", number)
+            return lines, False
+        if end - start > max_line_bytes:
+            raise CdrInputError(f"line {number} is longer than {max_line_bytes} bytes", number)
+        try:
+            lines.append(head[start:end].decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError:
+            raise CdrInputError(f"line {number} is not UTF-8 text", number) from None
+        start = end + 1
+    return lines, True
+
+
+def _time_format(value: Any) -> TimeFormat:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "epoch"
+    return "epoch" if isinstance(value, str) and _EPOCH.match(value) else "iso8601"
+
+
+def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete: bool = False) -> Sniffed:
+    """Look at the start of a CDR file: format, compression, header, time format.
+
+    `head` is the first bytes of the file (a few times `max_line_bytes` is plenty); `complete` says it is
+    the whole file, so a last line without a newline is a line and not a cut. Raises CdrInputError for a
+    file that cannot be right whatever follows: not gzip or text, a first line past the limit, columns
+    missing.
+    """
+    compression: Compression = "none"
+    if head.startswith(GZIP_MAGIC):
+        compression = "gzip"
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            head = inflater.decompress(head, 2 * max_line_bytes + 2)  # bounded: a gzip bomb stops here
+            complete = complete and inflater.eof
+        except zlib.error as exc:
+            raise CdrInputError(f"the file looks gzip-compressed but cannot be decompressed: {exc}") from None
+    if complete and not head.endswith(b"\n"):
+        head += b"\n"
+    lines, _ = _first_lines(head, max_line_bytes)
+    if not lines:
+        raise CdrInputError("the file has no complete first line (empty, or cut short)", 1)
+    first = lines[0].strip()
+    if first.startswith("{"):
+        try:
+            record = json.loads(first)
+        except ValueError as exc:
+            raise CdrInputError(f"line 1 is not a JSON object: {exc}", 1) from None
+        if not isinstance(record, dict):
+            raise CdrInputError("line 1 is not a JSON object", 1)
+        _check_columns(tuple(record), columns, "the first JSON line has keys")
+        return Sniffed("jsonl", compression, tuple(record), _time_format(record.get(columns["start_time"])))
+    header = tuple(next(csv.reader([lines[0]])))
+    _check_columns(header, columns, "the CSV header has columns")
+    time_format: TimeFormat = "iso8601"
+    if len(lines) > 1 and lines[1].strip():
+        row = next(csv.reader([lines[1]]))
+        index = header.index(columns["start_time"])
+        if index < len(row):
+            time_format = _time_format(row[index])
+    return Sniffed("csv", compression, header, time_format)
+
+
+def _check_columns(found: tuple[str, ...], columns: dict[str, str], what: str) -> None:
+    missing = [f"{ours} (as {theirs!r})" if ours != theirs else ours for ours, theirs in columns.items()
+               if theirs not in found]  # fmt: skip
+    if missing:
+        shown = [name[:40] for name in found[:20]]
+        raise CdrInputError(f"{what} {shown}; missing: {', '.join(missing)}", 1)

@@ -1,0 +1,225 @@
+"""cdr_fraud through the HTTP API with a real tabular worker: generated call records, bad files, parameters."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bench.cdr_data import Truth, generate, write
+from config.settings import Settings
+from tests.support import Client, Proc, Stack, free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def tabular(stack: Stack, metrics_port: int) -> Proc:
+    return stack.tabular(ASSAY_WORKER_METRICS_PORT=str(metrics_port))
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Truth]:
+    """~4,000 records of one day: 4 SIM boxes, 2 call centres, 2 auto-diallers, 2 borderline callers, people."""
+    columns, truth = generate(4000, sim_boxes=4, intensity=80, call_centres=2, auto_diallers=2, borderline=2, days=1)
+    path = tmp_path_factory.mktemp("cdr") / "calls.csv"
+    write(columns, path)
+    return path.read_bytes(), truth
+
+
+def finished(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    done = client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    assert done["status"] in ("succeeded", "failed"), done
+    return done
+
+
+def upload(client: Client, data: bytes, name: str = "calls.csv", **fields: str) -> requests.Response:
+    return client.post("/v1/jobs", data={"analysis": "cdr_fraud", **fields}, files={"file": (name, data)})
+
+
+def flagged(job: dict[str, Any]) -> set[str]:
+    return {entry["caller"] for entry in job["result"]["flagged_callers"]}
+
+
+def test_planted_sim_boxes_are_flagged_and_nothing_else(client: Client, tabular: Proc, calls, metrics_port) -> None:
+    data, truth = calls
+    response = upload(client, gzip.compress(data), "calls.csv.gz")
+    assert response.status_code == 202, response.text
+    job = finished(client, response.json())
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert flagged(job) == set(truth.sim_boxes)  # precision = recall = 1.0 with the catalog's defaults
+    assert result["totals"]["records"] == truth.records and result["totals"]["rejected_rows"] == 0
+    assert result["parameters"] == {
+        "time_window_hours": 24.0,
+        "min_unique_destinations": 50,
+        "max_avg_duration_seconds": 3.0,
+        "min_calls": 0,
+    }
+    risks = [entry["risk_score"] for entry in result["flagged_callers"]]
+    assert risks == sorted(risks, reverse=True)
+    evidence = result["flagged_callers"][0]["evidence"]
+    assert evidence["unique_destinations"] >= 50 and evidence["avg_duration_seconds"] <= 3.0
+    assert evidence["window_end"] > evidence["window_start"] and len(evidence["first_destinations"]) == 5
+
+    def counted() -> bool:
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        records = re.search(r"^assay_cdr_records_total ([0-9.e+]+)$", text, re.M)
+        alerts = re.search(r"^assay_cdr_alerts_total ([0-9.e+]+)$", text, re.M)
+        last = re.search(r"^assay_cdr_last_detection_timestamp_seconds ([0-9.e+]+)$", text, re.M)
+        return (
+            bool(records and alerts and last)
+            and float(records.group(1)) >= truth.records
+            and float(alerts.group(1)) >= len(truth.sim_boxes)
+        )
+
+    wait_for(counted, 10, what="cdr metrics")
+
+
+def test_parameters_and_column_names_come_from_the_request(client: Client, tabular: Proc, calls) -> None:
+    data, truth = calls
+    renamed = data.replace(b"caller,callee,start_time,duration", b"a_number,b_number,start,secs", 1)
+    entry = {
+        "analysis": "cdr_fraud",
+        "input": {
+            "cdr_base64": base64.b64encode(renamed).decode(),
+            "columns": {"caller": "a_number", "callee": "b_number", "start_time": "start", "duration": "secs"},
+        },
+    }
+    lower = {**entry, "parameters": {"min_unique_destinations": 40}}
+    longer = {**entry, "parameters": {"max_avg_duration_seconds": 10_000}}
+    response = client.post("/v1/jobs/batch", json={"jobs": [entry, lower, longer]})
+    assert response.status_code == 202, response.text
+    default, with_lower, with_longer = (finished(client, job) for job in response.json()["data"])
+    assert flagged(default) == set(truth.sim_boxes)
+    assert flagged(with_lower) == set(truth.sim_boxes) | set(truth.borderline)  # 40-49 destinations
+    assert set(truth.call_centres) <= flagged(with_longer)  # long calls no longer excuse them
+    assert with_lower["result"]["parameters"]["min_unique_destinations"] == 40
+
+
+HEADER = b"caller,callee,start_time,duration\n"
+GOOD_ROW = b"111,222,2026-11-01T10:00:00Z,4\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"caller,callee,when\n1,2,3\n", 422, "invalid_input"),  # a column missing: seen in the header
+        (b"caller," + b"x" * 200_000, 422, "invalid_input"),  # one enormous first line
+        (gzip.compress(b"caller,callee," + b"y" * 5_000_000), 422, "invalid_input"),  # the same, gzipped
+        (b"", 422, "empty_file"),
+        (b"\x1f\x8b\x08\x00garbage", 422, "invalid_input"),  # gzip magic, no gzip
+    ],
+)
+def test_bad_files_seen_at_submission_are_4xx(client: Client, body: bytes, status: int, code: str) -> None:
+    response = upload(client, body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_bad_requests_are_4xx(client: Client) -> None:
+    good = HEADER + GOOD_ROW
+    for fields, code in [
+        ({"parameters": '{"min_unique_destinations": -1}'}, "invalid_parameters"),
+        ({"parameters": '{"bogus": 1}'}, "invalid_parameters"),
+        ({"columns": '{"cell": "x"}'}, "validation_error"),
+        ({"columns": "not json"}, "validation_error"),
+    ]:
+        response = upload(client, good, **fields)
+        assert response.status_code == 422 and response.json()["error"]["code"] == code, response.text
+    response = client.post("/v1/jobs", json={"analysis": "cdr_fraud", "input": {"cdr_base64": "!!"}})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_base64"
+
+
+def test_requests_that_make_no_job_leave_no_file(client: Client, tabular: Proc, settings: Settings) -> None:
+    good = {"analysis": "cdr_fraud", "input": {"cdr_base64": base64.b64encode(HEADER + GOOD_ROW).decode()}}
+    bad = {**good, "parameters": {"min_calls": -1}}
+    response = client.post("/v1/jobs/batch", json={"jobs": [good, bad]})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_jobs"
+    key = {"Idempotency-Key": f"cdr-{secrets.token_hex(4)}"}
+    first = client.post("/v1/jobs", json=good, headers=key)
+    again = client.post("/v1/jobs", json=good, headers=key)
+    assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
+    assert finished(client, first.json())["status"] == "succeeded"
+    spool: Path = settings.cdr_upload_dir  # the rejected batch's file, the replay's, the finished job's: all gone
+    wait_for(lambda: not any(spool.iterdir()), 5, what="no spooled file left")
+
+
+def _bomb_later() -> bytes:
+    return HEADER + GOOD_ROW * 10 + b"1," + b"9" * 200_000 + b",2026-11-01T10:00:00Z,3\n"
+
+
+def _corrupt_gzip() -> bytes:
+    packed = bytearray(gzip.compress(HEADER + GOOD_ROW * 50_000))
+    packed[len(packed) // 2 : len(packed) // 2 + 64] = b"\x00" * 64
+    return bytes(packed)
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (HEADER + GOOD_ROW * 56 + b"111,223,yesterday,4\n", 58),  # an unparsable time
+        (HEADER + GOOD_ROW * 9 + b"111,223,2026-11-01T10:00:00Z,-2\n", 11),  # a negative duration
+        (HEADER + GOOD_ROW * 4 + b"111,223,2026-11-01T10:00:00Z,4,extra\n", 6),  # a row too long
+        (_bomb_later(), 12),  # a CSV bomb: one enormous line deep in the file
+        (_corrupt_gzip(), None),
+    ],
+)
+def test_bad_rows_fail_the_job_with_their_line(client: Client, tabular: Proc, body: bytes, line: int | None) -> None:
+    response = upload(client, body, "calls.csv.gz" if body[:2] == b"\x1f\x8b" else "calls.csv")
+    assert response.status_code == 202, response.text
+    job = finished(client, response.json())
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_input", job
+    if line is not None:
+        assert f"line {line}" in job["error"]["message"], job["error"]
+    assert tabular.alive()
+
+
+def test_the_worker_keeps_serving_and_files_do_not_pile_up(
+    client: Client, tabular: Proc, settings: Settings, calls
+) -> None:
+    data, truth = calls
+    job = finished(client, upload(client, data).json())
+    assert job["status"] == "succeeded" and flagged(job) == set(truth.sim_boxes)
+    assert tabular.alive()
+    spool: Path = settings.cdr_upload_dir
+    wait_for(lambda: not any(spool.iterdir()), 5, what="spooled files deleted")
+    listed = client.get("/v1/analyses").json()["data"]
+    entry = next(a for a in listed if a["name"] == "cdr_fraud")
+    assert entry["queue"].endswith(".tabular") and entry["input"] == "cdr"
+
+
+def test_the_sweep_deletes_only_stale_files_no_live_job_names(settings: Settings, db, redis_client) -> None:
+    from pipeline.uploads import sweep_uploads
+    from store.api import JobSpec, cancel_job, create_jobs
+    from store.keys import ensure_tenant
+    from tests.integration.helpers import worker_context
+
+    spool: Path = settings.cdr_upload_dir
+    spool.mkdir(parents=True, exist_ok=True)
+    needed, orphan, fresh = (spool / f"cdr-{'0' * 16}-{i:012x}.csv" for i in range(3))
+    for path in (needed, orphan, fresh):
+        path.write_bytes(HEADER)
+    hour_ago = time.time() - 3600
+    for path in (needed, orphan):
+        os.utime(path, (hour_ago, hour_ago))
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"sweep-{secrets.token_hex(3)}")
+        (job,) = create_jobs(conn, owner, [JobSpec("cdr_fraud", {"cdr": {"file": needed.name}})]).rows  # queued
+    assert sweep_uploads(worker_context(settings, db, redis_client)) == 1
+    assert needed.exists() and fresh.exists() and not orphan.exists()
+    with db.begin() as conn:
+        cancel_job(conn, owner, job["id"])
+    needed.unlink()
+    fresh.unlink()

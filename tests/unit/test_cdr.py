@@ -1,0 +1,136 @@
+"""The call-record detection as a library: reading, thresholds, windows, risk, bad files (DuckDB, real files)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from bench.cdr_data import generate, write
+from models.cdr.detect import CdrSource, detect, risk_score
+from models.cdr.spec import CdrInputError, CdrParameters, column_map, sniff
+
+COLUMNS = column_map(None)
+DAY = 86_400
+
+
+def _run(path: Path, params: CdrParameters | None = None, columns: dict[str, str] | None = None):
+    cols = columns or COLUMNS
+    sniffed = sniff(path.read_bytes()[:300_000], cols, max_line_bytes=65_536, complete=True)
+    return detect(CdrSource(path, sniffed, cols), params or CdrParameters(), threads=1, memory_limit_mb=128)
+
+
+def _csv(tmp_path: Path, rows: list[str], header: str = "caller,callee,start_time,duration") -> Path:
+    path = tmp_path / "calls.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _burst(caller: str, n: int, start: int, duration: float, first_callee: int = 9000) -> list[str]:
+    return [f"{caller},{first_callee + i},{start + i * 60},{duration}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def fixture_file(tmp_path_factory: pytest.TempPathFactory):
+    columns, truth = generate(4000, sim_boxes=4, intensity=80, call_centres=2, auto_diallers=2, borderline=2, days=1)
+    path = tmp_path_factory.mktemp("cdr") / "calls.csv.gz"
+    write(columns, path)
+    return path, truth
+
+
+def test_the_generated_fixture_is_separated_exactly(fixture_file) -> None:
+    path, truth = fixture_file
+    report = _run(path)
+    flagged = {f.caller for f in report.flagged_callers}
+    assert flagged == set(truth.sim_boxes)  # precision and recall 1.0
+    assert report.totals["records"] == truth.records
+    risks = [f.risk_score for f in report.flagged_callers]
+    assert risks == sorted(risks, reverse=True) and all(0.5 <= r <= 1 for r in risks)
+    top = report.flagged_callers[0].evidence
+    assert top.unique_destinations >= 50 and top.avg_duration_seconds <= 3.0
+    assert len(top.first_destinations) == 5 and len(set(top.first_destinations)) == 5
+
+
+def test_lower_thresholds_catch_the_near_misses(fixture_file) -> None:
+    path, truth = fixture_file
+    report = _run(path, CdrParameters(min_unique_destinations=40))
+    assert {f.caller for f in report.flagged_callers} == set(truth.sim_boxes) | set(truth.borderline)
+    report = _run(path, CdrParameters(max_avg_duration_seconds=1000))
+    assert set(truth.call_centres) <= {f.caller for f in report.flagged_callers}
+
+
+def test_thresholds_are_inclusive_and_min_calls_applies(tmp_path: Path) -> None:
+    path = _csv(tmp_path, _burst("111", 50, 1_800_000_000, 3.0))
+    assert [f.caller for f in _run(path).flagged_callers] == ["111"]
+    assert _run(path).flagged_callers[0].risk_score == 0.5
+    assert _run(path, CdrParameters(min_calls=51)).flagged_callers == []
+    assert _run(path, CdrParameters(max_avg_duration_seconds=2.9)).flagged_callers == []
+
+
+def test_windows_are_tumbling_on_the_utc_epoch(tmp_path: Path) -> None:
+    midnight = 1_800_057_600  # a UTC midnight
+    rows = _burst("222", 30, midnight - 30 * 60, 1.0) + _burst("222", 30, midnight, 1.0, 8000)  # 30 either side
+    path = _csv(tmp_path, rows)
+    assert _run(path).flagged_callers == []  # split by the day boundary
+    flagged = _run(path, CdrParameters(time_window_hours=72)).flagged_callers  # 72 h windows: no boundary there
+    assert [f.evidence.calls for f in flagged] == [60]
+    assert flagged[0].evidence.window_start.endswith("T00:00:00Z")
+
+
+def test_risk_grows_past_the_thresholds() -> None:
+    params = CdrParameters()
+    assert risk_score(50, 3.0, params) == 0.5
+    assert risk_score(100, 3.0, params) < risk_score(400, 3.0, params) < risk_score(400, 0.5, params) < 1
+
+
+def test_iso_times_json_lines_mapping_and_rejected_rows(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    lines = [
+        f'{{"a": "333", "b": "{i}", "t": "2026-01-01T{i // 60:02d}:{i % 60:02d}:00+00:00", "d": "1.5", "x": 1}}'
+        for i in range(60)
+    ]
+    lines.append('{"a": "", "b": "1", "t": 1767225600, "d": 2}')  # no caller: rejected, counted
+    path.write_text("\n".join(lines) + "\n")
+    mapping = column_map({"caller": "a", "callee": "b", "start_time": "t", "duration": "d"})
+    report = _run(path, columns=mapping)
+    assert [f.caller for f in report.flagged_callers] == ["333"]
+    assert report.totals["rejected_rows"] == 1 and report.totals["records"] == 61
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "words"),
+    [
+        (["1,2,1800000000,3", "1,2,yesterday,3"], 3, "start_time"),
+        (["1,2,1800000000,3", "1,2,1800000000,-4"], 3, "negative"),
+        (["1,2,1800000000,3", "1,2,1800000000,3,9"], 3, "Expected Number of Columns"),
+        (["1,2,1800000000,3", "1,2,1800000000,abc"], 3, "duration"),
+        (["1,2,1800000000,3", "1," + "9" * 70_000 + ",1800000000,3"], 3, "longer"),
+    ],
+)
+def test_bad_rows_name_their_line(tmp_path: Path, rows: list[str], line: int, words: str) -> None:
+    with pytest.raises(CdrInputError) as caught:
+        _run(_csv(tmp_path, rows))
+    assert caught.value.row == line and words in caught.value.message, caught.value.message
+
+
+def test_sniff_refuses_cheaply(tmp_path: Path) -> None:
+    with pytest.raises(CdrInputError, match="missing: duration"):
+        sniff(b"caller,callee,start_time\n1,2,3\n", COLUMNS, max_line_bytes=1024)
+    with pytest.raises(CdrInputError, match="longer than 1024"):
+        sniff(b"x" * 5000, COLUMNS, max_line_bytes=1024)
+    with pytest.raises(CdrInputError, match="longer than 1024"):  # a gzip bomb of one line stops at the bound
+        sniff(gzip.compress(b"y" * 10_000_000), COLUMNS, max_line_bytes=1024)
+    sniffed = sniff(
+        gzip.compress(b"caller,callee,start_time,duration\n1,2,1800000000,3\n"), COLUMNS, max_line_bytes=1024
+    )
+    assert (sniffed.format, sniffed.compression, sniffed.time_format) == ("csv", "gzip", "epoch")
+
+
+def test_parameters_resolve_over_catalog_defaults() -> None:
+    defaults = {"time_window_hours": 24, "min_unique_destinations": 50, "max_avg_duration_seconds": 3.0}
+    params = CdrParameters.resolve({"min_unique_destinations": 10}, defaults)
+    assert (params.min_unique_destinations, params.time_window_hours, params.window_seconds) == (10, 24.0, DAY)
+    for bad in ({"min_unique_destinations": 1.5}, {"bogus": 1}, {"time_window_hours": -1}, {"min_calls": True}):
+        with pytest.raises(ValueError):
+            CdrParameters.resolve(bad, defaults)
