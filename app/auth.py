@@ -7,6 +7,7 @@ import time
 from flask import g, request
 
 from app.errors import ApiError
+from app.ratelimits import check_request
 from app.resources import resources
 from store.keys import hash_key, tenant_for_key
 
@@ -19,7 +20,7 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 
 def authenticate() -> None:
-    """Set `g.tenant` from the Authorization header or raise 401.
+    """Set `g.tenant` from the Authorization header or raise 401; then count the request (429 past the limit).
 
     A short in-process cache (ASSAY_AUTH_CACHE_SECONDS) spares a query per request; a revoked key
     stops working within that time.
@@ -34,8 +35,10 @@ def authenticate() -> None:
     digest = hash_key(key)
     now = time.monotonic()
     cached = _cache.get(digest)
+    g.key_id = digest[:32]  # what rate limits count per key (app/ratelimits.py)
     if cached and cached[1] > now:
         g.tenant = cached[0]
+        check_request()
         return
     svc = resources()
     with svc.db.connect() as conn:
@@ -47,3 +50,4 @@ def authenticate() -> None:
         _cache.clear()
     _cache[digest] = (tenant, now + svc.settings.auth_cache_seconds)
     g.tenant = tenant
+    check_request()

@@ -27,6 +27,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["assay"] = Resources.from_settings(settings)
+    # --- issue 14: rate limits, event stream, console ---
+    from app import console, events_api, ratelimits, stats_api
+
+    ratelimits.init_app(app, settings, app.extensions["assay"].redis)
+    app.register_blueprint(events_api.bp)
+    app.register_blueprint(console.bp)
+    app.register_blueprint(stats_api.bp)
+    # --- end issue 14 ---
 
     from app import jobs_api, meta_api, webhooks_api
 

@@ -15,6 +15,7 @@ from app.backpressure import check_queue_depth
 from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
+from app.ratelimits import charge_jobs, open_slot
 from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources
 from app.schemas import WebhookSpec
@@ -42,6 +43,7 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
             ) from None
         if created.created:
             unit.publish_jobs([(r["id"], r["analysis"]) for r in created.rows])
+            unit.created([Change(r["id"], r["analysis"], r["status"], tenant=g.tenant) for r in created.rows])
     if created.created:
         for row in created.rows:
             JOBS_SUBMITTED.labels(row["analysis"]).inc()
@@ -66,6 +68,7 @@ def create_job() -> Response:
     except EntryError as exc:
         raise exc.as_api_error() from None
     with spooled_until_created([spec], svc.settings) as outcome:
+        charge_jobs(1)
         check_queue_depth(svc, {spec.analysis: 1}, 1)
         (job,), created = outcome.record(_create(svc, [spec]))
     response = jsonify(job)
@@ -113,6 +116,7 @@ def create_batch() -> Response:
             raise ApiError(
                 422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
             )
+        charge_jobs(len(specs))
         count = Counter(s.analysis for s in specs)
         check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
         jobs, created = outcome.record(_create(svc, specs))
@@ -164,7 +168,10 @@ def get_job(job_id: str) -> Response:
     """With ?wait=N: answer when the job is final or after N s, holding no DB connection meanwhile."""
     svc = resources()
     wait = _wait_seconds(svc)
-    return jsonify(wait_until_final(svc.redis, job_id, lambda: _load(svc, job_id), wait))
+    if not wait:
+        return jsonify(_load(svc, job_id))
+    with open_slot(wait + 5):  # a cap on open long-polls per key (app/ratelimits.py)
+        return jsonify(wait_until_final(svc.redis, job_id, lambda: _load(svc, job_id), wait))
 
 
 @bp.get("")
@@ -222,7 +229,14 @@ def _canceled(row: RowMapping, before: str) -> list[Change]:
     if before not in LIVE_STATUSES:
         return []
     return [
-        Change(row["id"], row["analysis"], JobStatus.CANCELED, attempt=row["attempts"], created_at=row["created_at"])
+        Change(
+            row["id"],
+            row["analysis"],
+            JobStatus.CANCELED,
+            attempt=row["attempts"],
+            created_at=row["created_at"],
+            tenant=row["owner"],
+        )
     ]
 
 

@@ -46,6 +46,8 @@ ERRORS: dict[int, str] = {
     415: "the body is not application/json (or multipart/form-data for an upload)",
     410: "the job was erased (DELETE): `job_erased`, with what remains of it in `details.job`",
     422: "well-formed but not a valid job (`validation_error`, `unknown_analysis`, `invalid_audio`, ...)",
+    429: "a per-key rate limit (`rate_limited`), too many open long-polls/streams (`too_many_open`) or the "
+    "tenant's queued-job quota (`tenant_queue_full`); see Retry-After and RateLimit-*",
     503: "back-pressure (`queue_full`) or a dependency down (`database_unavailable`); see Retry-After",
 }
 
@@ -260,7 +262,17 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
         "EraseJob": {"operationId": "eraseJob", "parameters": {"job_id": "$response.body#/id"}},
     }
     retry_after = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
-    busy = {"503": _json("ErrorResponse", ERRORS[503]) | {"headers": retry_after}}
+    limited = {
+        **retry_after,
+        **{
+            f"RateLimit-{name}": {"schema": {"type": "integer"}, "description": what}
+            for name, what in (("Limit", "requests per window"), ("Remaining", "left"), ("Reset", "seconds"))
+        },
+    }
+    busy = {
+        "429": _json("ErrorResponse", ERRORS[429]) | {"headers": limited},
+        "503": _json("ErrorResponse", ERRORS[503]) | {"headers": retry_after},
+    }
     paths: dict[str, Any] = {
         "/v1/jobs": {
             "post": {

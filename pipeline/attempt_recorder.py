@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.deliveries import AttemptRecord, record_attempts, stop_url
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class AttemptRecorder:
                 stop_url(conn, owner, url)
         outcomes = Counter(r.outcome for r in records)
         self.totals.update(outcomes)
+        for outcome, count in outcomes.items():
+            metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc(count)
         for record in records:
             if record.outcome not in ("delivered", "deferred"):
                 log.info(

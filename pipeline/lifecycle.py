@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 import redis
 from sqlalchemy import Connection, Engine
 
+from broker.job_events import JobEvent, record_events
 from broker.job_pubsub import notify_finished
 from broker.publish import Published, Publisher
 from config import Settings
+from store.events import owners_of
 from store.outbox import create_events, record_event_publish, record_job_publish
 from telemetry import metrics
 from telemetry.flower import FlowerEvents
@@ -43,6 +45,7 @@ class Change:
     runtime: float = 0.0  # seconds of model time, for Flower
     has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
     cdr: tuple[int, int] | None = None  # a call-record job's (records read, callers flagged), for its metrics
+    tenant: str | None = None  # for the tenant's event stream; looked up after commit when not given
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Unit:
     conn: Connection
     settings: Settings
     publish_epoch: str | None
+    created_jobs: list[Change] = field(default_factory=list)
     started_jobs: list[Change] = field(default_factory=list)
     finished_jobs: list[Change] = field(default_factory=list)
     jobs_to_publish: list[tuple[str, str]] = field(default_factory=list)
@@ -64,6 +68,10 @@ class Unit:
     def _outbox(self, changes: list[Change]) -> None:
         hooked = [c.job_id for c in changes if c.has_webhook]
         self.events_to_publish += create_events(self.conn, hooked, self.publish_epoch)
+
+    def created(self, changes: list[Change]) -> None:
+        """Jobs just accepted (queued): only the tenant's event stream hears of them."""
+        self.created_jobs += changes
 
     def started(self, changes: list[Change]) -> None:
         """Jobs that began running: `job.started` events where asked for."""
@@ -116,6 +124,7 @@ class Lifecycle:
         """Wake long-polls, publish, count, tell Flower, log. Never raises."""
         if unit.finished_jobs:
             notify_finished(self.redis, [c.job_id for c in unit.finished_jobs])
+        self._record_events(unit)
         if unit.jobs_to_publish:
             self._publish_jobs(unit.jobs_to_publish, unit.publish_epoch)
         if unit.events_to_publish:
@@ -136,6 +145,29 @@ class Lifecycle:
             for change in unit.finished_jobs:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
             self.flower.flush()  # the batch's events leave as one message
+
+    def _record_events(self, unit: Unit) -> None:
+        """Every change, on its tenant's event stream (GET /v1/events); owners the caller did not know are
+        read in one query. Best effort, like the notifications: never raises."""
+        changes = unit.created_jobs + unit.started_jobs + unit.finished_jobs
+        if not changes:
+            return
+        try:
+            unknown = [c.job_id for c in changes if c.tenant is None]
+            owners: dict[str, str] = {}
+            if unknown:
+                with self.db.connect() as conn:
+                    owners = owners_of(conn, unknown)
+            at = datetime.now(UTC).isoformat()
+            events = [
+                JobEvent(tenant, c.job_id, c.analysis, str(c.status), at, c.error_code)
+                for c in changes
+                if (tenant := c.tenant or owners.get(c.job_id))
+            ]
+            s = self.settings
+            record_events(self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events)
+        except Exception:
+            log.warning("job events not recorded", exc_info=True)
 
     def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
         epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))

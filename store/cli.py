@@ -1,4 +1,4 @@
-"""`python -m store.cli keys create|revoke|list` and `secrets reencrypt`: administration from the command line."""
+"""`python -m store.cli keys create|revoke|list`, `secrets reencrypt` and `limits set|show`: administration."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from config import get_settings
 from store.db import make_engine
 from store.keys import create_key, list_keys, revoke_key
+from store.limits import OVERRIDABLE, overrides_for, set_overrides
 from store.secrets_box import SecretBox
+from store.tables import tenants
 from store.webhook_secrets import reencrypt
 
 
@@ -31,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     secrets_actions.add_parser(
         "reencrypt", help="re-encrypt every secret under the first key of ASSAY_SECRETS_KEYS (online, in chunks)"
     )
+    limits_area = sub.add_parser("limits", help="per-tenant overrides of rate limits and quotas")
+    limits_actions = limits_area.add_subparsers(dest="action", required=True)
+    set_limits = limits_actions.add_parser("set", help="override some limits for a tenant (0 clears an override)")
+    show_limits = limits_actions.add_parser("show", help="a tenant's overrides (unset: the settings apply)")
+    for action in (set_limits, show_limits):
+        action.add_argument("--tenant", required=True, help="the tenant's name")
+    for name in OVERRIDABLE:
+        set_limits.add_argument("--" + name.replace("_", "-"), type=int, metavar="N")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -40,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"re-encrypted {done} webhook secrets under the first key")
         engine.dispose()
         return 0
+    if args.area == "limits":
+        with engine.begin() as conn:
+            code = tenant_limits_command(conn, args)
+        engine.dispose()
+        return code
     with engine.begin() as conn:
         if args.action == "create":
             issued = create_key(conn, args.tenant, args.label)
@@ -59,6 +74,21 @@ def main(argv: list[str] | None = None) -> int:
             for row in list_keys(conn):
                 print(json.dumps(row, default=str))
     engine.dispose()
+    return 0
+
+
+def tenant_limits_command(conn: Connection, args: argparse.Namespace) -> int:
+    tenant = conn.execute(select(tenants.c.id).where(tenants.c.name == args.tenant)).scalar_one_or_none()
+    if tenant is None:
+        print(f"no tenant named {args.tenant!r}", file=sys.stderr)
+        return 1
+    if args.action == "set":
+        given = {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name) is not None}
+        if any(value < 0 for value in given.values()):
+            print("limits are positive (0 clears an override)", file=sys.stderr)
+            return 1
+        set_overrides(conn, tenant, {name: value or None for name, value in given.items()})
+    print(json.dumps({"tenant": args.tenant, "tenant_id": tenant, "overrides": overrides_for(conn, tenant)}))
     return 0
 
 

@@ -212,3 +212,23 @@ JOB_DOCUMENT_COLUMNS = (
     jobs.c.completed_at,
     jobs.c.erased_at,
 )
+
+# Per-tenant overrides of the rate limits and quotas in settings (app/ratelimits.py); a NULL column
+# means "the setting's value". Issue 14.
+tenant_limits = Table(
+    "tenant_limits",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("rate_requests", Integer),
+    Column("rate_requests_window_seconds", Integer),
+    Column("rate_jobs_per_minute", Integer),
+    Column("max_open_waits_per_key", Integer),
+    Column("tenant_max_queued_jobs", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "coalesce(rate_requests, 1) >= 1 AND coalesce(rate_requests_window_seconds, 1) >= 1"
+        " AND coalesce(rate_jobs_per_minute, 1) >= 1 AND coalesce(max_open_waits_per_key, 1) >= 1"
+        " AND coalesce(tenant_max_queued_jobs, 1) >= 1",
+        name="tenant_limits_positive",
+    ),
+)

@@ -31,6 +31,8 @@ JOB_LATENCY = Histogram(
 BATCH_SIZE = Histogram("assay_batch_size", "Jobs per model batch", ["family"], buckets=BATCH_BUCKETS)
 MODEL_LOAD = Gauge("assay_model_load_seconds", "Time to load a model", ["model"], multiprocess_mode="max")
 GPU_MEMORY = Gauge("assay_gpu_memory_bytes", "GPU memory allocated by this worker", ["device"], multiprocess_mode="max")
+# Issue 14 (Grafana dashboard): webhook attempts by outcome (delivered, deferred, failed, stopped, ...).
+WEBHOOK_ATTEMPTS = Counter("assay_webhook_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])
 
 # --- call records (cdr_fraud) ---------------------------------------------------------------------
 CDR_RECORDS = Counter("assay_cdr_records_total", "Call records read by cdr_fraud jobs that succeeded")

@@ -191,3 +191,13 @@ class Client:
         response = self.post("/v1/jobs/batch", json=body)
         assert response.status_code == 202, response.text
         return response.json()["data"]
+
+
+# --- issue 14: files a test leaves for people to look at (screenshots, terminal captures) ---
+ARTIFACTS = ROOT / "var" / "test-artifacts"
+
+
+def artifact(name: str) -> Path:
+    """A path under var/test-artifacts/ (kept after the run, ignored by git) for a test's screenshot or capture."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name

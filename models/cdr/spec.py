@@ -163,17 +163,22 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
     if first.startswith("{"):
         try:
             record = json.loads(first)
-        except ValueError as exc:
-            raise CdrInputError(f"line 1 is not a JSON object: {exc}", 1) from None
+        except (ValueError, RecursionError) as exc:
+            raise CdrInputError(f"line 1 is not a JSON object: {str(exc)[:200]}", 1) from None
         if not isinstance(record, dict):
             raise CdrInputError("line 1 is not a JSON object", 1)
         _check_columns(tuple(record), columns, "the first JSON line has keys")
         return Sniffed("jsonl", compression, tuple(record), _time_format(record.get(columns["start_time"])))
-    header = tuple(next(csv.reader([lines[0]])))
+    try:
+        header = tuple(next(csv.reader([lines[0]])))
+        row = next(csv.reader([lines[1]])) if len(lines) > 1 and lines[1].strip() else None
+    except (csv.Error, StopIteration) as exc:  # a NUL byte, an empty first line
+        raise CdrInputError(f"the first lines are not CSV: {exc}", 1) from None
     _check_columns(header, columns, "the CSV header has columns")
+    if len(set(header)) != len(header):
+        raise CdrInputError("the CSV header names a column twice", 1)
     time_format: TimeFormat = "iso8601"
-    if len(lines) > 1 and lines[1].strip():
-        row = next(csv.reader([lines[1]]))
+    if row is not None:
         index = header.index(columns["start_time"])
         if index < len(row):
             time_format = _time_format(row[index])

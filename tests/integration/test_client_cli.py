@@ -38,7 +38,7 @@ from sqlalchemy import Engine, func, select
 
 from store.keys import tenant_for_key
 from store.tables import jobs
-from tests.support import ROOT, Proc, Stack, wait_for
+from tests.support import ROOT, Proc, Stack, artifact, wait_for
 
 ASSAY = Path(sys.executable).parent / "assay"
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
@@ -189,10 +189,32 @@ def test_a_503_storm_slows_the_cli_down_but_it_finishes(stack: Stack, key: str, 
     assert tenant_rows(db, key) == 200, "a retried chunk created its jobs twice"
 
 
+def test_a_429_storm_from_the_apis_own_rate_limits_slows_the_cli_but_it_finishes(
+    stack: Stack, worker: Proc, key: str, db: Engine, tmp_path: Path
+) -> None:
+    """The API's per-key request limit set low (6 a second): the CLI's chunks and its 8 threads of long-polls
+    are answered 429 rate_limited with Retry-After, and it waits them out."""
+    api, url = stack.api(ASSAY_RATE_REQUESTS="6", ASSAY_RATE_REQUESTS_WINDOW_SECONDS="1")
+    tickets, out = tmp_path / "tickets.jsonl", tmp_path / "results.jsonl"
+    write_jsonl(tickets, 40, "throttled")
+    began = time.monotonic()
+    done = assay(
+        ["submit", "sentiment", "--file", str(tickets), "--wait", "--out", str(out), "--chunk-size", "10"],
+        cli_env(url, key, tmp_path),
+    )
+    elapsed = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert_in_input_order(read_jsonl(out), tickets, 40)
+    refused = api.log_text().count('"status":429')
+    print(f"rate-limit storm: {refused} answers 429, finished in {elapsed:.1f}s")
+    assert refused >= 3 and "429 rate_limited" in done.stderr, done.stderr
+    assert tenant_rows(db, key) == 40, "a retried chunk created its jobs twice"
+
+
 class RefusingProxy:
     """A real HTTP server in front of the real API that answers 429 to every other request, `refusals` times,
-    with Retry-After as an HTTP date (the API itself has no rate limit yet: this stands in for one, or for a
-    gateway's), and forwards everything else unchanged."""
+    with Retry-After as an HTTP date (as a gateway in front of Assay may), and forwards everything else
+    unchanged."""
 
     def __init__(self, upstream: str, refusals: int) -> None:
         self.upstream, self.left, self.seen = upstream, refusals, 0
@@ -297,9 +319,9 @@ def test_the_progress_bar_in_a_real_terminal(api_url: str, worker: Proc, key: st
             time.sleep(0.2)
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], check=False)
-    artifact = tmp_path / "terminal-capture.txt"
-    artifact.write_text("\n=== frame ===\n".join(frames))
-    print(f"terminal capture saved to {artifact}")
+    capture = artifact("terminal-capture.txt")  # var/test-artifacts/, kept after the run
+    capture.write_text("\n=== frame ===\n".join(frames))
+    print(f"terminal capture saved to {capture}")
 
     last = frames[-1]
     assert "ASSAY-EXIT=0" in last, last

@@ -1,0 +1,192 @@
+"""GET /v1/events: the key's tenant's job state changes as Server-Sent Events, resumable with Last-Event-ID.
+
+Events come from the tenant's capped Redis stream (broker.job_events), which the lifecycle appends to after
+each commit, next to the `?wait` notifications. One listener per API process subscribes to the
+"tenant's stream grew" channel and wakes that tenant's open streams here; a woken stream reads what is new
+with one XRANGE from its last id. No stream holds a Redis or PostgreSQL connection while it waits, so
+under gunicorn's gevent workers an idle stream costs a greenlet and a socket.
+
+Bounded: streams per key (with `?wait` long-polls, app/ratelimits.py), streams per process
+(`max_streams_per_process`, 503 past it), a stream's life (`events_max_stream_seconds`; the client
+reconnects with Last-Event-ID and loses nothing), and the resumption window (`events_window` events per
+tenant; a Last-Event-ID older than that gets an `event: reset` first, telling the client to re-list).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import redis
+from flask import Blueprint, Response, current_app, g, request
+
+from app.auth import authenticate
+from app.errors import ApiError
+from app.ratelimits import SLOT_LEASE_SECONDS, take_slot
+from app.resources import resources
+from broker.job_events import channel, first_id, last_id, read_after
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("events", __name__, url_prefix="/v1/events")
+bp.before_request(authenticate)
+
+_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+READ_CHUNK = 500
+RECONNECT_MS = 2000
+
+
+class EventHub:
+    """One per API process: a single pub/sub subscription that wakes the streams of the tenant named."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._redis, self._channel = client, channel(prefix)
+        self._waiters: defaultdict[str, set[threading.Event]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self.healthy = False
+        self.open = 0
+
+    def subscribe(self, tenant: str) -> threading.Event:
+        woken = threading.Event()
+        with self._lock:
+            self._waiters[tenant].add(woken)
+            self.open += 1
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen, name="assay-events", daemon=True)
+                self._listener.start()
+        return woken
+
+    def unsubscribe(self, tenant: str, woken: threading.Event) -> None:
+        with self._lock:
+            self.open -= 1
+            waiters = self._waiters.get(tenant)
+            if waiters is not None:
+                waiters.discard(woken)
+                if not waiters:
+                    del self._waiters[tenant]
+
+    def _wake(self, tenant: str | None) -> None:
+        with self._lock:
+            targets = (
+                [w for ws in self._waiters.values() for w in ws] if tenant is None else self._waiters.get(tenant, ())
+            )
+            for woken in list(targets):
+                woken.set()
+
+    def _listen(self) -> None:
+        """Forever: subscribe, wake on each message; after a Redis error, wake everyone (they re-read) and retry."""
+        while True:
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
+                self.healthy = True
+                self._wake(None)  # anything published while we were not subscribed
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._wake(message["data"].decode())
+            except (redis.RedisError, OSError):
+                self.healthy = False
+                log.warning("event listener lost Redis; streams poll until it is back", exc_info=True)
+                self._wake(None)
+                time.sleep(1.0)
+
+
+def hub() -> EventHub:
+    found = current_app.extensions.get("assay.events")
+    if found is None:
+        svc = resources()
+        found = current_app.extensions["assay.events"] = EventHub(svc.redis, svc.settings.queue_prefix)
+    return found
+
+
+def _frame(event_id: str, data: dict[str, object], kind: str = "job") -> str:
+    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@bp.get("")
+def events() -> Response:
+    """text/event-stream of `event: job` frames ({"job_id", "analysis", "status", "at", "error_code"?})."""
+    svc = resources()
+    s = svc.settings
+    given = request.headers.get("Last-Event-ID", "").strip()
+    if given and not _EVENT_ID.fullmatch(given):
+        raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an event id this stream sent")
+    events_hub = hub()
+    if events_hub.open >= s.max_streams_per_process:
+        raise ApiError(
+            503, "too_many_streams", "this API process holds all the event streams it may", headers={"Retry-After": "5"}
+        )
+    slot = take_slot(SLOT_LEASE_SECONDS)  # renewed at each heartbeat, released when the stream ends
+    try:
+        tenant, prefix = g.tenant, s.queue_prefix
+        reset = False
+        if given:
+            oldest = first_id(svc.redis, prefix, tenant)
+            reset = oldest is not None and _older(given, oldest)  # events between may have been trimmed
+            cursor = given
+        else:
+            cursor = last_id(svc.redis, prefix, tenant)
+    except redis.RedisError:
+        if slot is not None:
+            slot.release()
+        raise ApiError(
+            503, "events_unavailable", "the event stream is unavailable", headers={"Retry-After": "5"}
+        ) from None
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    woken = events_hub.subscribe(tenant)
+
+    def stream() -> Iterator[str]:
+        nonlocal cursor
+        deadline = renewed = time.monotonic()
+        deadline += s.events_max_stream_seconds
+        try:
+            yield f"retry: {RECONNECT_MS}\n\n"
+            if reset:
+                yield _frame(
+                    cursor, {"reason": "Last-Event-ID is older than the events kept: list the jobs again"}, "reset"
+                )
+            while time.monotonic() < deadline:
+                woken.clear()
+                try:
+                    rows = read_after(svc.redis, prefix, tenant, cursor, READ_CHUNK)
+                except redis.RedisError:
+                    rows = []
+                for event_id, data in rows:
+                    cursor = event_id
+                    yield _frame(event_id, data)
+                if len(rows) == READ_CHUNK:
+                    continue
+                wait = s.events_heartbeat_seconds if events_hub.healthy else 1.0
+                if not woken.wait(min(wait, max(0.0, deadline - time.monotonic()))):
+                    yield ": keepalive\n\n"  # a hung-up client shows here, as a failed write
+                if slot is not None and time.monotonic() - renewed > SLOT_LEASE_SECONDS / 3:
+                    slot.renew(SLOT_LEASE_SECONDS)  # not every heartbeat: 500 streams would storm Redis
+                    renewed = time.monotonic()
+        finally:
+            events_hub.unsubscribe(tenant, woken)
+            if slot is not None:
+                slot.release()
+
+    response = Response(stream(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _parts(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _older(a: str, b: str) -> bool:
+    return _parts(a) < _parts(b)

@@ -1,0 +1,88 @@
+"""Each tenant's job state changes, kept briefly in Redis for `GET /v1/events` (Server-Sent Events).
+
+Two Redis structures, both written by the lifecycle after commit (beside the `?wait` notifications of
+broker.job_pubsub, and like them best effort):
+
+- a capped stream per tenant, `<prefix>:events:<tenant>`, holding the last `events_window` changes: its
+  entry ids are the SSE event ids, so a client that reconnects with `Last-Event-ID` reads what it missed
+  with one XRANGE, as long as that is still inside the window;
+- one pub/sub channel, `<prefix>:job-events`, whose messages are tenant ids: "this tenant's stream grew".
+  An API process subscribes to it once and wakes only its streams of that tenant; no stream holds a
+  Redis connection while it waits, so a thousand idle streams cost a thousand greenlets, not connections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One job's change of state, as a tenant's event stream tells it."""
+
+    tenant: str
+    job_id: str
+    analysis: str
+    status: str
+    at: str  # ISO 8601, UTC
+    error_code: str | None = None
+
+
+def stream_key(prefix: str, tenant: str) -> str:
+    return f"{prefix}:events:{tenant}"
+
+
+def channel(prefix: str) -> str:
+    return f"{prefix}:job-events"
+
+
+def record_events(client: redis.Redis, prefix: str, window: int, keep_seconds: int, events: Iterable[JobEvent]) -> None:
+    """Append to each tenant's capped stream and wake its readers. Never raises: a stream missing an
+    event is corrected by the reader's next GET of the job, and the job itself is in PostgreSQL."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        tenants: set[str] = set()
+        for event in events:
+            data = {k: v for k, v in asdict(event).items() if k != "tenant" and v is not None}
+            key = stream_key(prefix, event.tenant)
+            pipe.xadd(key, {"data": json.dumps(data, separators=(",", ":"))}, maxlen=window, approximate=True)
+            tenants.add(event.tenant)
+        for tenant in tenants:
+            pipe.expire(stream_key(prefix, tenant), keep_seconds)
+            pipe.publish(channel(prefix), tenant)
+        if tenants:
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("job events not recorded", exc_info=True)
+
+
+def read_after(
+    client: redis.Redis, prefix: str, tenant: str, after: str, count: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """Up to `count` events newer than id `after` ("0" for all kept), oldest first."""
+    rows = client.xrange(stream_key(prefix, tenant), min=f"({after}" if after != "0" else "-", count=count)
+    return [(_text(entry_id), json.loads(fields[b"data"])) for entry_id, fields in rows]
+
+
+def last_id(client: redis.Redis, prefix: str, tenant: str) -> str:
+    """The newest event id kept for the tenant ("0-0" if none): where a fresh stream starts."""
+    rows = client.xrevrange(stream_key(prefix, tenant), count=1)
+    return _text(rows[0][0]) if rows else "0-0"
+
+
+def first_id(client: redis.Redis, prefix: str, tenant: str) -> str | None:
+    """The oldest event id still kept, or None: a Last-Event-ID before it has lost events."""
+    rows = client.xrange(stream_key(prefix, tenant), count=1)
+    return _text(rows[0][0]) if rows else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,219 @@
+"""GET /v1/events against the real stack: gunicorn (gevent), a Celery worker, PostgreSQL and Redis.
+
+Each tenant's stream carries only its own jobs; a client that drops and reconnects with Last-Event-ID
+gets every change it missed; 500 idle streams cost the API worker little memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import requests
+
+from tests.support import Client, Proc, Stack, wait_for
+
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack) -> Proc:
+    return stack.worker("events")
+
+
+@dataclass
+class Stream:
+    """A real SSE client on a thread: every `event: job` frame with its id, in arrival order."""
+
+    url: str
+    key: str
+    last_event_id: str | None = None
+    events: list[tuple[str, str, dict]] = field(default_factory=list)  # (id, kind, data)
+    opened: threading.Event = field(default_factory=threading.Event)
+    _response: requests.Response | None = None
+
+    def start(self) -> Stream:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        self._response = requests.get(f"{self.url}/v1/events", headers=headers, stream=True, timeout=(5, 60))
+        assert self._response.status_code == 200, self._response.text
+        assert self._response.headers["Content-Type"].startswith("text/event-stream")
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_for(self.opened.is_set, 10, what="the stream's first frame")
+        return self
+
+    def _read(self) -> None:
+        assert self._response is not None
+        fields: dict[str, str] = {}
+        try:
+            for line in self._response.iter_lines(decode_unicode=True):
+                if line.startswith("retry:"):
+                    self.opened.set()
+                elif line == "":
+                    if "data" in fields:
+                        self.events.append(
+                            (fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"]))
+                        )
+                    fields = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+        except (requests.RequestException, AttributeError, ValueError):
+            pass  # closed by the test
+
+    def close(self) -> None:
+        """Hang up at once (closing the response alone waits for the reader's next frame, a heartbeat away)."""
+        if self._response is not None:
+            with suppress(OSError, AttributeError):
+                self._response.raw.connection.sock.shutdown(socket.SHUT_RDWR)
+            self._response.close()
+
+    def jobs(self) -> dict[str, list[str]]:
+        seen: dict[str, list[str]] = {}
+        for _, kind, data in self.events:
+            if kind == "job":
+                seen.setdefault(data["job_id"], []).append(data["status"])
+        return seen
+
+    def final(self, ids: set[str]) -> bool:
+        seen = self.jobs()
+        return all(any(s in FINAL for s in seen.get(i, [])) for i in ids)
+
+
+def test_each_tenant_sees_only_its_own_jobs(api_url: str, worker: Proc, new_key) -> None:
+    key_a, key_b = new_key(), new_key()
+    a, b = Stream(api_url, key_a).start(), Stream(api_url, key_b).start()
+    try:
+        ids_a = {j["id"] for j in Client(api_url, key_a).submit_batch([f"A likes it {i}" for i in range(4)])}
+        ids_b = {Client(api_url, key_b).submit(f"B hates it {i}")["id"] for i in range(3)}
+        wait_for(lambda: a.final(ids_a) and b.final(ids_b), 60, what="both streams to see their jobs finish")
+    finally:
+        a.close()
+        b.close()
+    assert set(a.jobs()) == ids_a, "tenant A's stream carried another tenant's jobs"
+    assert set(b.jobs()) == ids_b, "tenant B's stream carried another tenant's jobs"
+    for job_id in ids_a | ids_b:
+        statuses = (a.jobs() | b.jobs())[job_id]
+        assert statuses[0] == "queued" and statuses[-1] == "succeeded", (job_id, statuses)
+        assert "running" in statuses
+    ids = [event_id for event_id, _, _ in a.events]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))) and len(set(ids)) == len(ids)
+
+
+def test_reconnect_with_last_event_id_misses_nothing(api_url: str, worker: Proc, new_key) -> None:
+    key = new_key()
+    user = Client(api_url, key)
+    first = Stream(api_url, key).start()
+    job = user.submit("before the drop")
+    user.get(f"/v1/jobs/{job['id']}", params={"wait": 20})
+    wait_for(lambda: first.final({job["id"]}), 20, what="the first job on the stream")
+    first.close()
+    resume_from = first.events[-1][0]
+
+    missed = [j["id"] for j in user.submit_batch([f"while away {i}" for i in range(5)])]
+    for job_id in missed:
+        assert user.get(f"/v1/jobs/{job_id}", params={"wait": 20}).json()["status"] == "succeeded"
+    canceled = user.submit_batch(["canceled while away"])[0]["id"]
+    user.post(f"/v1/jobs/{canceled}/cancel")
+
+    again = Stream(api_url, key, last_event_id=resume_from).start()
+    try:
+        wait_for(lambda: again.final({*missed, canceled}), 20, what="the missed events after reconnecting")
+        later = user.submit("after the reconnect")["id"]
+        wait_for(lambda: again.final({later}), 30, what="live events after the catch-up")
+    finally:
+        again.close()
+    seen = again.jobs()
+    assert job["id"] not in seen, "events before Last-Event-ID were sent again"
+    for job_id in missed:
+        assert seen[job_id][0] == "queued" and seen[job_id][-1] == "succeeded", seen[job_id]
+    assert seen[canceled][-1] == "canceled"
+    assert all(_key(i) > _key(resume_from) for i, _, _ in again.events)
+
+
+def _key(event_id: str) -> tuple[int, int]:
+    ms, seq = event_id.split("-")
+    return int(ms), int(seq)
+
+
+def test_bad_last_event_id_is_a_400(api_url: str, new_key) -> None:
+    answer = requests.get(
+        f"{api_url}/v1/events",
+        headers={"Authorization": f"Bearer {new_key()}", "Last-Event-ID": "not-an-id"},
+        timeout=10,
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_last_event_id"
+
+
+def _open_raw(url: str, key: str, count: int) -> Iterator[socket.socket]:
+    """`count` streams on plain sockets (cheap for the test process), each read up to its first frame."""
+    parts = urlsplit(url)
+    request = (
+        f"GET /v1/events HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {key}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    for _ in range(count):
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        sock.sendall(request)
+        head = b""
+        while b"retry:" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        yield sock
+
+
+def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    # A 1 s heartbeat: the streams notice the hang-up below within a second, so gunicorn stops at once.
+    proc, url = stack.api(
+        ASSAY_API_WORKERS="1",
+        ASSAY_MAX_OPEN_WAITS_PER_KEY="1000",
+        ASSAY_RATE_REQUESTS="100000",
+        ASSAY_EVENTS_HEARTBEAT_SECONDS="1",
+        ASSAY_MAX_STREAMS_PER_PROCESS="520",
+    )
+    (api_worker,) = psutil.Process(proc.popen.pid).children()
+    key = new_key()
+    socks = list(_open_raw(url, key, 20))  # warm: the listener, code paths, pools
+    before = api_worker.memory_info().rss
+    try:
+        opening = time.monotonic()
+        socks += list(_open_raw(url, key, 500))
+        print(f"opened 500 streams in {time.monotonic() - opening:.1f}s")
+        time.sleep(1.0)
+        after = api_worker.memory_info().rss
+        assert Client(url, key).get("/health").status_code == 200, "the worker stopped answering"
+        over = Client(url, key).get("/v1/events", timeout=10)  # the 521st stream of this process
+        assert over.status_code == 503 and over.json()["error"]["code"] == "too_many_streams", over.text
+    finally:
+        for sock in socks:
+            with closing(sock):
+                pass
+        closing_at = time.monotonic()
+        deadline = closing_at + 30  # let the streams see the hang-up, so the API stops at once
+        port = int(urlsplit(url).port or 0)
+
+        def streams_left() -> int:
+            return sum(1 for c in api_worker.net_connections("tcp") if c.laddr and c.laddr.port == port)
+
+        while streams_left() > 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    print(f"streams ended {time.monotonic() - closing_at:.1f}s after the hang-up")
+    grew = (after - before) / 2**20
+    print(f"500 idle streams: API worker RSS {before / 2**20:.1f} → {after / 2**20:.1f} MiB (+{grew:.1f} MiB)")
+    assert grew <= 50, f"500 idle streams took {grew:.1f} MiB"
+    assert before > 0
