@@ -18,6 +18,7 @@ from app.errors import ApiError
 from app.ratelimits import charge_jobs, open_slot
 from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources
+from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
 from app.uploads import upload_spec
 from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
@@ -35,6 +36,7 @@ bp.before_request(authenticate)
 def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, Any]], bool]:
     """Commit the rows, then publish. A failed publish leaves them for the sweeper: never lost."""
     with svc.lifecycle.transaction() as unit:
+        specs, outcomes = plan_jobs(unit.conn, svc.settings, svc.catalog, g.tenant, specs)
         try:
             created = store.create_jobs(unit.conn, g.tenant, specs, unit.publish_epoch)
         except store.IdempotencyConflictError:
@@ -42,8 +44,26 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
                 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
             ) from None
         if created.created:
-            unit.publish_jobs([(r["id"], r["analysis"]) for r in created.rows])
+            # Only jobs that run are published: a hit is complete, an attached job finishes with its source.
+            pairs = list(zip(created.rows, specs, strict=True))
+            unit.publish_jobs([(r["id"], r["analysis"]) for r, s in pairs if s.cached is None and s.attach_to is None])
             unit.created([Change(r["id"], r["analysis"], r["status"], tenant=g.tenant) for r in created.rows])
+            unit.finished(
+                [
+                    Change(
+                        r["id"],
+                        r["analysis"],
+                        JobStatus.SUCCEEDED,
+                        created_at=r["created_at"],
+                        has_webhook=s.webhook is not None,
+                        tenant=g.tenant,
+                    )
+                    for r, s in pairs
+                    if s.cached is not None
+                ],
+                settle_sources=False,
+            )
+            unit.cache_outcome(outcomes)
     if created.created:
         for row in created.rows:
             JOBS_SUBMITTED.labels(row["analysis"]).inc()

@@ -133,6 +133,18 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 },
             },
         },
+        "JobOptions": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "cache": {"type": "boolean", "description": "false: never served from the cache or coalesced"},
+                "return_embedding": {
+                    "type": "boolean",
+                    "description": "text analyses on the sentence encoder: add the normalised embedding",
+                },
+                "return_diagnostics": {"type": "boolean", "description": "add stage timings, tokens, versions"},
+            },
+        },
         "TextJobCreate": {
             "type": "object",
             "required": ["analysis", "input"],
@@ -150,6 +162,7 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 },
                 "metadata": _ref("Metadata"),
                 "webhook": _optional("WebhookSpec"),
+                "options": _optional("JobOptions"),
             },
         },
         "AudioJobCreate": {
@@ -176,6 +189,7 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 },
                 "metadata": _ref("Metadata"),
                 "webhook": _optional("WebhookSpec"),
+                "options": _optional("JobOptions"),
             },
         },
         "CdrJobCreate": {

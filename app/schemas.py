@@ -44,12 +44,22 @@ class WebhookSpec(BaseModel):
     )
 
 
+class JobOptions(BaseModel):
+    """Per-request switches (issue 17): the cache, and what else a result carries."""
+
+    model_config = ConfigDict(extra="forbid")
+    cache: bool = Field(True, description="false: neither served from the cache nor attached to an identical job")
+    return_embedding: bool = Field(False, description="text analyses on the sentence encoder: add the embedding")
+    return_diagnostics: bool = Field(False, description="add stage timings, batch size, tokens and versions")
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     analysis: str = Field(description="an analysis name from GET /v1/analyses", examples=["sentiment"])
     input: TextInput = Field(description="for text analyses; audio analyses take AudioInput")
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
     webhook: WebhookSpec | None = None
+    options: JobOptions | None = None
 
 
 class AudioJobCreate(BaseModel):
@@ -58,6 +68,7 @@ class AudioJobCreate(BaseModel):
     input: AudioInput
     metadata: dict[str, Any] = Field(default_factory=dict, description="echoed back on the job; bounded in size")
     webhook: WebhookSpec | None = None
+    options: JobOptions | None = None
 
 
 class CdrJobCreate(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from app.entries import EntryError, canonical_hash, check_metadata
 from app.errors import ApiError
 from app.offload import off_loop
-from app.schemas import AudioJobCreate, CdrJobCreate, JobCreate, WebhookSpec
+from app.schemas import AudioJobCreate, CdrJobCreate, JobCreate, JobOptions, WebhookSpec
 from config import Settings
 from config.catalog import AnalysisConfig
 from store.api import JobSpec
@@ -72,7 +72,7 @@ def _validate_job(
             {"available": sorted(catalog)},
         )
     if catalog[analysis].input == "audio":
-        return _audio_job(payload, settings, idempotency_key)
+        return _audio_job(payload, settings, catalog, idempotency_key)
     if catalog[analysis].input == "cdr":
         return _cdr_job(payload, settings, catalog[analysis], idempotency_key)
     try:
@@ -90,7 +90,10 @@ def _validate_job(
             {"limit": settings.max_text_chars, "actual": len(text)},
         )
     check_metadata(job.metadata, settings)
+    options, use_cache = check_options(job.options, catalog[analysis], settings)
     body = {"analysis": job.analysis, "input": job.input.model_dump(), "metadata": job.metadata}
+    if job.options is not None:
+        body["options"] = job.options.model_dump()
     return JobSpec(
         analysis=job.analysis,
         input=body["input"],
@@ -98,10 +101,38 @@ def _validate_job(
         idempotency_key=idempotency_key,
         request_hash=canonical_hash(body) if idempotency_key else None,
         webhook=check_webhook(job.webhook, settings),
+        options=options,
+        use_cache=use_cache,
     )
 
 
-def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str | None) -> JobSpec:
+#: Engines whose forward pass already yields the sentence embedding (models.prototype.PrototypeBank).
+EMBEDDING_ENGINES = ("embedding-prototype", "sentence-embedding")
+
+
+def check_options(
+    options: JobOptions | None, analysis: AnalysisConfig, settings: Settings
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the options the worker must honour, or None; whether the cache may serve the job)."""
+    if options is None:
+        return None, True
+    if options.return_embedding:
+        from config.catalog import model_choice
+
+        if analysis.input != "text" or model_choice(settings, analysis).engine not in EMBEDDING_ENGINES:
+            raise EntryError(
+                422,
+                "option_not_supported",
+                f"return_embedding needs a text analysis served by the sentence encoder; {analysis.name} is not",
+                {"option": "return_embedding", "analysis": analysis.name},
+            )
+    wanted = {name: True for name in ("return_embedding", "return_diagnostics") if getattr(options, name)}
+    return wanted or None, options.cache
+
+
+def _audio_job(
+    payload: dict[str, Any], settings: Settings, catalog: dict[str, AnalysisConfig], idempotency_key: str | None
+) -> JobSpec:
     try:
         job = AudioJobCreate.model_validate(payload)
     except ValidationError as exc:
@@ -114,8 +145,18 @@ def _audio_job(payload: dict[str, Any], settings: Settings, idempotency_key: str
         data = base64.b64decode(job.input.audio_base64, validate=True)
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
+    options, use_cache = check_options(job.options, catalog[job.analysis], settings)
     spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
-    return replace(spec, webhook=check_webhook(job.webhook, settings))
+    request_hash = spec.request_hash
+    if request_hash and job.options is not None:
+        request_hash = canonical_hash([request_hash, job.options.model_dump()])
+    return replace(
+        spec,
+        webhook=check_webhook(job.webhook, settings),
+        options=options,
+        use_cache=use_cache,
+        request_hash=request_hash,
+    )
 
 
 def _cdr_job(

@@ -7,13 +7,14 @@ lives here rather than in models/: the API must never import torch.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal, cast
 
 from pydantic import BaseModel, Field, model_validator
 
-from config.engines import EngineName, ModelEngineName
+from config.engines import EngineName, ModelEngineName, engine_versions
 from config.settings import Settings
 
 CATALOG_DIR = Path(__file__).resolve().parent / "analyses"
@@ -86,6 +87,8 @@ def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
         return ModelChoice(engine=cast(ModelEngineName, engine), model=source)
     if analysis.engine == "embedding-prototype":
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
+    if analysis.engine == "sentence-embedding":
+        return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
     if analysis.engine == "whisper":
         return ModelChoice(engine=analysis.engine, model=settings.speech_model_path or PACKAGED_SPEECH_MODEL)
     if analysis.engine == "sdhf":
@@ -99,3 +102,25 @@ def model_label(settings: Settings, analysis: AnalysisConfig) -> str:
     if choice.engine == "embedding-prototype":
         return f"{choice.model}+{analysis.name}-prototypes-v{analysis.version}"
     return choice.model
+
+
+def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: str) -> str:
+    """`v<version>-<hash>`: the analysis's declared version and a hash of everything else its answer depends on.
+
+    The hash covers the catalog entry (labels, temperature, thresholds, verdicts), the engine and model
+    chosen for it, the token limit, speech settings for audio, the pipelines' steps, recursively, and the
+    installed engine libraries. Editing a head without bumping `version`, or pointing an analysis at
+    another model, changes it: the result cache keys on it, so an old answer is never served.
+    """
+    analysis = catalog[name]
+    parts: dict[str, object] = {
+        "config": analysis.model_dump(mode="json"),
+        "choice": model_choice(settings, analysis).model_dump(mode="json"),
+        "max_model_tokens": settings.max_model_tokens,
+        "engines": engine_versions(),
+        "steps": [head_version(settings, catalog, step) for step in analysis.steps + analysis.then],
+    }
+    if analysis.input == "audio":
+        parts["speech"] = [settings.speech_compute_type, settings.speech_beam_size, settings.max_audio_seconds]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"v{analysis.version}-{digest[:12]}"

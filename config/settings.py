@@ -188,6 +188,21 @@ class Settings(BaseSettings):
     events_heartbeat_seconds: float = Field(15.0, gt=0, description="a comment line this often keeps proxies open")
     events_max_stream_seconds: float = Field(3_600.0, gt=0, description="a stream ends after this; clients resume")
     # --- end of issue 14 block --------------------------------------------------------------------------
+    # --- result cache and coalescing (issue 17; docs/DESIGN.md "Result cache") ------------------
+    cache_enabled: bool = Field(True, description="serve repeated inputs from finished results and coalesce in-flight")
+    cache_ttl_seconds: float = Field(3_600.0, gt=0, description="a finished result is served this long")
+    cache_max_entries: int = Field(100_000, ge=1, description="the oldest entries beyond this are dropped")
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="results held, as JSON, at most")
+    cache_shared_across_tenants: bool = Field(
+        False,
+        description="one cache for every tenant: a hit's speed would tell a tenant that another sent the same input",
+    )
+    cache_namespace: str = Field(
+        "", max_length=64, description="part of every key: change it to retire every entry (a model swapped in place)"
+    )
+    max_result_bytes: int = Field(
+        1_048_576, ge=1024, description="a result heavier than this as JSON fails its job (cdr_fraud lists ≤ 1,000)"
+    )
 
     # --- Flower ---------------------------------------------------------------------------
     flower_port: int = Field(5555, ge=1, le=65535)

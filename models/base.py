@@ -26,6 +26,25 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True)
+class Embedding:
+    """A text's sentence embedding, as the encoder computed it for the batch (no extra model call)."""
+
+    vector: Any  # 1-D float32 tensor or array, L2-normalised
+    model: str
+    truncated: bool = False
+    tokens: int | None = None
+
+    def vector_json(self) -> dict[str, Any]:
+        """{"vector": [float32 values as JSON numbers], "model", "dimension"}."""
+        values = self.vector.tolist()
+        return {"vector": values, "model": self.model, "dimension": len(values)}
+
+    def to_json(self) -> dict[str, Any]:
+        """The result of the `embedding` analysis."""
+        return {"embedding": self.vector_json(), "model": self.model, "truncated": self.truncated}
+
+
+@dataclass(frozen=True)
 class TextPrediction:
     label: str
     score: float
@@ -33,11 +52,19 @@ class TextPrediction:
     model: str
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Not part of the result unless a job asks (options return_embedding / return_diagnostics):
+    embedding: Embedding | None = field(default=None, compare=False, repr=False)
+    tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        extra = data.pop("extra")
-        return {**data, **extra}
+        data = {
+            "label": self.label,
+            "score": self.score,
+            "scores": dict(self.scores),
+            "model": self.model,
+            "truncated": self.truncated,
+        }
+        return {**data, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -90,8 +117,8 @@ class Engines(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
-        """(analysis, text) pairs → decided predictions, in order."""
+    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | Embedding | InputError]:
+        """(analysis, text) pairs → decided predictions (an Embedding for `sentence-embedding`), in order."""
         ...
 
     @property

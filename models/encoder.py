@@ -20,6 +20,7 @@ def packaged_minilm_path() -> str:
 class Encoded:
     vectors: Any  # torch.Tensor [n, dim], L2-normalised, on the CPU
     truncated: list[bool]
+    tokens: list[int] | None = None  # untruncated token counts, special tokens included
 
 
 class SentenceEncoder:
@@ -74,4 +75,4 @@ class SentenceEncoder:
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[torch.tensor(batch)] = pooled.cpu()
-        return Encoded(vectors=out, truncated=truncated)
+        return Encoded(vectors=out, truncated=truncated, tokens=lengths)

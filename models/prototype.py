@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from models.base import InputError, TextPrediction
+from models.base import Embedding, InputError, TextPrediction
 from models.encoder import SentenceEncoder
 
 
@@ -33,6 +33,7 @@ class PrototypeBank:
 
         self.encoder = encoder
         self.heads: dict[str, PrototypeHead] = {}
+        self.embedding_only: set[str] = set()
         self._torch = torch
 
     def add_head(self, analysis: str, labels: Mapping[str, list[str]], *, temperature: float, model_name: str) -> None:
@@ -42,24 +43,50 @@ class PrototypeBank:
         prototypes = self._torch.nn.functional.normalize(self._torch.stack(centroids), dim=-1)
         self.heads[analysis] = PrototypeHead(list(labels), prototypes, temperature, model_name)
 
-    def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
-        """(analysis, text) pairs → predictions in order; each distinct text is encoded once."""
-        results: list[TextPrediction | InputError] = [InputError("empty_text", "text is empty")] * len(items)
+    def add_embedding(self, analysis: str) -> None:
+        """An analysis that answers with the encoder's vector alone (engine `sentence-embedding`)."""
+        self.embedding_only.add(analysis)
+
+    def predict_many(self, items: list[tuple[str, str]]) -> list[TextPrediction | Embedding | InputError]:
+        """(analysis, text) pairs → predictions in order; each distinct text is encoded once.
+
+        Every prediction carries its text's embedding and token count (views of what the encoder
+        computed anyway), for jobs that ask for them; an embedding-only analysis gets the Embedding.
+        """
+        results: list[TextPrediction | Embedding | InputError] = [InputError("empty_text", "text is empty")] * len(
+            items
+        )
         texts = list(dict.fromkeys(text for _, text in items if isinstance(text, str) and text.strip()))
         if not texts:
             return results
         row_of = {text: row for row, text in enumerate(texts)}
         encoded = self.encoder.encode(texts)
+        tokens = encoded.tokens or [None] * len(texts)
+        embeddings = [
+            Embedding(encoded.vectors[row], self.encoder.name, encoded.truncated[row], tokens[row])
+            for row in range(len(texts))
+        ]
         for index, (analysis, text) in enumerate(items):
             if text not in row_of:
                 continue
-            head = self.heads[analysis]
             row = row_of[text]
+            if analysis in self.embedding_only:
+                results[index] = embeddings[row]
+                continue
+            head = self.heads[analysis]
             logits = (encoded.vectors[row] @ head.prototypes.T) / head.temperature
             probs = self._torch.softmax(logits, dim=-1)
             scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs, strict=True)}
             best = max(scores, key=scores.__getitem__)
-            results[index] = TextPrediction(best, scores[best], scores, head.model_name, encoded.truncated[row])
+            results[index] = TextPrediction(
+                best,
+                scores[best],
+                scores,
+                head.model_name,
+                encoded.truncated[row],
+                embedding=embeddings[row],
+                tokens=tokens[row],
+            )
         return results
 
 
@@ -75,4 +102,6 @@ class PrototypeClassifier:
         self.labels = self.bank.heads["default"].labels
 
     def predict(self, texts: list[str]) -> list[TextPrediction | InputError]:
-        return self.bank.predict_many([("default", text) for text in texts])
+        return [
+            p for p in self.bank.predict_many([("default", text) for text in texts]) if not isinstance(p, Embedding)
+        ]

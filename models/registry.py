@@ -18,13 +18,16 @@ from typing import Any, TypeVar
 from config import Settings
 from config.catalog import AnalysisConfig, ModelChoice, model_choice, model_label
 from config.engines import EngineName
-from models.base import InputError, SpeechEngine, TextEngine, TextPrediction
+from models.base import Embedding, InputError, SpeechEngine, TextEngine, TextPrediction
 from models.decisions import decide
 from models.prototype import PrototypeBank
 
 log = logging.getLogger(__name__)
 
 PROTOTYPES: EngineName = "embedding-prototype"
+EMBEDDING: EngineName = "sentence-embedding"
+#: Engines served by the one shared encoder pass of the PrototypeBank.
+ON_ENCODER = (PROTOTYPES, EMBEDDING)
 T = TypeVar("T")
 
 
@@ -58,7 +61,10 @@ class EngineRegistry:
         config = self.catalog[analysis]
         if config.engine == "pipeline":
             return False
-        if model_choice(self.settings, config).engine == PROTOTYPES:
+        engine = model_choice(self.settings, config).engine
+        if engine == EMBEDDING:
+            return self._bank is not None and analysis in self._bank.embedding_only
+        if engine == PROTOTYPES:
             return self._bank is not None and analysis in self._bank.heads
         return analysis in self._classifiers
 
@@ -77,23 +83,28 @@ class EngineRegistry:
 
     # --- inference -------------------------------------------------------------------------------
 
-    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | InputError]:
-        """(analysis, text) pairs → decided predictions, in order; one call per model."""
+    def predict_text(self, items: list[tuple[str, str]]) -> list[TextPrediction | Embedding | InputError]:
+        """(analysis, text) pairs → decided predictions, in order; one call per model.
+
+        Analyses on the shared encoder (prototype heads and plain embeddings) share one encoder pass.
+        """
         for analysis in {a for a, _ in items}:
             self._ensure(analysis)
-        results: list[TextPrediction | InputError] = [InputError("internal", "not computed")] * len(items)
+        results: list[TextPrediction | Embedding | InputError] = [InputError("internal", "not computed")] * len(items)
         by_model: dict[str, list[int]] = defaultdict(list)
         for index, (analysis, _) in enumerate(items):
             engine = model_choice(self.settings, self.catalog[analysis]).engine
-            by_model[PROTOTYPES if engine == PROTOTYPES else analysis].append(index)
+            by_model[PROTOTYPES if engine in ON_ENCODER else analysis].append(index)
         for key, indices in by_model.items():
+            predictions: list[TextPrediction | Embedding | InputError]
             if key == PROTOTYPES:
                 assert self._bank is not None
                 predictions = self._bank.predict_many([items[i] for i in indices])
             else:
-                predictions = self._classifiers[key].predict([items[i][1] for i in indices])
+                predictions = list(self._classifiers[key].predict([items[i][1] for i in indices]))
             for i, prediction in zip(indices, predictions, strict=True):
-                results[i] = prediction if isinstance(prediction, InputError) else self._decide(items[i][0], prediction)
+                decided = isinstance(prediction, TextPrediction)
+                results[i] = self._decide(items[i][0], prediction) if decided else prediction
         return results
 
     def _decide(self, analysis: str, prediction: TextPrediction) -> TextPrediction:
@@ -120,7 +131,8 @@ def _model_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+def _ensure_bank(reg: EngineRegistry, choice: ModelChoice) -> PrototypeBank:
+    """The one encoder every prototype head and the embedding analysis share, built on first use."""
     if reg._bank is None:
         from models.encoder import SentenceEncoder, packaged_minilm_path
 
@@ -132,9 +144,18 @@ def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConf
             ),
         )
         reg._bank = PrototypeBank(encoder)
-    if analysis not in reg._bank.heads:
+    return reg._bank
+
+
+def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    bank = _ensure_bank(reg, choice)
+    if analysis not in bank.heads:
         label = model_label(reg.settings, config)
-        reg._bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
+        bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
+
+
+def _add_embedding(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    _ensure_bank(reg, choice).add_embedding(analysis)
 
 
 def _add_classifier(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
@@ -181,4 +202,5 @@ _BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, Model
     "whisper": _add_speech,
     "pipeline": _add_pipeline,
     "sdhf": _add_sdhf,
+    "sentence-embedding": _add_embedding,
 }

@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from models.base import InputError
+from pipeline.annotate import Timing, annotate
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome, run_audio, run_text
 from pipeline.lifecycle import Change
@@ -187,6 +188,7 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer:
         pending: Future[None] | None = None
         for start in range(0, len(unique_ids), size):
+            claim_began = time.perf_counter()
             claimed = _claim(ctx, unique_ids[start : start + size])
             if not claimed:
                 continue
@@ -196,7 +198,9 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
             try:
                 began = time.perf_counter()
                 outcomes = run_batch(ctx, claimed)
-                batch = _Computed(claimed, outcomes, time.perf_counter() - began)
+                timing = Timing(claim=began - claim_began, model=time.perf_counter() - began)
+                outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
+                batch = _Computed(claimed, outcomes, timing.model)
                 if pending is not None:
                     pending.result()  # one write in flight at most; re-raises its error here
             except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over

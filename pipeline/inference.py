@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from config.catalog import AnalysisConfig
-from models.base import Engines, InputError, TextPrediction, Transcript
+from models.base import Embedding, Engines, InputError, TextPrediction, Transcript
 from store.worker import ClaimedJob, Outcome
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,19 @@ def run_text(engines: Engines, jobs: list[ClaimedJob]) -> list[Outcome]:
         i: text for i, text in enumerate(texts) if isinstance(text, InputError)
     }
     for i, prediction in zip(valid, predictions, strict=True):
-        values[i] = prediction if isinstance(prediction, InputError) else prediction.to_json()
+        values[i] = prediction if isinstance(prediction, InputError) else _text_result(prediction, jobs[i].options)
     return [outcome(job, values[i]) for i, job in enumerate(jobs)]
+
+
+def _text_result(prediction: TextPrediction | Embedding, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The result, with what the job's options ask for: both come from the batch's one encoder pass."""
+    value = prediction.to_json()
+    options = options or {}
+    if options.get("return_embedding") and isinstance(prediction, TextPrediction) and prediction.embedding:
+        value["embedding"] = prediction.embedding.vector_json()
+    if options.get("return_diagnostics"):
+        value["diagnostics"] = {"tokens": prediction.tokens, "truncated": prediction.truncated}
+    return value
 
 
 def run_audio(
@@ -116,7 +127,7 @@ def run_audio(
     return [outcome(job, values[i]) for i, job in enumerate(jobs)]
 
 
-def _step_result(prediction: TextPrediction | InputError) -> dict[str, Any]:
+def _step_result(prediction: TextPrediction | Embedding | InputError) -> dict[str, Any]:
     if isinstance(prediction, InputError):  # e.g. silence: nothing to analyse
         return {"error": {"code": prediction.code, "message": prediction.message}}
     return prediction.to_json()

@@ -26,6 +26,7 @@ from broker.publish import Published, Publisher
 from config import Settings
 from store.events import owners_of
 from store.outbox import create_events, record_event_publish, record_job_publish
+from store.result_cache import settle
 from telemetry import metrics
 from telemetry.flower import FlowerEvents
 
@@ -64,6 +65,7 @@ class Unit:
     finished_jobs: list[Change] = field(default_factory=list)
     jobs_to_publish: list[tuple[str, str]] = field(default_factory=list)
     events_to_publish: list[str] = field(default_factory=list)
+    cache_outcomes: list[tuple[str, str]] = field(default_factory=list)  # (analysis, hit|miss|coalesced)
 
     def _outbox(self, changes: list[Change]) -> None:
         hooked = [c.job_id for c in changes if c.has_webhook]
@@ -78,10 +80,40 @@ class Unit:
         self._outbox(changes)
         self.started_jobs += changes
 
-    def finished(self, changes: list[Change]) -> None:
-        """Jobs that reached a final state: `job.succeeded|failed|canceled` events where asked for."""
+    def finished(self, changes: list[Change], *, settle_sources: bool = True) -> None:
+        """Jobs that reached a final state: `job.succeeded|failed|canceled` events where asked for.
+
+        A finished job may be the source others are attached to (store.result_cache): they finish
+        with it here, in the same transaction, and follow the same path (each its own event);
+        a canceled source's heir is published. Intake's cache hits pass `settle_sources=False`:
+        they are never a source.
+        """
+        if settle_sources and changes:
+            settled = settle(
+                self.conn,
+                [(c.job_id, c.status) for c in changes],
+                remember=self.settings.cache_enabled,
+                publish_epoch=self.publish_epoch,
+            )
+            changes = changes + [
+                Change(
+                    r["id"],
+                    r["analysis"],
+                    r["status"],
+                    attempt=r["attempts"],
+                    created_at=r["created_at"],
+                    error_code=r["error_code"],
+                    has_webhook=r["hooked"],
+                )
+                for r in settled.followers
+            ]
+            self.publish_jobs(settled.heirs)
         self._outbox(changes)
         self.finished_jobs += changes
+
+    def cache_outcome(self, outcomes: list[tuple[str, str]]) -> None:
+        """(analysis, hit|miss|coalesced) of intake's cache lookups, counted once the jobs are committed."""
+        self.cache_outcomes += outcomes
 
     def publish_jobs(self, jobs: list[tuple[str, str]]) -> None:
         """(job_id, analysis) pairs, stamped with `publish_epoch`, to send once the rows are committed."""
@@ -139,6 +171,8 @@ class Lifecycle:
             log.info(
                 "job finished", extra={"job_id": change.job_id, "status": change.status, "attempt": change.attempt}
             )
+        for analysis, outcome in unit.cache_outcomes:
+            metrics.CACHE_LOOKUPS.labels(analysis, outcome).inc()
         if self.flower is not None:
             for change in unit.started_jobs:
                 self.flower.started(change.job_id, change.analysis, change.attempt)

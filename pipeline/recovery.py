@@ -15,7 +15,9 @@ from broker.inflight import held_ids, waiting
 from pipeline.context import WorkerContext
 from pipeline.lifecycle import Change
 from store.maintenance import Drained, expire_jobs, sweep
+from store.result_cache import prune
 from store.tables import JobStatus
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,22 @@ def sweep_once(ctx: WorkerContext) -> dict[str, int]:
         )
         known = [(job_id, analysis) for job_id, analysis in found.republish if analysis in ctx.catalog]
         unit.publish_jobs(known)
-    counts = {"republished": len(known), "exhausted": len(found.exhausted)}
-    if known or found.exhausted:
+    counts = {"republished": len(known), "exhausted": len(found.exhausted), "cache_pruned": prune_cache(ctx)}
+    if known or found.exhausted or counts["cache_pruned"]:
         log.info("sweep", extra=counts)
     return counts
+
+
+def prune_cache(ctx: WorkerContext) -> int:
+    """Hold the result cache to its TTL and size bounds; publish what it holds as gauges."""
+    s = ctx.settings
+    with ctx.db.begin() as conn:
+        removed, held = prune(
+            conn, ttl_seconds=s.cache_ttl_seconds, max_entries=s.cache_max_entries, max_bytes=s.cache_max_bytes
+        )
+    metrics.CACHE_ENTRIES.set(held.entries)
+    metrics.CACHE_BYTES.set(held.bytes)
+    return removed
 
 
 def retention_once(ctx: WorkerContext) -> int:

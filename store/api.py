@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.erasure import ERASED_VALUES, delete_dependents
 from store.ids import new_id
+from store.result_cache import CachedResult
 from store.tables import (
     JOB_DOCUMENT_COLUMNS,
     LIVE_STATUSES,
@@ -38,6 +39,13 @@ class JobSpec:
     blob: bytes | None = None  # uploaded audio, stored in job_blobs
     webhook: dict[str, Any] | None = None  # {"url", "events"}
     blob_content_type: str = "application/octet-stream"
+    options: dict[str, Any] | None = None  # {"return_embedding": true, ...}: only the options that are set
+    use_cache: bool = True  # "options": {"cache": false} opts out
+    # Decided at intake by app.result_cache, inside the creating transaction:
+    job_id: str | None = None
+    cache_key: str | None = None
+    cached: CachedResult | None = None  # a hit: the job is created succeeded, with this result
+    attach_to: str | None = None  # coalesced: the live job whose outcome this one takes
 
 
 class IdempotencyConflictError(Exception):
@@ -58,19 +66,7 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec], publish_epoc
     `ON CONFLICT DO NOTHING` makes two concurrent requests with one key safe: one inserts,
     the other sees the conflict and compares request hashes.
     """
-    values = [
-        {
-            "id": new_id("job"),
-            "owner": owner,
-            "analysis": spec.analysis,
-            "input": spec.input,
-            "metadata": spec.metadata,
-            "idempotency_key": spec.idempotency_key,
-            "request_hash": spec.request_hash,
-            "webhook": spec.webhook,
-        }
-        for spec in specs
-    ]
+    values = [_row(owner, spec) for spec in specs]
     keyed = any(spec.idempotency_key for spec in specs)
     # Rows go as executemany parameters (batched by SQLAlchemy's insertmanyvalues), so the
     # statement's compiled form is cached rather than rebuilt for every request.
@@ -80,7 +76,9 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec], publish_epoc
             index_elements=["owner", "idempotency_key"],
             index_where=jobs.c.idempotency_key.is_not(None),
         )
-    inserted = {row["id"]: row for row in conn.execute(stmt.returning(*JOB_DOCUMENT_COLUMNS), values).mappings()}
+    inserted: dict[str, RowMapping] = {}
+    for group in _same_columns(values):
+        inserted.update({r["id"]: r for r in conn.execute(stmt.returning(*JOB_DOCUMENT_COLUMNS), group).mappings()})
     if len(inserted) == len(values):
         blobs = [
             {"job_id": v["id"], "data": spec.blob, "content_type": spec.blob_content_type}
@@ -106,6 +104,40 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec], publish_epoc
     ):
         raise IdempotencyConflictError()
     return Created(rows=[existing[spec.idempotency_key] for spec in specs], created=False)
+
+
+def _same_columns(values: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their keys: one executemany takes rows of one shape."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for value in values:
+        groups.setdefault(tuple(value), []).append(value)
+    return list(groups.values())
+
+
+def _row(owner: str, spec: JobSpec) -> dict[str, Any]:
+    """The row of a new job: queued, or (a cache hit) succeeded with the cached result and its times."""
+    hit = spec.cached
+    row: dict[str, Any] = {
+        "id": spec.job_id or new_id("job"),
+        "owner": owner,
+        "analysis": spec.analysis,
+        "input": spec.input,
+        "metadata": spec.metadata,
+        "idempotency_key": spec.idempotency_key,
+        "request_hash": spec.request_hash,
+        "webhook": spec.webhook,
+        "options": spec.options,
+        "cache_key": spec.cache_key if hit is None else None,
+        "coalesced_into": spec.attach_to,
+    }
+    if hit is not None:  # only on hits: JSONB `result` takes None as JSON null, not SQL NULL
+        row.update(
+            status=JobStatus.SUCCEEDED,
+            result={**hit.result, "cached": True},
+            started_at=hit.started_at,
+            completed_at=hit.completed_at,
+        )
+    return row
 
 
 def get_job(conn: Connection, owner: str, job_id: str) -> RowMapping | None:
@@ -241,6 +273,9 @@ def queued_jobs(conn: Connection, analyses: list[str]) -> int:
     """Jobs of these analyses waiting for a worker: the backlog admission weighs (partial index on queued)."""
     return int(
         conn.execute(
-            select(func.count()).select_from(jobs).where(jobs.c.status == "queued", jobs.c.analysis.in_(analyses))
+            select(func.count())
+            .select_from(jobs)
+            # an attached job (result cache) costs its workers nothing: it finishes with its source
+            .where(jobs.c.status == "queued", jobs.c.analysis.in_(analyses), jobs.c.coalesced_into.is_(None))
         ).scalar_one()
     )

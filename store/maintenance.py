@@ -72,7 +72,14 @@ def sweep(
             & ~jobs.c.id.in_(family.held or [""])
             for family in drained
         ]
-        picked = _pick(jobs.c.id, jobs.c.status == JobStatus.QUEUED, or_(lost, *strays), limit=limit)
+        # An attached job (coalesced_into set) has no message of its own: it finishes with its source.
+        picked = _pick(
+            jobs.c.id,
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.coalesced_into.is_(None),
+            or_(lost, *strays),
+            limit=limit,
+        )
         republish = [
             (r.id, r.analysis)
             for r in conn.execute(

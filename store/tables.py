@@ -121,6 +121,13 @@ jobs = Table(
     Column("webhook", JSONB(none_as_null=True)),
     # The broker epoch (broker.publish) the job's message went out under; NULL: none is in the broker.
     Column("publish_epoch", String(32)),
+    # --- result cache and coalescing (docs/DESIGN.md "Result cache") ---
+    # {"return_embedding": bool, "return_diagnostics": bool}; SQL NULL when none was asked for
+    Column("options", JSONB(none_as_null=True)),
+    # What the result depends on, hashed (app.result_cache.cache_key); NULL: the job opted out or never runs.
+    Column("cache_key", String(64)),
+    # The live job this one is attached to: it never runs, it finishes with its source (store.result_cache).
+    Column("coalesced_into", String(40)),
     CheckConstraint(f"status IN {tuple(str(s) for s in JOB_STATUSES)!r}", name="status_known"),
     # Listing: newest first per owner, keyset on (created_at, id).
     Index("ix_jobs_owner_created", "owner", text("created_at DESC"), text("id DESC")),
@@ -135,6 +142,12 @@ jobs = Table(
     # The sweeper's two scans stay small: only live rows are indexed.
     Index("ix_jobs_queued_enqueued", "enqueued_at", postgresql_where=text("status = 'queued'")),
     Index("ix_jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    Index(
+        "ix_jobs_live_cache_key",
+        "cache_key",
+        postgresql_where=text("status IN ('queued', 'running') AND coalesced_into IS NULL"),
+    ),
+    Index("ix_jobs_coalesced_into", "coalesced_into", postgresql_where=text("coalesced_into IS NOT NULL")),
     Index(
         "ix_jobs_retention",
         "completed_at",
@@ -193,6 +206,21 @@ webhook_attempts = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_webhook_attempts_event_id", "event_id", "attempt"),
+)
+
+# Finished results by cache key, each pointing at the job that computed it: erasing (or purging) that
+# job removes the entry. In PostgreSQL rather than Redis so that a hit, the job it completes and the
+# source's erasure are each one transaction (docs/DESIGN.md "Result cache").
+result_cache = Table(
+    "result_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("analysis", String(64), nullable=False),
+    Column("source_job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("result", JSONB, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # The columns the public job document is built from (contract.documents.job_document): the API

@@ -26,6 +26,7 @@ class ClaimedJob:
     created_at: datetime | None = None
     started_at: datetime | None = None
     webhook: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None  # {"return_embedding": true, "return_diagnostics": true}
 
 
 def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list[ClaimedJob]:
@@ -51,12 +52,20 @@ def claim_jobs(conn: Connection, job_ids: list[str], lease_seconds: int) -> list
             jobs.c.created_at,
             jobs.c.started_at,
             jobs.c.webhook,
+            jobs.c.options,
         )
     ).mappings()
     order = {job_id: i for i, job_id in enumerate(job_ids)}
     claimed = [
         ClaimedJob(
-            r["id"], r["analysis"], r["input"] or {}, r["attempts"], r["created_at"], r["started_at"], r["webhook"]
+            r["id"],
+            r["analysis"],
+            r["input"] or {},
+            r["attempts"],
+            r["created_at"],
+            r["started_at"],
+            r["webhook"],
+            r["options"],
         )
         for r in rows
     ]

@@ -30,6 +30,14 @@ JOB_LATENCY = Histogram(
 )
 BATCH_SIZE = Histogram("assay_batch_size", "Jobs per model batch", ["family"], buckets=BATCH_BUCKETS)
 MODEL_LOAD = Gauge("assay_model_load_seconds", "Time to load a model", ["model"], multiprocess_mode="max")
+# --- result cache (issue 17) ---
+CACHE_LOOKUPS = Counter(
+    "assay_cache_lookups_total",
+    "Intake cache lookups: hit, miss or coalesced (attached to a live job)",
+    ["analysis", "outcome"],
+)
+CACHE_ENTRIES = Gauge("assay_cache_entries", "Results held in the cache", multiprocess_mode="max")
+CACHE_BYTES = Gauge("assay_cache_bytes", "Bytes of results held in the cache (as JSON)", multiprocess_mode="max")
 GPU_MEMORY = Gauge("assay_gpu_memory_bytes", "GPU memory allocated by this worker", ["device"], multiprocess_mode="max")
 # Issue 14 (Grafana dashboard): webhook attempts by outcome (delivered, deferred, failed, stopped, ...).
 WEBHOOK_ATTEMPTS = Counter("assay_webhook_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])

@@ -1,0 +1,83 @@
+"""Intake's side of the result cache: derive each job's key, then serve it, attach it, or let it run.
+
+Runs inside the transaction that creates the jobs (app.jobs_api), so a hit is a job created already
+succeeded, and its events and metrics follow the one job-finished path after commit. The stored side
+(entries, attached jobs, what happens when a source finishes) is store.result_cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import replace
+
+from sqlalchemy import Connection
+
+from config import Settings
+from config.catalog import AnalysisConfig, head_version
+from store.api import JobSpec
+from store.ids import new_id
+from store.result_cache import cached_results, live_sources
+
+#: Bump when what goes into a key changes shape: every old entry then misses.
+KEY_FORMAT = 1
+#: Inputs the cache serves. Call records are left out: their answer also depends on per-job columns and
+#: parameters, and one file is rarely sent twice.
+CACHED_INPUTS = ("text", "audio")
+
+
+def normalised_input(spec: JobSpec) -> str:
+    """What the key sees of the input: the audio's sha256, or the text NFC-normalised with whitespace runs
+    collapsed and the ends stripped (differences the WordPiece tokenizer of the text encoder ignores)."""
+    audio = spec.input.get("audio")
+    if isinstance(audio, dict):
+        return f"audio:{audio['sha256']}"
+    text = unicodedata.normalize("NFC", " ".join(str(spec.input.get("text", "")).split()))
+    return f"text:{text}"
+
+
+def cache_key(settings: Settings, tenant: str, spec: JobSpec, version: str) -> str:
+    """sha256 over the scope (the tenant, unless shared), analysis, its head version, options and input."""
+    scope = "*" if settings.cache_shared_across_tenants else tenant
+    parts = [KEY_FORMAT, settings.cache_namespace, scope, spec.analysis, version, spec.options or {}]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(b"\0" + normalised_input(spec).encode())
+    return digest.hexdigest()
+
+
+def plan_jobs(
+    conn: Connection, settings: Settings, catalog: dict[str, AnalysisConfig], tenant: str, specs: list[JobSpec]
+) -> tuple[list[JobSpec], list[tuple[str, str]]]:
+    """Each spec with its id and key, and either a cached result or the live job it attaches to.
+
+    Returns (specs, [(analysis, "hit" | "miss" | "coalesced")]). A live job is preferred to a finished
+    result (its answer is newer); the first of several identical specs in one request runs and the
+    rest attach to it.
+    """
+    if not settings.cache_enabled:
+        return specs, []
+    served = [s for s in specs if s.use_cache and catalog[s.analysis].input in CACHED_INPUTS]
+    versions = {a: head_version(settings, catalog, a) for a in {s.analysis for s in served}}
+    ids = {id(s) for s in served}
+    keys = [cache_key(settings, tenant, s, versions[s.analysis]) if id(s) in ids else None for s in specs]
+    wanted = sorted({k for k in keys if k})
+    sources = live_sources(conn, wanted)
+    hits = cached_results(conn, [k for k in wanted if k not in sources], settings.cache_ttl_seconds)
+    planned, outcomes = [], []
+    for spec, key in zip(specs, keys, strict=True):
+        if key is None:
+            planned.append(spec)
+            continue
+        if key in sources:
+            planned.append(replace(spec, cache_key=key, attach_to=sources[key]))
+            outcomes.append((spec.analysis, "coalesced"))
+        elif key in hits:
+            planned.append(replace(spec, cached=hits[key]))
+            outcomes.append((spec.analysis, "hit"))
+        else:
+            job_id = new_id("job")
+            sources[key] = job_id
+            planned.append(replace(spec, job_id=job_id, cache_key=key))
+            outcomes.append((spec.analysis, "miss"))
+    return planned, outcomes

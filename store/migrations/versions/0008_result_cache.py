@@ -1,0 +1,57 @@
+"""result cache and in-flight coalescing: jobs.options, jobs.cache_key, jobs.coalesced_into, table result_cache
+
+Revision ID: 0008
+Revises: 0007_console
+Create Date: 2026-11-23
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision = "0008"
+down_revision = "0007_console"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("options", JSONB(none_as_null=True)))
+    op.add_column("jobs", sa.Column("cache_key", sa.String(64)))
+    op.add_column("jobs", sa.Column("coalesced_into", sa.String(40)))
+    op.create_index(
+        "ix_jobs_live_cache_key",
+        "jobs",
+        ["cache_key"],
+        postgresql_where=sa.text("status IN ('queued', 'running') AND coalesced_into IS NULL"),
+    )
+    op.create_index(
+        "ix_jobs_coalesced_into", "jobs", ["coalesced_into"], postgresql_where=sa.text("coalesced_into IS NOT NULL")
+    )
+    op.create_table(
+        "result_cache",
+        sa.Column("key", sa.String(64), nullable=False),
+        sa.Column("analysis", sa.String(64), nullable=False),
+        sa.Column("source_job_id", sa.String(40), nullable=False),
+        sa.Column("result", JSONB(), nullable=False),
+        sa.Column("bytes", sa.Integer(), nullable=False),
+        sa.Column("started_at", TS),
+        sa.Column("completed_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_result_cache"),
+        sa.ForeignKeyConstraint(
+            ["source_job_id"], ["jobs.id"], name="fk_result_cache_source_job_id_jobs", ondelete="CASCADE"
+        ),
+    )
+    op.create_index("ix_result_cache_source_job_id", "result_cache", ["source_job_id"])
+    op.create_index("ix_result_cache_completed_at", "result_cache", ["completed_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("result_cache")
+    op.drop_index("ix_jobs_coalesced_into", table_name="jobs")
+    op.drop_index("ix_jobs_live_cache_key", table_name="jobs")
+    op.drop_column("jobs", "coalesced_into")
+    op.drop_column("jobs", "cache_key")
+    op.drop_column("jobs", "options")
