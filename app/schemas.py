@@ -45,9 +45,9 @@ class WebhookSpec(BaseModel):
 
 
 class JobOptions(BaseModel):
-    """Per-request switches (issue 17): the cache, and what else a result carries."""
+    """Per-request switches (issue 17): the cache, and what else a result carries. Strict: JSON booleans only."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     cache: bool = Field(True, description="false: neither served from the cache nor attached to an identical job")
     return_embedding: bool = Field(False, description="text analyses on the sentence encoder: add the embedding")
     return_diagnostics: bool = Field(False, description="add stage timings, batch size, tokens and versions")

@@ -72,6 +72,10 @@ def probe(kind: ProcessKind, settings: Settings) -> bool:
         if settings.worker_metrics_port:
             return _http_ok(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")
         return _celery_ping(f"cpu0@{host}", settings)
+    if kind == "tabular":  # its port is the table's (past the GPU workers'), not the container's setting
+        (spec,) = role_process("tabular", settings, [], 1)
+        port = int(spec.env.get("ASSAY_WORKER_METRICS_PORT", "0"))
+        return _http_ok(f"http://127.0.0.1:{port}/metrics") if port else _celery_ping(f"tabular@{host}", settings)
     if kind == "flower":
         return _port_open("127.0.0.1", settings.flower_port)
     if kind in ("maintenance", "webhooks"):

@@ -200,7 +200,7 @@ def test_queue_scalers_watch_the_queues_the_workers_consume() -> None:
         assert scaler["spec"]["scaleTargetRef"]["name"] == name
         (trigger,) = scaler["spec"]["triggers"]
         assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == f"{prefix}.{family}"
-        if family != "webhooks":
+        if family in ("text", "audio"):
             env = by_name(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
             assert {"name": "ASSAY_WORKER_FAMILIES", "value": f'["{family}"]'} in env
 
@@ -211,6 +211,7 @@ def test_gpu_overlay_pins_one_gpu_per_inference_pod_and_nothing_else() -> None:
         container = pod["containers"][0]
         gpu = container["resources"].get("limits", {}).get("nvidia.com/gpu")
         if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "worker":
+            assert doc["metadata"]["name"] in ("assay-worker-text", "assay-worker-audio"), "CPU-only roles stay off"
             assert gpu == 1 and container["resources"]["requests"]["nvidia.com/gpu"] == 1
             assert container["image"].endswith("-cuda")
             assert {"name": "ASSAY_DEVICE", "value": "cuda"} in container["env"]
