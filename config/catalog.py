@@ -44,6 +44,7 @@ class AnalysisConfig(BaseModel):
     production: ModelChoice | None = Field(None, description="the model README recommends in production")
     steps: list[str] = Field(default_factory=list, description="pipeline: the audio step, e.g. transcription")
     then: list[str] = Field(default_factory=list, description="pipeline: text analyses run on the transcript")
+    head: str | None = Field(None, description="embedding-head: the trained head's .npz, relative to the repo root")
     parameters: dict[str, float] = Field(
         default_factory=dict, description="defaults of the per-job parameters a request may override (cdr)"
     )
@@ -54,6 +55,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError(f"{self.name}: an embedding-prototype analysis needs two or more labels")
         if self.flag_label and self.labels and self.flag_label not in self.labels:
             raise ValueError(f"{self.name}: flag_label {self.flag_label!r} is not one of its labels")
+        if self.engine == "embedding-head" and not self.head:
+            raise ValueError(f"{self.name}: an embedding-head analysis names its head file")
         if self.engine == "pipeline" and not (self.steps and self.then):
             raise ValueError(f"{self.name}: a pipeline needs steps and then")
         if (self.engine == "sdhf") != (self.input == "cdr"):
@@ -85,7 +88,7 @@ def model_choice(settings: Settings, analysis: AnalysisConfig) -> ModelChoice:
     if override:
         engine, _, source = override.partition(":")
         return ModelChoice(engine=cast(ModelEngineName, engine), model=source)
-    if analysis.engine == "embedding-prototype":
+    if analysis.engine in ("embedding-prototype", "embedding-head"):
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
     if analysis.engine == "sentence-embedding":
         return ModelChoice(engine=analysis.engine, model=settings.text_model_path or PACKAGED_TEXT_MODEL)
@@ -101,7 +104,15 @@ def model_label(settings: Settings, analysis: AnalysisConfig) -> str:
     choice = model_choice(settings, analysis)
     if choice.engine == "embedding-prototype":
         return f"{choice.model}+{analysis.name}-prototypes-v{analysis.version}"
+    if choice.engine == "embedding-head":
+        return f"{choice.model}+{analysis.name}-head-v{analysis.version}"
     return choice.model
+
+
+@functools.cache
+def _file_sha256(relative: str) -> str:
+    """A trained head's content hash, read once per process (heads change only with a deploy)."""
+    return hashlib.sha256((CATALOG_DIR.parent.parent / relative).read_bytes()).hexdigest()
 
 
 def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: str) -> str:
@@ -120,6 +131,8 @@ def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: s
         "engines": engine_versions(),
         "steps": [head_version(settings, catalog, step) for step in analysis.steps + analysis.then],
     }
+    if analysis.head:  # a retrained head (issue 12) changes answers without a catalog edit
+        parts["head_sha256"] = _file_sha256(analysis.head)
     if analysis.input == "audio":
         parts["speech"] = [settings.speech_compute_type, settings.speech_beam_size, settings.max_audio_seconds]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

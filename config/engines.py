@@ -8,10 +8,12 @@ from typing import Literal, get_args
 
 #: An analysis is served by a model engine, or is a pipeline of other analyses.
 #: `sdhf` is the call-record detection (models/cdr), a query rather than a model; `sentence-embedding`
-#: answers with the text encoder's vector alone.
-EngineName = Literal["embedding-prototype", "hf-classifier", "whisper", "pipeline", "sdhf", "sentence-embedding"]
+#: answers with the text encoder's vector alone; `embedding-head` is a trained head on that vector (issue 12).
+EngineName = Literal[
+    "embedding-prototype", "embedding-head", "hf-classifier", "whisper", "pipeline", "sdhf", "sentence-embedding"
+]
 #: Engines that load a model, so `ASSAY_ANALYSIS_MODELS` may point an analysis at one.
-ModelEngineName = Literal["embedding-prototype", "hf-classifier", "whisper"]
+ModelEngineName = Literal["embedding-prototype", "embedding-head", "hf-classifier", "whisper"]
 
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 MODEL_ENGINE_NAMES: tuple[ModelEngineName, ...] = get_args(ModelEngineName)

@@ -6,7 +6,8 @@ example sentences kept in config; a text gets the label whose prototype it is cl
 (cosine), and softmax(similarity / temperature) gives per-label probabilities.
 
 A `PrototypeBank` holds one head per analysis over one shared encoder, so a batch that mixes
-analyses (or runs several analyses on one transcript) needs a single encoder pass.
+analyses (or runs several analyses on one transcript) needs a single encoder pass. A head is either
+a prototype head or a trained linear head (models/heads.py); both read the same encoded vectors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from models.base import Embedding, InputError, TextPrediction
 from models.encoder import SentenceEncoder
+from models.heads import TrainedHead
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class PrototypeBank:
         import torch
 
         self.encoder = encoder
-        self.heads: dict[str, PrototypeHead] = {}
+        self.heads: dict[str, PrototypeHead | TrainedHead] = {}
         self.embedding_only: set[str] = set()
         self._torch = torch
 
@@ -42,6 +44,12 @@ class PrototypeBank:
         centroids = [self.encoder.encode(list(examples)).vectors.mean(dim=0) for examples in labels.values()]
         prototypes = self._torch.nn.functional.normalize(self._torch.stack(centroids), dim=-1)
         self.heads[analysis] = PrototypeHead(list(labels), prototypes, temperature, model_name)
+
+    def add_trained_head(self, analysis: str, head: TrainedHead) -> None:
+        width = self.encoder.model.config.hidden_size
+        if head.dim != width:
+            raise ValueError(f"{analysis}: head expects {head.dim}-d embeddings, the encoder gives {width}")
+        self.heads[analysis] = head
 
     def add_embedding(self, analysis: str) -> None:
         """An analysis that answers with the encoder's vector alone (engine `sentence-embedding`)."""
@@ -66,14 +74,16 @@ class PrototypeBank:
             Embedding(encoded.vectors[row], self.encoder.name, encoded.truncated[row], tokens[row])
             for row in range(len(texts))
         ]
+        self._predict_trained(items, row_of, encoded, embeddings, results)
         for index, (analysis, text) in enumerate(items):
-            if text not in row_of:
+            if text not in row_of or isinstance(self.heads.get(analysis), TrainedHead):
                 continue
             row = row_of[text]
             if analysis in self.embedding_only:
                 results[index] = embeddings[row]
                 continue
             head = self.heads[analysis]
+            assert isinstance(head, PrototypeHead)
             logits = (encoded.vectors[row] @ head.prototypes.T) / head.temperature
             probs = self._torch.softmax(logits, dim=-1)
             scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs, strict=True)}
@@ -88,6 +98,39 @@ class PrototypeBank:
                 tokens=tokens[row],
             )
         return results
+
+    def _predict_trained(
+        self,
+        items: list[tuple[str, str]],
+        row_of: dict[str, int],
+        encoded: Any,
+        embeddings: list[Embedding],
+        results: list[Any],
+    ) -> None:
+        """Every trained head scores all its texts at once: one matrix product per head."""
+        by_head: dict[str, list[int]] = {}
+        for index, (analysis, text) in enumerate(items):
+            if text in row_of and isinstance(self.heads.get(analysis), TrainedHead):
+                by_head.setdefault(analysis, []).append(index)
+        for analysis, indices in by_head.items():
+            head = self.heads[analysis]
+            assert isinstance(head, TrainedHead)
+            rows = [row_of[items[i][1]] for i in indices]
+            probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices])
+            for k, index in enumerate(indices):
+                scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs[k], strict=True)}
+                best = max(scores, key=scores.__getitem__)
+                row = rows[k]
+                results[index] = TextPrediction(
+                    best,
+                    scores[best],
+                    scores,
+                    head.model_name,
+                    encoded.truncated[row],
+                    extras[k],
+                    embedding=embeddings[row],
+                    tokens=embeddings[row].tokens,
+                )
 
 
 class PrototypeClassifier:

@@ -1,7 +1,7 @@
 """Engines for the analyses in the catalog, built once per worker process and shared.
 
-Every embedding-prototype analysis is a head on one `PrototypeBank` over one encoder, so any
-mix of text analyses in a batch costs one encoder pass; an `hf-classifier` analysis gets its own
+Every embedding-prototype or embedding-head analysis is a head on one `PrototypeBank` over one
+encoder, so any mix of text analyses in a batch costs one encoder pass; an `hf-classifier` analysis gets its own
 model. Decisions (flagged, risk score, verdict) are applied here, identically for both engines.
 Which engine builds an analysis is a table (`_BUILDERS`), keyed by the one list of engine names.
 """
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 PROTOTYPES: EngineName = "embedding-prototype"
 EMBEDDING: EngineName = "sentence-embedding"
+HEAD: EngineName = "embedding-head"  # a trained head on the shared vector (issue 12)
 #: Engines served by the one shared encoder pass of the PrototypeBank.
-ON_ENCODER = (PROTOTYPES, EMBEDDING)
+ON_ENCODER = (PROTOTYPES, EMBEDDING, HEAD)
 T = TypeVar("T")
 
 
@@ -64,7 +65,7 @@ class EngineRegistry:
         engine = model_choice(self.settings, config).engine
         if engine == EMBEDDING:
             return self._bank is not None and analysis in self._bank.embedding_only
-        if engine == PROTOTYPES:
+        if engine in (PROTOTYPES, HEAD):
             return self._bank is not None and analysis in self._bank.heads
         return analysis in self._classifiers
 
@@ -154,6 +155,17 @@ def _add_prototype_head(reg: EngineRegistry, analysis: str, config: AnalysisConf
         bank.add_head(analysis, config.labels, temperature=config.temperature, model_name=label)
 
 
+def _add_trained_head(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
+    bank = _ensure_bank(reg, choice)
+    if analysis not in bank.heads:
+        from config.settings import ROOT
+        from models.heads import TrainedHead
+
+        assert config.head is not None
+        head = TrainedHead.load(ROOT / config.head, model_name=model_label(reg.settings, config))
+        bank.add_trained_head(analysis, head)
+
+
 def _add_embedding(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
     _ensure_bank(reg, choice).add_embedding(analysis)
 
@@ -198,6 +210,7 @@ def _add_sdhf(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice
 
 _BUILDERS: dict[EngineName, Callable[[EngineRegistry, str, AnalysisConfig, ModelChoice], None]] = {
     "embedding-prototype": _add_prototype_head,
+    "embedding-head": _add_trained_head,
     "hf-classifier": _add_classifier,
     "whisper": _add_speech,
     "pipeline": _add_pipeline,

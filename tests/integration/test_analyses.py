@@ -1,4 +1,4 @@
-"""Every analysis through the HTTP API on the default offline models (MiniLM prototypes, Whisper tiny.en)."""
+"""Every analysis through the HTTP API on the default offline models (MiniLM heads, Whisper tiny.en)."""
 
 from __future__ import annotations
 
@@ -204,4 +204,4 @@ def test_an_hf_classifier_model_serves_an_analysis_through_the_worker(
     assert result["model"] == str(path)
     assert set(result["scores"]) == {"non_toxic", "toxic"}
     assert result["flagged"] == (result["scores"]["toxic"] >= 0.5)
-    assert run(user, "sentiment", "I love this product")["label"] == "positive"  # still the prototype engine
+    assert run(user, "sentiment", "I love this product")["label"] == "positive"  # still the default trained head

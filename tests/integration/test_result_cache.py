@@ -181,7 +181,7 @@ def test_embedding_equals_the_encoder_and_diagnostics_are_plausible(scene: Scene
     assert diagnostics["tokens"] == tokens and diagnostics["truncated"] is False
     assert 1 <= diagnostics["batch_size"] <= 32
     assert 0 < diagnostics["model_ms"] < 60_000 and diagnostics["claim_ms"] >= 0 and diagnostics["queued_ms"] > 0
-    assert diagnostics["engine"] == "embedding-prototype" and diagnostics["head_version"].startswith("v1-")
+    assert diagnostics["engine"] == "embedding-head" and diagnostics["head_version"].startswith("v1-")
     assert set(diagnostics["engine_versions"]) >= {"torch", "transformers"}
 
 

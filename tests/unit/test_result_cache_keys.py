@@ -66,5 +66,5 @@ def test_diagnostics_only_where_asked_with_stage_timings_and_versions() -> None:
     diagnostics = a.result["diagnostics"]
     assert diagnostics["tokens"] == 5 and diagnostics["batch_size"] == 2
     assert diagnostics["model_ms"] == 250 and diagnostics["claim_ms"] == 4 and 1999 < diagnostics["queued_ms"] < 2001
-    assert diagnostics["head_version"].startswith("v1-") and diagnostics["engine"] == "embedding-prototype"
+    assert diagnostics["head_version"].startswith("v1-") and diagnostics["engine"] == "embedding-head"
     assert b.result == {}

@@ -1,0 +1,46 @@
+"""Cheap per-text features a trained head may use beside the embedding; one function per name.
+
+Shared by training (train/) and serving (models/heads.py) so both compute exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from models import injection_rules
+
+
+@functools.cache
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader(texts: list[str]) -> np.ndarray:
+    """VADER's lexicon scores (compound, pos, neg): a strong cue for intensity and negation."""
+    analyzer = _vader()
+    rows = []
+    for text in texts:
+        s = analyzer.polarity_scores(text)
+        rows.append([s["compound"], s["pos"], s["neg"]])
+    return np.asarray(rows, dtype=np.float32).reshape(len(texts), 3)
+
+
+def injection_signals(texts: list[str]) -> np.ndarray:
+    rows = [[name in fired for name in injection_rules.NAMES] for fired in map(injection_rules.signals, texts)]
+    return np.asarray(rows, dtype=np.float32).reshape(len(texts), len(injection_rules.NAMES))
+
+
+FEATURES: dict[str, Callable[[list[str]], np.ndarray]] = {"vader": vader, "injection_rules": injection_signals}
+WIDTH: dict[str, int] = {"vader": 3, "injection_rules": len(injection_rules.NAMES)}
+
+
+def extra_features(names: list[str], texts: list[str]) -> np.ndarray:
+    """[n, Σ widths] for the named features, in order (zero columns when there are none)."""
+    blocks = [FEATURES[name](texts) for name in names]
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(texts), 0), dtype=np.float32)

@@ -1,0 +1,87 @@
+"""Trained heads: a softmax layer (optionally after one ReLU layer) over the shared MiniLM embedding.
+
+`make train` fits them with scikit-learn and writes plain arrays (models/heads/<analysis>.npz); the
+service needs numpy only. A head is a few KiB, so every text analysis still costs one encoder pass
+per batch: the bank encodes, each head is a matrix product.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import injection_rules
+from models.head_features import WIDTH, extra_features
+
+#: signals name of the embedding part of the injection head, beside the rule names.
+CLASSIFIER_SIGNAL = "classifier"
+
+
+@dataclass(frozen=True)
+class TrainedHead:
+    labels: list[str]
+    weights: np.ndarray  # [labels, dim + extra]
+    bias: np.ndarray  # [labels]
+    temperature: float  # calibration: logits are divided by it
+    features: list[str]  # extra feature blocks after the embedding, see models.head_features
+    model_name: str
+    card: dict[str, Any]
+    hidden_weights: np.ndarray | None = None  # [hidden, dim + extra]: a one-hidden-layer ReLU MLP when set
+    hidden_bias: np.ndarray | None = None
+
+    @classmethod
+    def load(cls, path: Path, *, model_name: str) -> TrainedHead:
+        card_path = path.with_suffix(".card.json")
+        with np.load(path, allow_pickle=False) as data:
+            head = cls(
+                labels=[str(label) for label in data["labels"]],
+                weights=data["weights"].astype(np.float32),
+                bias=data["bias"].astype(np.float32),
+                temperature=float(data["temperature"]),
+                features=[str(f) for f in data["features"]],
+                model_name=model_name,
+                card=json.loads(card_path.read_text()) if card_path.exists() else {},
+                hidden_weights=data["hidden_weights"].astype(np.float32) if "hidden_weights" in data else None,
+                hidden_bias=data["hidden_bias"].astype(np.float32) if "hidden_bias" in data else None,
+            )
+        inner = head.weights.shape[1] if head.hidden_weights is None else head.hidden_weights.shape[0]
+        if head.weights.shape != (len(head.labels), inner) or head.input_width <= sum(WIDTH[f] for f in head.features):
+            raise ValueError(f"{path}: weights do not match labels/features")
+        return head
+
+    @property
+    def input_width(self) -> int:
+        return int((self.weights if self.hidden_weights is None else self.hidden_weights).shape[1])
+
+    @property
+    def dim(self) -> int:
+        """The embedding width the head expects."""
+        return self.input_width - sum(WIDTH[f] for f in self.features)
+
+    def _probs(self, x: np.ndarray) -> np.ndarray:
+        if self.hidden_weights is not None:
+            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
+        logits = (x @ self.weights.T + self.bias) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Probabilities [n, labels] and per-text extra result fields (`signals` for injection)."""
+        extra = extra_features(self.features, texts)
+        x = np.concatenate([vectors.astype(np.float32), extra], axis=1)
+        probs = self._probs(x)
+        if "injection_rules" not in self.features:
+            return probs, [{} for _ in texts]
+        # The embedding alone (rule columns zeroed) says whether the classifier fired by itself.
+        alone = self._probs(np.concatenate([vectors.astype(np.float32), np.zeros_like(extra)], axis=1))
+        flag = self.labels.index("injection")
+        out = []
+        for row, text in enumerate(texts):
+            fired = injection_rules.signals(text)
+            out.append({"signals": ([CLASSIFIER_SIGNAL] if alone[row, flag] >= 0.5 else []) + fired})
+        return probs, out

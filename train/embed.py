@@ -1,0 +1,45 @@
+"""Embeddings of the training texts with the service's own packaged MiniLM, cached under var/train/.
+
+The same encoder and the same token limit as the service (settings.max_model_tokens), so a head
+sees at training time exactly the vectors it will see at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+import time
+
+import numpy as np
+
+from config.settings import load_settings
+from models.encoder import SentenceEncoder, packaged_minilm_path
+from train.data import CACHE
+
+
+@functools.cache
+def encoder() -> SentenceEncoder:
+    settings = load_settings()
+    return SentenceEncoder(
+        packaged_minilm_path(), device="cpu", max_length=settings.max_model_tokens, max_batch_size=32
+    )
+
+
+def embed(texts: list[str], name: str) -> np.ndarray:
+    """[n, 384] float32, computed once per (texts, token limit) and cached."""
+    enc = encoder()
+    digest = hashlib.sha256(("\x00".join(texts) + f"|{enc.max_length}").encode()).hexdigest()[:16]
+    path = CACHE / "embeddings" / f"{name}-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    chunks = []
+    for start in range(0, len(texts), 512):
+        chunks.append(enc.encode(texts[start : start + 512]).vectors.numpy())
+        print(f"  embed {name}: {start + len(chunks[-1])}/{len(texts)}", file=sys.stderr, flush=True)
+    vectors = np.concatenate(chunks).astype(np.float32)
+    np.save(path, vectors)
+    print(f"  embedded {name} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return vectors

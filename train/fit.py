@@ -1,0 +1,130 @@
+"""Fitting and calibrating one linear head (scikit-learn, training time only), exported as plain arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+
+@dataclass
+class Fitted:
+    labels: list[str]
+    weights: np.ndarray
+    bias: np.ndarray
+    temperature: float
+    C: float
+    hidden_weights: np.ndarray | None = None  # a one-hidden-layer MLP (ReLU) when set
+    hidden_bias: np.ndarray | None = None
+    kind: str = "logistic regression"
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        if self.hidden_weights is not None:
+            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
+        logits = (x @ self.weights.T + self.bias) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def _export(clf: LogisticRegression) -> tuple[list[str], np.ndarray, np.ndarray]:
+    labels = [str(c) for c in clf.classes_]
+    if len(labels) == 2:  # sigmoid(z) == softmax([0, z])
+        w = np.vstack([np.zeros_like(clf.coef_[0]), clf.coef_[0]])
+        b = np.array([0.0, clf.intercept_[0]])
+    else:
+        w, b = clf.coef_, clf.intercept_
+    return labels, w.astype(np.float32), b.astype(np.float32)
+
+
+def _nll(fitted: Fitted, x: np.ndarray, y: list[str]) -> float:
+    p = fitted.probs(x)
+    idx = [fitted.labels.index(label) for label in y]
+    return float(-np.mean(np.log(p[np.arange(len(y)), idx] + 1e-12)))
+
+
+def fit(
+    x_train: np.ndarray, y_train: list[str], x_val: np.ndarray, y_val: list[str], score, *, mlp: bool = False
+) -> Fitted:
+    """Pick C (and, with `mlp`, LR or a tiny MLP) by `score` on the validation rows, then temperature-scale.
+
+    The test split is never seen here.
+    """
+    best: Fitted | None = None
+    best_score = -1.0
+    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+        clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+        clf.fit(x_train, y_train)
+        labels, w, b = _export(clf)
+        candidate = Fitted(labels, w, b, 1.0, c)
+        s = score(y_val, candidate.probs(x_val), labels)
+        if s > best_score:
+            best, best_score = candidate, s
+    assert best is not None
+    if mlp:
+        for hidden, alpha in ((128, 1e-3), (256, 1e-2)):
+            net = MLPClassifier((hidden,), alpha=alpha, early_stopping=True, random_state=0, max_iter=200)
+            net.fit(x_train, y_train)
+            labels = [str(c) for c in net.classes_]
+            if len(labels) != 3:  # binary MLPs have one logistic output; only the 3-class case is exported
+                break
+            candidate = Fitted(
+                labels,
+                net.coefs_[1].T.astype(np.float32),
+                net.intercepts_[1].astype(np.float32),
+                1.0,
+                alpha,
+                net.coefs_[0].T.astype(np.float32),
+                net.intercepts_[0].astype(np.float32),
+                f"MLP, one hidden layer of {hidden} ReLU units (alpha {alpha})",
+            )
+            s = score(y_val, candidate.probs(x_val), labels)
+            if s > best_score:
+                best, best_score = candidate, s
+    temps = np.exp(np.linspace(np.log(0.05), np.log(4.0), 61))
+    losses = []
+    for t in temps:
+        best.temperature = float(t)
+        losses.append(_nll(best, x_val, y_val))
+    best.temperature = round(float(temps[int(np.argmin(losses))]), 4)
+    return best
+
+
+def fit_cv(x: np.ndarray, y: list[str], score, folds: int = 5, seed: int = 0) -> Fitted:
+    """For small data: choose C and temperature on out-of-fold predictions, then refit on every row."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y_arr = np.array(y)
+    best_c, best_score, best_oof = 1.0, -1.0, None
+    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+        oof: np.ndarray | None = None
+        labels: list[str] = []
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y_arr):
+            clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(x[tr], y_arr[tr])
+            labels, w, b = _export(clf)
+            part = Fitted(labels, w, b, 1.0, c)
+            logits = x[te] @ w.T + b
+            if oof is None:
+                oof = np.zeros((len(y), len(labels)), dtype=np.float32)
+            oof[te] = logits
+            del part
+        assert oof is not None
+        e = np.exp(oof - oof.max(axis=1, keepdims=True))
+        s = score(y, e / e.sum(axis=1, keepdims=True), labels)
+        if s > best_score:
+            best_c, best_score, best_oof = c, s, oof
+    clf = LogisticRegression(C=best_c, max_iter=3000, class_weight="balanced").fit(x, y_arr)
+    labels, w, b = _export(clf)
+    assert best_oof is not None
+    idx = np.array([labels.index(label) for label in y])
+    temps = np.exp(np.linspace(np.log(0.05), np.log(4.0), 61))
+
+    def nll(t: float) -> float:
+        z = best_oof / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), idx].mean())
+
+    return Fitted(labels, w, b, round(float(min(temps, key=nll)), 4), best_c)
