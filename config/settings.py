@@ -175,12 +175,14 @@ class Settings(BaseSettings):
 
     # --- rate limits, quotas, event stream (issue 14: app/ratelimits.py, app/events_api.py) ----------
     # Per API key unless said otherwise; every figure can be overridden per tenant in the tenant_limits table.
+    # Defaults are generous (a single team's bulk client is not throttled below what one box serves); a deployment
+    # shared by many tenants lowers them, globally or per tenant.
     rate_limits_enabled: bool = True
-    rate_requests: int = Field(100, ge=1, description="requests per API key per rate_requests_window_seconds")
+    rate_requests: int = Field(1_000, ge=1, description="requests per API key per rate_requests_window_seconds")
     rate_requests_window_seconds: int = Field(1, ge=1, le=3600)
-    rate_jobs_per_minute: int = Field(6_000, ge=1, description="jobs per API key per minute; batch entries count")
-    max_open_waits_per_key: int = Field(100, ge=1, description="open ?wait long-polls plus event streams per key")
-    tenant_max_queued_jobs: int = Field(20_000, ge=1, description="a tenant's queued jobs; 429 for it alone past this")
+    rate_jobs_per_minute: int = Field(120_000, ge=1, description="jobs per API key per minute; batch entries count")
+    max_open_waits_per_key: int = Field(1_000, ge=1, description="open ?wait long-polls plus event streams per key")
+    tenant_max_queued_jobs: int = Field(100_000, ge=1, description="a tenant's queued jobs; 429 for it alone past this")
     tenant_limits_cache_seconds: float = Field(5.0, ge=0, description="per-tenant overrides are re-read this often")
     max_streams_per_process: int = Field(800, ge=1, description="open GET /v1/events per API process; 503 past it")
     events_window: int = Field(10_000, ge=10, description="job events kept per tenant for Last-Event-ID resumption")
