@@ -11,20 +11,18 @@ worker must share the folder (one host, or one volume they all mount).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from app.entries import EntryError, canonical_hash, check_metadata
 from app.offload import off_loop
+from app.spool_upload import SpoolFile
 from config import Settings
 from config.catalog import AnalysisConfig
-from models.cdr.spec import CdrInputError, CdrParameters, Sniffed, column_map, sniff
+from models.cdr.spec import CdrInputError, CdrParameters, Sniffed, column_map, head_bytes, sniff
 from store.api import JobSpec
 
 CHUNK = 1 << 20
@@ -39,30 +37,26 @@ def _too_large(settings: Settings, actual: int) -> EntryError:
     )
 
 
-def _spool(source: IO[bytes], settings: Settings) -> tuple[Path, int, str, bytes]:
-    """Copy the upload into the spool folder: (temporary path, size, sha256, first bytes). Bounded by the
-    size limit; the file is fsynced, so a committed row never names a file a crash could lose."""
-    folder = settings.cdr_upload_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".incoming-{secrets.token_hex(8)}"
-    digest, size, head = hashlib.sha256(), 0, b""
-    want_head = 4 * settings.max_cdr_line_bytes + 4
-    try:
-        with path.open("wb") as out:
+def _spool(source: IO[bytes], settings: Settings) -> SpoolFile:
+    """The upload as a file in the spool folder, hashed: the form parser's own when it already wrote one
+    there (app/spool_upload.py), else a copy (a small body parsed in memory, base64 from JSON). Bounded by
+    the size limit."""
+    if isinstance(source, SpoolFile):
+        spooled = source
+    else:
+        spooled = SpoolFile(settings.cdr_upload_dir, head_bytes(settings.max_cdr_line_bytes))
+        try:
             while chunk := source.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_cdr_bytes:
-                    raise _too_large(settings, size)
-                if len(head) < want_head:
-                    head += chunk[: want_head - len(head)]
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path, size, digest.hexdigest(), head
+                spooled.write(chunk)
+                if spooled.size > settings.max_cdr_bytes:
+                    break
+        except BaseException:
+            spooled.close()
+            raise
+    if spooled.size > settings.max_cdr_bytes:
+        spooled.close()
+        raise _too_large(settings, spooled.size)
+    return spooled
 
 
 def _final_name(sniffed: Sniffed, digest: str) -> str:
@@ -92,19 +86,22 @@ def cdr_spec(
     except ValueError as exc:
         raise EntryError(422, "invalid_parameters", str(exc), {"defaults": config.parameters}) from None
     check_metadata(metadata, settings)
-    path, size, digest, head = off_loop(_spool, source, settings)
+    spooled = off_loop(_spool, source, settings)
+    size, digest = spooled.size, spooled.sha256
     try:
         if size == 0:
             raise EntryError(422, "empty_file", "the call-record file is empty")
         try:
-            sniffed = sniff(head, mapping, max_line_bytes=settings.max_cdr_line_bytes, complete=size <= len(head))
+            sniffed = sniff(
+                spooled.head, mapping, max_line_bytes=settings.max_cdr_line_bytes, complete=size <= len(spooled.head)
+            )
         except CdrInputError as exc:
             raise EntryError(422, "invalid_input", exc.message, {"line": exc.row}) from None
         name = _final_name(sniffed, digest)
-        os.replace(path, path.with_name(name))
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+        # fsynced before the row commits: a committed row never names a file a crash could lose.
+        off_loop(spooled.keep, settings.cdr_upload_dir / name)
+    finally:
+        spooled.close()
     described = {
         "cdr": {
             "file": name,

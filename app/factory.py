@@ -13,6 +13,7 @@ from app.errors import register_error_handlers
 from app.http_metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.resources import Resources
 from app.routing import register_converters
+from app.spool_upload import SpoolingRequest
 from config import Settings, get_settings
 from config.logging import bind, unbind
 
@@ -24,6 +25,7 @@ _ROUTE_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")  # "<job_id:job_id>" â
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("assay")
+    app.request_class = SpoolingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["assay"] = Resources.from_settings(settings)

@@ -137,6 +137,12 @@ def _time_format(value: Any) -> TimeFormat:
     return "epoch" if isinstance(value, str) and _EPOCH.match(value) else "iso8601"
 
 
+def head_bytes(max_line_bytes: int) -> int:
+    """How much of the start of a file `sniff` wants: a few lines at the longest (so a gzip header, the
+    CSV header and a first record all fit)."""
+    return 4 * max_line_bytes + 4
+
+
 def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete: bool = False) -> Sniffed:
     """Look at the start of a CDR file: format, compression, header, time format.
 

@@ -142,6 +142,9 @@ JSON_CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
 MULTIPART_CASES: list[tuple[str, dict[str, Any], dict[str, Any], int, str | None]] = [
     # (name, form fields, files, status, code)
     ("no file", {"analysis": "transcription"}, {}, 422, "missing_file"),
+    # over 1 MiB: the part is spooled to a file (app/spool_upload.py) and read back for the probe
+    ("big not audio", {"analysis": "transcription"}, {"file": ("a.wav", b"RIFF" + b"\x00" * (2 << 20))}, 422,
+     "invalid_audio"),
     ("no analysis", {}, {"file": ("a.wav", WAV)}, 422, "validation_error"),
     ("text analysis", {"analysis": "sentiment"}, {"file": ("a.wav", WAV)}, 422, "validation_error"),
     ("unknown analysis", {"analysis": "astrology"}, {"file": ("a.wav", WAV)}, 422, "unknown_analysis"),

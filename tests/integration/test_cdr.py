@@ -223,3 +223,24 @@ def test_the_sweep_deletes_only_stale_files_no_live_job_names(settings: Settings
         cancel_job(conn, owner, job["id"])
     needed.unlink()
     fresh.unlink()
+
+
+def test_large_uploads_are_spooled_once_and_never_left_behind(
+    client: Client, tabular: Proc, settings: Settings, tmp_path: Path
+) -> None:
+    """Bodies over 1 MiB are written by the form parser straight into the upload folder (app/spool_upload.py):
+    a good one becomes the job's file, a rejected one and a finished job's are deleted."""
+    columns, truth = generate(30_000, sim_boxes=3, intensity=80, days=1, seed=7)
+    path = tmp_path / "big.csv"
+    write(columns, path)
+    data = path.read_bytes()
+    assert len(data) > 1 << 20
+    job = finished(client, upload(client, data).json())
+    assert job["status"] == "succeeded" and flagged(job) == set(truth.sim_boxes), job
+    assert job["result"]["totals"]["records"] == truth.records
+    rejected = upload(client, b"caller,callee,when\n" + b"1,2,3\n" * 300_000)  # 1.8 MB, a column missing
+    assert rejected.status_code == 422 and rejected.json()["error"]["code"] == "invalid_input"
+    bad_field = upload(client, data, parameters="not json")
+    assert bad_field.status_code == 422 and bad_field.json()["error"]["code"] == "validation_error"
+    spool: Path = settings.cdr_upload_dir
+    wait_for(lambda: not any(spool.iterdir()), 5, what="no spooled file left")
