@@ -10,6 +10,10 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
+# Integration modules mostly wait on the processes they start: two pytest processes (xdist), a module
+# whole on one of them, each with its own database and queue prefix (tests/integration/conftest.py).
+# `make test TEST_PROCESSES=` runs them in one.
+TEST_PROCESSES ?= -n 2 --dist loadfile
 .PHONY: help install run test test-unit migrate worker api flower key lint format bench clean lock backup restore manifests train
 
 help: ## list the targets
@@ -26,7 +30,7 @@ run: $(STAMP) ## run the whole service: PostgreSQL + Redis (found or started), m
 	$(PY) -m deploy.local.run
 
 test: $(STAMP) ## run the whole test suite against real PostgreSQL, Redis, Celery workers and gunicorn
-	$(PY) -m deploy.local.services exec -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m deploy.local.services exec -- $(PY) -m pytest $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run only the unit tests (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

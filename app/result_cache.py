@@ -18,7 +18,7 @@ from config import Settings
 from config.catalog import AnalysisConfig, head_version
 from store.api import JobSpec
 from store.ids import new_id
-from store.result_cache import cached_results, live_sources
+from store.result_cache import lookup
 
 #: Bump when what goes into a key changes shape: every old entry then misses.
 KEY_FORMAT = 1
@@ -62,8 +62,7 @@ def plan_jobs(
     ids = {id(s) for s in served}
     keys = [cache_key(settings, tenant, s, versions[s.analysis]) if id(s) in ids else None for s in specs]
     wanted = sorted({k for k in keys if k})
-    sources = live_sources(conn, wanted)
-    hits = cached_results(conn, [k for k in wanted if k not in sources], settings.cache_ttl_seconds)
+    sources, hits = lookup(conn, wanted, settings.cache_ttl_seconds)
     planned, outcomes = [], []
     for spec, key in zip(specs, keys, strict=True):
         if key is None:

@@ -175,40 +175,69 @@ def _claim_once(ctx: WorkerContext, wanted: list[str]) -> list[ClaimedJob]:
 def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
     """Run jobs in model batches: per batch one claim (inputs + lease), one model call, one write.
 
-    Claiming batch by batch, just before the model runs, keeps each lease about one model call
-    long however many messages a flush delivered. No database connection is held while the
-    model runs. Ids already running, finished or canceled are skipped by the claim. Writing
-    batch k (and what follows it) happens on a second thread while the model runs batch k+1;
-    at most one write is in flight, and all are done before this returns (so before the
-    flush's messages are acknowledged).
+    Claiming batch by batch, one model call ahead, keeps each lease about two model calls long
+    however many messages a flush delivered. No database connection is held while the model runs.
+    Ids already running, finished or canceled are skipped by the claim. While the model runs batch
+    k, one thread claims batch k+1 and another writes batch k-1 (and what follows it): the model
+    waits for neither. At most one write is in flight, and all are done before this returns (so
+    before the flush's messages are acknowledged).
     """
     unique_ids = list(dict.fromkeys(job_ids))
     report = BatchReport(received=len(unique_ids))
     size = ctx.settings.max_batch_size
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer:
+    chunks = [unique_ids[start : start + size] for start in range(0, len(unique_ids), size)]
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-writer") as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-claimer") as claimer,
+    ):
         pending: Future[None] | None = None
-        for start in range(0, len(unique_ids), size):
-            claim_began = time.perf_counter()
-            claimed = _claim(ctx, unique_ids[start : start + size])
-            if not claimed:
-                continue
-            report.claimed += len(claimed)
-            report.model_batches.append(len(claimed))
-            _observe_claimed(ctx, claimed)
-            try:
-                began = time.perf_counter()
-                outcomes = run_batch(ctx, claimed)
-                timing = Timing(claim=began - claim_began, model=time.perf_counter() - began)
-                outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
-                batch = _Computed(claimed, outcomes, timing.model)
-                if pending is not None:
-                    pending.result()  # one write in flight at most; re-raises its error here
-            except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over
-                ctx.leases.release([job.id for job in claimed])
-                raise
-            pending = writer.submit(_write, ctx, batch, report)
-            family = Counter(_family(ctx, job.analysis) for job in claimed).most_common(1)[0][0]
-            ctx.capacity.observe(family, len(claimed))
+        upcoming: Future[tuple[list[ClaimedJob], float]] | None = (
+            claimer.submit(_timed_claim, ctx, chunks[0]) if chunks else None
+        )
+        try:
+            for index in range(len(chunks)):
+                assert upcoming is not None
+                claimed, claim_seconds = upcoming.result()
+                upcoming = claimer.submit(_timed_claim, ctx, chunks[index + 1]) if index + 1 < len(chunks) else None
+                if not claimed:
+                    continue
+                report.claimed += len(claimed)
+                report.model_batches.append(len(claimed))
+                _observe_claimed(ctx, claimed)
+                try:
+                    began = time.perf_counter()
+                    outcomes = run_batch(ctx, claimed)
+                    timing = Timing(claim=claim_seconds, model=time.perf_counter() - began)
+                    outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
+                    batch = _Computed(claimed, outcomes, timing.model)
+                    if pending is not None:
+                        pending.result()  # one write in flight at most; re-raises its error here
+                except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over
+                    ctx.leases.release([job.id for job in claimed])
+                    raise
+                pending = writer.submit(_write, ctx, batch, report)
+                family = Counter(_family(ctx, job.analysis) for job in claimed).most_common(1)[0][0]
+                ctx.capacity.observe(family, len(claimed))
+        finally:
+            _release_unrun(ctx, upcoming)
         if pending is not None:
             pending.result()
     return report
+
+
+def _timed_claim(ctx: WorkerContext, wanted: list[str]) -> tuple[list[ClaimedJob], float]:
+    began = time.perf_counter()
+    claimed = _claim(ctx, wanted)
+    return claimed, time.perf_counter() - began
+
+
+def _release_unrun(ctx: WorkerContext, upcoming: Future[tuple[list[ClaimedJob], float]] | None) -> None:
+    """A batch claimed ahead that will not run here (the loop stopped): stop renewing its leases, so the
+    sweeper hands its jobs on once they lapse."""
+    if upcoming is None:
+        return
+    try:
+        claimed, _ = upcoming.result()
+    except BaseException:
+        return
+    ctx.leases.release([job.id for job in claimed])

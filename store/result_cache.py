@@ -1,10 +1,11 @@
 """The result cache and in-flight coalescing, in PostgreSQL beside the jobs they serve.
 
-Intake (app.result_cache) asks two questions per cache key: is a job with this key still queued or
-running (then the new job attaches to it), and is there a finished result (then the new job is
-complete at once). The job-finished path (pipeline.lifecycle) calls `settle` in the same transaction
-that finished a source job: its result enters the cache and its attached jobs finish with it; a
-canceled source hands its attached jobs to the oldest of them, which then runs.
+Intake (app.result_cache) asks two questions per cache key, in one statement (`lookup`): is a job
+with this key still queued or running (then the new job attaches to it), and is there a finished
+result (then the new job is complete at once). The job-finished path (pipeline.lifecycle) calls
+`settle` in the same transaction that finished a source job: its result enters the cache and its
+attached jobs finish with it; a canceled source hands its attached jobs to the oldest of them, which
+then runs.
 
 Locks keep intake and finishing from missing each other: intake takes `FOR SHARE SKIP LOCKED` on the
 source it attaches to, so a source being finished right now is skipped (the new job then runs
@@ -20,8 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, text
 
-from store.db import interval
-from store.tables import JobStatus, jobs, result_cache
+from store.tables import JobStatus, result_cache
 
 
 @dataclass(frozen=True)
@@ -34,36 +34,41 @@ class CachedResult:
     source_job_id: str
 
 
-def live_sources(conn: Connection, keys: list[str]) -> dict[str, str]:
-    """{cache key: id of a queued or running job that will compute it}, each such job share-locked."""
-    if not keys:
-        return {}
-    rows = conn.execute(
-        select(jobs.c.cache_key, jobs.c.id)
-        .where(
-            jobs.c.cache_key.in_(keys),
-            jobs.c.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
-            jobs.c.coalesced_into.is_(None),
-        )
-        .order_by(jobs.c.id)
-        .with_for_update(read=True, skip_locked=True)
+_LOOKUP_SQL = text(
+    """
+    WITH live AS (
+        SELECT cache_key, id FROM jobs
+        WHERE cache_key = ANY(:keys) AND status IN ('queued', 'running') AND coalesced_into IS NULL
+        FOR SHARE SKIP LOCKED
+    ), cached AS (
+        SELECT key, result, started_at, completed_at, source_job_id FROM result_cache
+        WHERE key = ANY(:keys) AND completed_at > now() - make_interval(secs => :ttl)
+        FOR SHARE SKIP LOCKED
     )
-    found: dict[str, str] = {}
-    for key, job_id in rows:
-        found.setdefault(key, job_id)
-    return found
+    SELECT true AS live, cache_key AS key, id AS job_id, NULL::jsonb AS result,
+           NULL::timestamptz AS started_at, NULL::timestamptz AS completed_at FROM live
+    UNION ALL
+    SELECT false, key, source_job_id, result, started_at, completed_at FROM cached
+    """
+)
 
 
-def cached_results(conn: Connection, keys: list[str], ttl_seconds: float) -> dict[str, CachedResult]:
-    """{cache key: result} for entries younger than the TTL, share-locked so an erasure waits for us."""
+def lookup(conn: Connection, keys: list[str], ttl_seconds: float) -> tuple[dict[str, str], dict[str, CachedResult]]:
+    """({cache key: id of a queued or running job that will compute it}, {cache key: a result younger than
+    the TTL}), every row found share-locked: both questions in one round trip, as intake asks them for
+    every submission. An entry whose key also has a live source is locked too and not used (the live
+    source is preferred); an erasure waits for the request to end."""
     if not keys:
-        return {}
-    rows = conn.execute(
-        select(result_cache)
-        .where(result_cache.c.key.in_(keys), result_cache.c.completed_at > func.now() - interval(ttl_seconds))
-        .with_for_update(read=True, skip_locked=True)
-    ).mappings()
-    return {r["key"]: CachedResult(r["result"], r["started_at"], r["completed_at"], r["source_job_id"]) for r in rows}
+        return {}, {}
+    sources: dict[str, str] = {}
+    hits: dict[str, CachedResult] = {}
+    for row in conn.execute(_LOOKUP_SQL, {"keys": keys, "ttl": float(ttl_seconds)}).mappings():
+        if row["live"]:
+            if row["key"] not in sources or row["job_id"] < sources[row["key"]]:
+                sources[row["key"]] = row["job_id"]  # any live one computes the same answer; pick one deterministically
+        else:
+            hits[row["key"]] = CachedResult(row["result"], row["started_at"], row["completed_at"], row["job_id"])
+    return sources, hits
 
 
 @dataclass
