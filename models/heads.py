@@ -21,6 +21,24 @@ from models.head_features import WIDTH, extra_features
 CLASSIFIER_SIGNAL = "classifier"
 
 
+def head_probs(
+    x: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    temperature: float,
+    hidden_weights: np.ndarray | None = None,
+    hidden_bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """Calibrated class probabilities of a logistic-regression head, or of a one-hidden-layer MLP (ReLU)
+    when hidden weights are given: the same arithmetic at training time (train/fit.py) and at run time."""
+    if hidden_weights is not None:
+        x = np.maximum(x @ hidden_weights.T + hidden_bias, 0.0)
+    logits = (x @ weights.T + bias) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @dataclass(frozen=True)
 class TrainedHead:
     labels: list[str]
@@ -63,12 +81,7 @@ class TrainedHead:
         return self.input_width - sum(WIDTH[f] for f in self.features)
 
     def _probs(self, x: np.ndarray) -> np.ndarray:
-        if self.hidden_weights is not None:
-            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
-        logits = (x @ self.weights.T + self.bias) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
 
     def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Probabilities [n, labels] and per-text extra result fields (`signals` for injection)."""

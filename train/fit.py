@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
+from models.heads import head_probs
+
 
 @dataclass
 class Fitted:
@@ -21,12 +23,7 @@ class Fitted:
     kind: str = "logistic regression"
 
     def probs(self, x: np.ndarray) -> np.ndarray:
-        if self.hidden_weights is not None:
-            x = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
-        logits = (x @ self.weights.T + self.bias) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
 
 
 def _export(clf: LogisticRegression) -> tuple[list[str], np.ndarray, np.ndarray]:
