@@ -86,7 +86,7 @@ def cdr_spec(
     except ValueError as exc:
         raise EntryError(422, "invalid_parameters", str(exc), {"defaults": config.parameters}) from None
     check_metadata(metadata, settings)
-    spooled = off_loop(_spool, source, settings)
+    spooled = _spool(source, settings)  # in this greenlet: a raw body is read from gevent's socket
     size, digest = spooled.size, spooled.sha256
     try:
         if size == 0:

@@ -20,7 +20,7 @@ from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources
 from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
-from app.uploads import upload_spec
+from app.uploads import is_raw_file, upload_spec
 from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
 from app.waiting import wait_until_final
 from contract.documents import job_document, webhook_event_document
@@ -79,10 +79,10 @@ def create_job() -> Response:
     svc = resources()
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
-        if request.mimetype == "multipart/form-data":
-            # Call-record files are far larger than the JSON limit; the form parser spools them to disk.
+        if request.mimetype == "multipart/form-data" or is_raw_file(request.mimetype):
+            # Call-record files are far larger than the JSON limit; they are spooled to disk as they arrive.
             request.max_content_length = max(svc.settings.max_request_bytes, svc.settings.max_cdr_bytes + 2**20)
-            spec = upload_spec(svc, key)
+            spec = upload_spec(svc, key, raw_body=request.mimetype != "multipart/form-data")
         else:
             spec = validate_job(json_body(), svc.settings, svc.catalog, key)
     except EntryError as exc:

@@ -23,3 +23,30 @@ def off_loop(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     import gevent
 
     return gevent.get_hub().threadpool.apply(work, args, kwargs)
+
+
+class _Done:
+    """The result of work that ran at once (outside gevent), shaped like gevent's AsyncResult."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self) -> Any:
+        return self.value
+
+
+def in_background(work: Callable[..., Any], *args: Any) -> Any:
+    """Start blocking work (an fdatasync) on gevent's real threads and return at once; `.get()` waits.
+    Outside gevent it runs here and now."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover
+        return _Done(work(*args))
+    if not monkey.is_module_patched("socket"):
+        return _Done(work(*args))
+    import gevent
+
+    return gevent.get_hub().threadpool.spawn(work, *args)

@@ -93,6 +93,7 @@ def json_body() -> Any:
         raise ApiError(
             415,
             "unsupported_media_type",
-            "send the body as application/json (or multipart/form-data to upload audio to /v1/jobs)",
+            "send the body as application/json (a file to /v1/jobs: multipart/form-data, or the file itself as "
+            "text/csv, application/gzip, audio/… with ?analysis=…)",
         )
     return parse_json(request.get_data(cache=False))

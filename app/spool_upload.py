@@ -19,6 +19,7 @@ from typing import IO, Any
 from flask import Request, current_app
 from werkzeug.formparser import FormDataParser, MultiPartParser, default_stream_factory
 
+from app.offload import in_background
 from models.cdr.spec import head_bytes
 
 #: Bodies at most this large are parsed into memory as before.
@@ -29,11 +30,18 @@ PARSER_READ_BYTES = 1 << 20
 #: The largest non-file form field; also the most werkzeug's multipart decoder buffers, so it must hold a
 #: read and what is left of the previous one (Flask's default, 500 kB, is smaller than a read).
 FORM_FIELD_BYTES = 2 * PARSER_READ_BYTES
+#: Written data is handed to the disk (fdatasync on a real thread) every this many bytes, so the fsync
+#: that accepts the file waits for the last few MiB only, not the whole file.
+WRITE_BEHIND_BYTES = 8 << 20
 
 
 class SpoolFile:
     """A write-then-read file in the upload folder that keeps the sha256, size and first bytes of what
     was written. Deleted on close unless `keep` renamed it.
+
+    Every `WRITE_BEHIND_BYTES` the data so far is handed to the disk by an fdatasync on a real thread,
+    overlapping the rest of the upload: the fsync of `keep` then waits for the tail only (61 MiB: upload
+    0.42 → 0.33 s, median of 12; fsync of the whole file alone is ~0.085 s on this disk).
 
     (Hashing and writing on a real thread while the greenlet parses the next chunk was tried: no gain on
     the 2-core machine, where the client, the parser and that thread share the cores.)
@@ -48,13 +56,21 @@ class SpoolFile:
         self.head = b""
         self.size = 0
         self.kept = False
+        self._synced = 0
+        self._syncing: Any = None
 
     def write(self, data: bytes) -> int:
         self._digest.update(data)
         if len(self.head) < self._want_head:
             self.head += bytes(data[: self._want_head - len(self.head)])
         self.size += len(data)
-        return self._file.write(data)
+        written = self._file.write(data)
+        if self.size - self._synced >= WRITE_BEHIND_BYTES and (self._syncing is None or self._syncing.ready()):
+            self._synced = self.size
+            self._file.flush()
+            # On its own descriptor: the file may be closed (a rejected upload) while the sync still runs.
+            self._syncing = in_background(_sync_and_close, os.dup(self._file.fileno()))
+        return written
 
     @property
     def sha256(self) -> str:
@@ -63,7 +79,7 @@ class SpoolFile:
     def keep(self, final: Path) -> None:
         """Make the file durable under its final name (the row that names it commits after this)."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        os.fsync(self._file.fileno())  # covers every byte, a write-behind sync still running included
         os.replace(self.path, final)
         self.path, self.kept = final, True
 
@@ -100,6 +116,13 @@ class SpoolFile:
 
     def __getattr__(self, name: str) -> Any:  # readline, readinto, … for readers of an audio part
         return getattr(self._file, name)
+
+
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class LargeReadFormDataParser(FormDataParser):

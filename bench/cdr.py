@@ -5,8 +5,9 @@
 For each file (made once by bench/cdr_data.py and kept under var/bench-cdr/):
 - **engine**: `models.cdr.detect` in this process, as the worker calls it; the read of the file and the
   detection proper (the aggregations over the columns read) are timed apart;
-- **whole job**: the file uploaded as multipart (curl) to a real API, spooled, run by a real tabular worker,
-  and the result read back (`?wait`): records / seconds from starting the upload to the result in hand;
+- **whole job**: the file uploaded (curl, as multipart and as the request body) to a real API, spooled,
+  run by a real tabular worker, and the result read back (`?wait`): records / seconds from starting the
+  upload to the result in hand;
 - **worker peak RSS**: the tabular worker process's VmHWM after the job;
 - **pandas**: the same detection written the obvious way (read_csv, a group-by with nunique/mean/median),
   in this process, in the same run: the reference ratio.
@@ -84,13 +85,17 @@ def pandas_run(path: Path) -> tuple[float, float, set[str]]:
     return read - began, done - read, flagged
 
 
-def whole_job(client: Client, key: str, path: Path) -> tuple[float, dict[str, Any]]:
-    """Upload with curl (streams the file from disk, as the README's example does; building the same
-    multipart body in memory with `requests` alone takes ~0.15 s for 61 MiB), then `?wait` for the result."""
+def whole_job(client: Client, key: str, path: Path, *, raw_body: bool) -> tuple[float, dict[str, Any]]:
+    """Upload with curl (streams the file from disk, as the README's examples do; building the same
+    multipart body in memory with `requests` alone takes ~0.15 s for 61 MiB), then `?wait` for the result.
+    Multipart (`-F file=@…`) or the file as the body (`--data-binary @…`, `?analysis=cdr_fraud`)."""
+    if raw_body:
+        how = ["-H", "Content-Type: text/csv", "--data-binary", f"@{path}", f"{client.base}/v1/jobs?analysis=cdr_fraud"]
+    else:
+        how = ["-F", "analysis=cdr_fraud", "-F", f"file=@{path}", f"{client.base}/v1/jobs"]
     began = time.perf_counter()
     sent = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {key}", "-F", "analysis=cdr_fraud",
-         "-F", f"file=@{path}", f"{client.base}/v1/jobs"],
+        ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {key}", *how],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert sent.returncode == 0, sent.stdout + sent.stderr
@@ -102,6 +107,11 @@ def whole_job(client: Client, key: str, path: Path) -> tuple[float, dict[str, An
     elapsed = time.perf_counter() - began
     assert job["status"] == "succeeded", job
     return elapsed, job
+
+
+def _job_cell(records: int, runs: list[float]) -> str:
+    median = statistics.median(runs)
+    return f"{records / median / 1e6:.2f} M/s ({median:.2f} s; runs {', '.join(f'{t:.2f}' for t in runs)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         for _, gz, path, sim_boxes in prepared:
             read_s, detect_s, flagged, records = engine_run(path, threads=2)
             assert flagged == set(sim_boxes), "the engine must find exactly the planted SIM boxes"
-            job_runs = []
-            for _ in range(args.repeat):
-                seconds, job = whole_job(client, key, path)
-                assert {f["caller"] for f in job["result"]["flagged_callers"]} == set(sim_boxes)
-                job_runs.append(seconds)
-            job_s = statistics.median(job_runs)
+            runs: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.repeat):  # interleaved, so both see the same machine
+                for raw_body in (False, True):
+                    seconds, job = whole_job(client, key, path, raw_body=raw_body)
+                    assert {f["caller"] for f in job["result"]["flagged_callers"]} == set(sim_boxes)
+                    runs[raw_body].append(seconds)
             peak = proc_status(worker.pid)["VmHWM"] / 1024
             if args.skip_pandas:
                 pd_read = pd_detect = float("nan")
@@ -137,20 +147,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"{records:,} records, {'gzip CSV' if gz else 'CSV'} ({path.stat().st_size / 2**20:.0f} MiB)",
                 f"{records / detect_s / 1e6:.1f} M/s ({detect_s:.2f} s)",
                 f"{records / (read_s + detect_s) / 1e6:.2f} M/s ({read_s + detect_s:.2f} s)",
-                f"{records / job_s / 1e6:.2f} M/s ({job_s:.2f} s; runs {', '.join(f'{t:.2f}' for t in job_runs)})",
+                *(_job_cell(records, runs[raw_body]) for raw_body in (False, True)),
                 f"{peak:.0f}",
                 f"{records / pd_detect / 1e6:.2f} M/s ({pd_detect:.2f} s)",
                 f"{records / (pd_read + pd_detect) / 1e6:.2f} M/s ({pd_read + pd_detect:.1f} s)",
                 f"{pd_detect / detect_s:.0f}× / {(pd_read + pd_detect) / (read_s + detect_s):.1f}×",
             ])  # fmt: skip
-    headers = ["file (one job)", "detection", "read + detection", "whole job, median (upload → result)",
+    headers = ["file (one job)", "detection", "read + detection", "whole job, multipart upload (median)",
+               "whole job, file as body (median)",
                "worker peak RSS MiB", "pandas detection", "pandas read + detection", "DuckDB ÷ pandas"]  # fmt: skip
     text = table(headers, rows)
     notes = (
         "Detection = the aggregations over the columns already read (DuckDB, 2 threads); read + detection = "
-        "`models.cdr.detect` on the file in this process; whole job = multipart upload (curl) to gunicorn, spool, "
-        "tabular worker, result read back. pandas: read_csv + group-by (nunique, mean, median), same file, "
-        f"same run. Whole job: {args.repeat} runs per file, the median shown. Every run found exactly the "
+        "`models.cdr.detect` on the file in this process; whole job = upload (curl: multipart `-F file=@…`, or "
+        "the file as the body, `--data-binary @…` with `?analysis=cdr_fraud`) to gunicorn, spool, tabular "
+        "worker, result read back (`?wait`). pandas: read_csv + group-by (nunique, mean, median), same file, "
+        f"same run. Whole job: {args.repeat} runs per file and upload kind, interleaved, the median shown. "
+        "Every run found exactly the "
         "planted SIM boxes (20)."
     )
     record("Call records (cdr_fraud)", "python -m bench.cdr " + " ".join(argv or sys.argv[1:]), text, notes)

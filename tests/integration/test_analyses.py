@@ -108,6 +108,20 @@ def test_transcription_of_an_espeak_recording(user: Client) -> None:
     assert result["segments"] and all(s["end"] >= s["start"] for s in result["segments"])
 
 
+def test_audio_as_the_request_body(user: Client) -> None:
+    """`curl --data-binary @numbers.wav -H 'Content-Type: audio/wav' '/v1/jobs?analysis=transcription'`."""
+    response = user.post(
+        "/v1/jobs",
+        params={"analysis": "transcription", "metadata": '{"source": "raw"}', "filename": "numbers.wav"},
+        data=(AUDIO / "numbers.wav").read_bytes(),
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 202, response.text
+    done = user.get(f"/v1/jobs/{response.json()['id']}", params={"wait": 30}).json()
+    assert done["status"] == "succeeded" and done["metadata"] == {"source": "raw"}, done
+    assert word_accuracy(SPOKEN["numbers.wav"], done["result"]["text"]) >= 0.8
+
+
 def test_audio_threat_flags_a_spoken_phishing_attempt(user: Client) -> None:
     job = upload(user, "audio_threat", "phishing.wav").json()
     done = user.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()

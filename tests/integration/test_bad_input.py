@@ -128,6 +128,20 @@ JSON_CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
     ("audio empty", {"json": {"analysis": "transcription", "input": {"audio_base64": ""}}}, 422, None),
     ("audio not audio", {"json": {"analysis": "transcription", "input": {"audio_base64": "aGVsbG8="}}}, 422,
      "invalid_audio"),
+    # The file as the request body, the fields as query parameters (app/uploads.py).
+    ("raw audio not audio", {"params": {"analysis": "transcription"}, "data": b"not audio at all" * 10,
+     "headers": {"Content-Type": "audio/wav"}}, 422, "invalid_audio"),
+    ("raw big not audio", {"params": {"analysis": "transcription"}, "data": b"RIFF" + b"\x00" * (2 << 20),
+     "headers": {"Content-Type": "audio/wav"}}, 422, "invalid_audio"),
+    ("raw audio empty", {"params": {"analysis": "transcription"}, "data": b"",
+     "headers": {"Content-Type": "audio/wav"}}, 422, "empty_audio"),
+    ("raw no analysis", {"data": WAV, "headers": {"Content-Type": "audio/wav"}}, 422, "validation_error"),
+    ("raw text analysis", {"params": {"analysis": "sentiment"}, "data": WAV,
+     "headers": {"Content-Type": "application/octet-stream"}}, 422, "validation_error"),
+    ("raw metadata not json", {"params": {"analysis": "transcription", "metadata": "{x"}, "data": WAV,
+     "headers": {"Content-Type": "audio/wav"}}, 422, "validation_error"),
+    ("raw filename nul", {"params": {"analysis": "transcription", "filename": "a\x00.wav"}, "data": WAV,
+     "headers": {"Content-Type": "audio/wav"}}, 400, "invalid_parameter"),
     ("audio filename nul", {"json": {"analysis": "transcription", "input": {
         "audio_base64": base64.b64encode(WAV).decode(), "filename": "a\x00.wav"}}}, 422, "invalid_characters"),
     ("audio filename long", {"json": {"analysis": "transcription", "input": {

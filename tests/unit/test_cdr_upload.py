@@ -55,3 +55,24 @@ def test_refusals_leave_nothing_behind(tmp_path: Path, data: bytes, fields: dict
     assert (caught.value.status, caught.value.code) == (status, code)
     spool = tmp_path / "uploads"
     assert not spool.exists() or not any(spool.iterdir())
+
+
+def test_a_spool_file_past_the_write_behind_step_keeps_every_byte(tmp_path: Path) -> None:
+    """Writes past WRITE_BEHIND_BYTES start background syncs; the kept file is whole, a dropped one is gone."""
+    from app.spool_upload import WRITE_BEHIND_BYTES, SpoolFile
+
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    count = WRITE_BEHIND_BYTES // len(chunk) * 2 + 3
+    kept = SpoolFile(tmp_path, head_bytes=100)
+    for _ in range(count):
+        kept.write(chunk)
+    final = tmp_path / "final.csv"
+    kept.keep(final)
+    kept.close()
+    assert final.read_bytes() == chunk * count and kept.size == len(chunk) * count
+    assert kept.sha256 == hashlib.sha256(chunk * count).hexdigest() and kept.head == chunk[:100]
+    dropped = SpoolFile(tmp_path, head_bytes=100)
+    for _ in range(count):
+        dropped.write(chunk)
+    dropped.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.csv"]
