@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -15,6 +16,7 @@ from app.backpressure import check_queue_depth
 from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
+from app.group_commit import GroupCommit, under_gevent
 from app.ratelimits import charge_jobs, open_slot
 from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources
@@ -24,7 +26,7 @@ from app.uploads import is_raw_file, upload_spec
 from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
 from app.waiting import wait_until_final
 from contract.documents import job_document, webhook_event_document
-from pipeline.lifecycle import Change
+from pipeline.lifecycle import Change, Unit
 from store import api as store
 from store.tables import JOB_STATUSES, LIVE_STATUSES, JobStatus
 from telemetry.metrics import JOBS_SUBMITTED
@@ -33,41 +35,76 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(authenticate)
 
 
+def _write(unit: Unit, svc: Resources, tenant: str, specs: list[store.JobSpec]) -> store.Created:
+    """The rows of one tenant's specs in `unit`'s transaction, and what follows once it commits."""
+    specs, outcomes = plan_jobs(unit.conn, svc.settings, svc.catalog, tenant, specs)
+    created = store.create_jobs(unit.conn, tenant, specs, unit.publish_epoch)
+    if created.created:
+        # Only jobs that run are published: a hit is complete, an attached job finishes with its source.
+        pairs = list(zip(created.rows, specs, strict=True))
+        unit.publish_jobs([(r["id"], r["analysis"]) for r, s in pairs if s.cached is None and s.attach_to is None])
+        unit.created([Change(r["id"], r["analysis"], r["status"], tenant=tenant) for r in created.rows])
+        unit.finished(
+            [
+                Change(
+                    r["id"],
+                    r["analysis"],
+                    JobStatus.SUCCEEDED,
+                    created_at=r["created_at"],
+                    has_webhook=s.webhook is not None,
+                    tenant=tenant,
+                )
+                for r, s in pairs
+                if s.cached is not None
+            ],
+            settle_sources=False,
+        )
+        unit.cache_outcome(outcomes)
+    return created
+
+
+def _write_group(svc: Resources, requests: list[tuple[str, list[store.JobSpec]]]) -> list[tuple[list[Any], bool]]:
+    """Several requests' specs in one transaction: one lookup and one INSERT per tenant, one COMMIT."""
+    by_tenant: dict[str, list[int]] = {}
+    for index, (tenant, _) in enumerate(requests):
+        by_tenant.setdefault(tenant, []).append(index)
+    results: list[tuple[list[Any], bool]] = [([], False)] * len(requests)
+    with svc.lifecycle.transaction() as unit:
+        for tenant, indexes in by_tenant.items():
+            rows = iter(_write(unit, svc, tenant, [s for i in indexes for s in requests[i][1]]).rows)
+            for i in indexes:
+                results[i] = ([next(rows) for _ in requests[i][1]], True)
+    return results
+
+
+def _groupable(svc: Resources, specs: list[store.JobSpec]) -> bool:
+    """Text jobs without an Idempotency-Key: nothing in them can fail their own request alone."""
+    return (
+        svc.settings.group_commit_max > 0
+        and under_gevent()
+        and all(s.idempotency_key is None and s.blob is None and svc.catalog[s.analysis].input == "text" for s in specs)
+    )
+
+
 def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, Any]], bool]:
     """Commit the rows, then publish. A failed publish leaves them for the sweeper: never lost."""
-    with svc.lifecycle.transaction() as unit:
-        specs, outcomes = plan_jobs(unit.conn, svc.settings, svc.catalog, g.tenant, specs)
-        try:
-            created = store.create_jobs(unit.conn, g.tenant, specs, unit.publish_epoch)
-        except store.IdempotencyConflictError:
-            raise ApiError(
-                409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
-            ) from None
-        if created.created:
-            # Only jobs that run are published: a hit is complete, an attached job finishes with its source.
-            pairs = list(zip(created.rows, specs, strict=True))
-            unit.publish_jobs([(r["id"], r["analysis"]) for r, s in pairs if s.cached is None and s.attach_to is None])
-            unit.created([Change(r["id"], r["analysis"], r["status"], tenant=g.tenant) for r in created.rows])
-            unit.finished(
-                [
-                    Change(
-                        r["id"],
-                        r["analysis"],
-                        JobStatus.SUCCEEDED,
-                        created_at=r["created_at"],
-                        has_webhook=s.webhook is not None,
-                        tenant=g.tenant,
-                    )
-                    for r, s in pairs
-                    if s.cached is not None
-                ],
-                settle_sources=False,
-            )
-            unit.cache_outcome(outcomes)
-    if created.created:
-        for row in created.rows:
+    if _groupable(svc, specs):
+        if svc.group_commit is None:
+            svc.group_commit = GroupCommit(partial(_write_group, svc), svc.settings.group_commit_max)
+        rows, created = svc.group_commit.submit(g.tenant, specs)
+    else:
+        with svc.lifecycle.transaction() as unit:
+            try:
+                written = _write(unit, svc, g.tenant, specs)
+            except store.IdempotencyConflictError:
+                raise ApiError(
+                    409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
+                ) from None
+        rows, created = written.rows, written.created
+    if created:
+        for row in rows:
             JOBS_SUBMITTED.labels(row["analysis"]).inc()
-    return [job_document(r) for r in created.rows], created.created
+    return [job_document(r) for r in rows], created
 
 
 def _details(exc: ValidationError) -> list[dict[str, Any]]:

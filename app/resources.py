@@ -8,6 +8,7 @@ import redis
 from flask import current_app
 from sqlalchemy import Engine
 
+from app.group_commit import GroupCommit
 from broker.celery import make_celery
 from broker.connection import redis_client
 from broker.publish import Publisher
@@ -25,6 +26,7 @@ class Resources:
     redis: redis.Redis
     catalog: dict[str, AnalysisConfig]
     lifecycle: Lifecycle
+    group_commit: GroupCommit | None = None  # made by app/jobs_api.py on the first submission
     _box: SecretBox | None = field(default=None, repr=False)
 
     @property

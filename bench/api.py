@@ -72,6 +72,16 @@ def run_wrk(wrk: str, url: str, key: str, body: dict | None, seconds: int, conne
     }
 
 
+def group_sizes(base: str) -> tuple[float, float]:
+    """(count, sum) of the API's group-commit histogram: transactions written and requests in them."""
+    import requests
+
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    name = "assay_submission_group_requests"
+    found = [re.search(rf"^{name}_{part} ([0-9.e+]+)$", text, re.M) for part in ("count", "sum")]
+    return tuple(float(m.group(1)) if m else 0.0 for m in found)  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -85,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with bench_stack(ASSAY_MAX_QUEUE_DEPTH="100000000") as bench:
         _, url = bench.stack.api()
+        single_proc, url_alone = bench.stack.api(ASSAY_GROUP_COMMIT_MAX="0")  # before: a transaction per request
         key = bench.key()
         run_wrk(wrk, f"{url}/v1/jobs", key, single, 3, 16)  # warm-up
+        run_wrk(wrk, f"{url_alone}/v1/jobs", key, single, 3, 16)
         workers = bench.settings.api_workers
         with bench.db.begin() as conn:
             owner = create_key(conn, "raw-bench").tenant_id
@@ -96,27 +108,34 @@ def main(argv: list[str] | None = None) -> int:
             return raw_jobs_per_second(RawRun(owner, workers, threads, per_commit, args.seconds))
 
         for connections in args.connections:
-            one = run_wrk(wrk, f"{url}/v1/jobs", key, single, args.seconds, connections)
             limit = raw(connections, 1)
-            rows.append(["POST /v1/jobs", connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}", f"{limit:.0f}",
-                         f"{one['rps'] / limit:.0%}", f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}",
-                         one["errors"]])  # fmt: skip
+            for label, base in (("POST /v1/jobs, a transaction each", url_alone), ("POST /v1/jobs, group commit", url)):
+                before = group_sizes(base)
+                one = run_wrk(wrk, f"{base}/v1/jobs", key, single, args.seconds, connections)
+                count, total = (after - was for after, was in zip(group_sizes(base), before, strict=True))
+                mean = f"{total / count:.1f}" if count else "–"
+                rows.append([label, connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}", f"{limit:.0f}",
+                             f"{one['rps'] / limit:.0%}", f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}",
+                             one["errors"], mean])  # fmt: skip
+        single_proc.stop()
         for connections in (4, 8):
             many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, connections)
             limit = raw(connections, args.batch_size)
             jobs = many["rps"] * args.batch_size
             rows.append([f"POST /v1/jobs/batch ({args.batch_size} jobs)", connections, f"{many['rps']:.0f}",
                          f"{jobs:.0f}", f"{limit:.0f}", f"{jobs / limit:.0%}", f"{many['p50']:.1f}",
-                         f"{many['p95']:.1f}", f"{many['p99']:.1f}", many["errors"]])  # fmt: skip
+                         f"{many['p95']:.1f}", f"{many['p99']:.1f}", many["errors"], "–"])  # fmt: skip
 
     headers = ["request", "connections", "requests/s", "jobs/s", "raw jobs/s", "of raw"]
-    text = table([*headers, "p50 ms", "p95 ms", "p99 ms", "errors"], rows)
+    text = table([*headers, "p50 ms", "p95 ms", "p99 ms", "errors", "requests per commit"], rows)
     notes = (
         f"gunicorn with {workers} gevent workers, no inference worker running, {args.seconds} s per row, wrk -t 2 "
         "on the same machine. Every accepted job is a committed PostgreSQL row plus a Redis message. "
         f"Raw: the same INSERT (one row, or {args.batch_size} rows per commit) and publish through store.api and "
         f"broker.publish, no HTTP, from {workers} processes with connections/{workers} threads each "
-        "(bench/raw_submit.py)."
+        "(bench/raw_submit.py). Single submissions are measured against two APIs started side by side: one "
+        "with ASSAY_GROUP_COMMIT_MAX=0 (a transaction per request, as before) and one with group commit "
+        "(app/group_commit.py); requests per commit from the API's assay_submission_group_requests histogram."
     )
     record("API submission (CPU)", "python -m bench.api " + " ".join(argv or sys.argv[1:]), text, notes)
     return 0

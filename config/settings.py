@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=1)
     max_metadata_bytes: int = Field(16_384, ge=2)
     max_jobs_per_batch: int = Field(1_000, ge=1)
+    group_commit_max: int = Field(
+        64, ge=0, description="single text submissions written together per API process (app/group_commit.py); 0: off"
+    )
     max_request_bytes: int = Field(40 * 1024 * 1024, ge=1024, description="fits base64 audio at the audio limit")
     max_wait_seconds: int = Field(30, ge=0, le=300)
     list_max_limit: int = Field(200, ge=1)

@@ -29,6 +29,11 @@ JOB_LATENCY = Histogram(
     "assay_job_latency_seconds", "Submission to result written", ["analysis"], buckets=LATENCY_BUCKETS
 )
 BATCH_SIZE = Histogram("assay_batch_size", "Jobs per model batch", ["family"], buckets=BATCH_BUCKETS)
+SUBMISSION_GROUP = Histogram(
+    "assay_submission_group_requests",
+    "Single submissions written in one transaction by an API process (app/group_commit.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 MODEL_LOAD = Gauge("assay_model_load_seconds", "Time to load a model", ["model"], multiprocess_mode="max")
 # --- result cache (issue 17) ---
 CACHE_LOOKUPS = Counter(
