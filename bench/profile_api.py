@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.profile_api [--seconds 10]
 
-Samples one gunicorn worker with py-spy while wrk posts single jobs, then prints the functions
+Samples one gunicorn worker with py-spy while wrk posts single jobs (or `--batch N` batches), then prints the functions
 with the largest share of samples (inclusive), grouped by module. Needs `pip install py-spy`.
 """
 
@@ -26,10 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_api", description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--batch", type=int, default=0, help="post batches of this many jobs instead of single jobs")
+    parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     wrk = ensure_wrk()
-    body = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    body, path = ({"jobs": [single] * args.batch}, "/v1/jobs/batch") if args.batch else (single, "/v1/jobs")
     out = Path(tempfile.mkdtemp()) / "stacks.txt"
     with bench_stack() as bench:
         api, url = bench.stack.api()
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         children = subprocess.run(
             ["pgrep", "-P", str(api.pid)], check=False, capture_output=True, text=True
         ).stdout.split()
-        load = threading.Thread(target=run_wrk, args=(wrk, f"{url}/v1/jobs", key, body, args.seconds + 2, 64))
+        load = threading.Thread(target=run_wrk, args=(wrk, url + path, key, body, args.seconds + 2, args.connections))
         load.start()
         subprocess.run(
             [pyspy, "record", "-p", children[0], "-d", str(args.seconds), "-r", "200", "-f", "raw", "-o", str(out),
