@@ -62,6 +62,7 @@ def fill(db: Engine, owners: list[str], rows: int) -> float:
             conn.execute(FILL, {"seed": "scale", "owners": owners, "analyses": ANALYSES, "start": start, "stop": stop})
         print(f"[scale] {stop + 1:,} rows in {time.monotonic() - began:.0f} s", file=sys.stderr)
     with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SET statement_timeout = 0"))  # the settings' timeout is for requests, not this
         conn.execute(text("VACUUM ANALYZE jobs"))
     return time.monotonic() - began
 
