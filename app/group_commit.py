@@ -85,12 +85,3 @@ class GroupCommit:
             return
         for waiting, result in zip(group, results, strict=True):
             waiting.done.set(result)
-
-
-def under_gevent() -> bool:
-    """Group commit needs gevent's cooperative greenlets (gunicorn's workers); elsewhere requests write alone."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a pinned dependency
-        return False
-    return bool(monkey.is_module_patched("socket"))

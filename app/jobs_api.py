@@ -16,7 +16,8 @@ from app.backpressure import check_queue_depth
 from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.errors import ApiError
-from app.group_commit import GroupCommit, under_gevent
+from app.group_commit import GroupCommit
+from app.offload import under_gevent
 from app.ratelimits import charge_jobs, open_slot
 from app.request_json import check_text_param, json_body
 from app.resources import Resources, resources

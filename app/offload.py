@@ -13,12 +13,17 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def off_loop(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def under_gevent() -> bool:
+    """Whether this process runs on gevent's cooperative loop (gunicorn's gevent workers)."""
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover - gevent is a pinned dependency
-        return work(*args, **kwargs)
-    if not monkey.is_module_patched("socket"):
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+def off_loop(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    if not under_gevent():
         return work(*args, **kwargs)
     import gevent
 
@@ -41,11 +46,7 @@ class _Done:
 def in_background(work: Callable[..., Any], *args: Any) -> Any:
     """Start blocking work (an fdatasync) on gevent's real threads and return at once; `.get()` waits.
     Outside gevent it runs here and now."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover
-        return _Done(work(*args))
-    if not monkey.is_module_patched("socket"):
+    if not under_gevent():
         return _Done(work(*args))
     import gevent
 
