@@ -48,9 +48,10 @@ def test_concurrent_submissions_share_transactions_and_each_gets_its_own_job(api
     assert len(owners[first]) == 1 and len(owners[second]) == 1 and owners[first] != owners[second]
     for (_, text), doc in pairs:
         assert rows[doc["id"]].input["text"] == text
-    for client in (first, second):  # identical text in flight: one runs per tenant, the others attach to it
+    for client in (first, second):  # identical text in flight attaches to a source of the same tenant
         mine = [rows[doc["id"]] for (c, text), doc in pairs if c is client and text == same]
-        sources = [r for r in mine if r.coalesced_into is None]
-        assert len(sources) == 1 and all(r.coalesced_into == sources[0].id for r in mine if r is not sources[0])
+        sources = {r.id for r in mine if r.coalesced_into is None}
+        # One per API process at most: two processes' transactions in flight at once cannot see each other.
+        assert 1 <= len(sources) <= 2 and all(r.coalesced_into in sources for r in mine if r.id not in sources)
     count, total = (after - was for after, was in zip(_group_histogram(api_url), before, strict=True))
     assert 0 < count < len(work) and total == len(work), "some transactions wrote several requests"
