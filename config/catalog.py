@@ -19,7 +19,7 @@ from config.settings import Settings
 
 CATALOG_DIR = Path(__file__).resolve().parent / "analyses"
 PACKAGED_TEXT_MODEL = "all-MiniLM-L6-v2"
-PACKAGED_SPEECH_MODEL = "whisper-tiny.en"
+PACKAGED_SPEECH_MODEL = "whisper-base"  # models/packaged_whisper.py; "whisper-tiny.en" is the fast one
 
 
 class ModelChoice(BaseModel):

@@ -107,7 +107,11 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON {"analysis": "engine:source"}, e.g. {"sentiment": "hf-classifier:/m"}'
     )
     allow_model_download: bool = Field(False, description="let transformers fetch model ids from the hub")
-    speech_model_path: str = Field("", description="CTranslate2 Whisper dir or id; empty: the packaged tiny.en")
+    speech_model_path: str = Field(
+        "",
+        description="CTranslate2 Whisper dir or id, or a packaged name (whisper-base, whisper-tiny.en); "
+        "empty: the packaged whisper-base",
+    )
     speech_compute_type: str = Field("default", description="int8 on CPU, float16 on CUDA by default")
     speech_beam_size: int = Field(1, ge=1, le=10)
     max_audio_bytes: int = Field(25 * 1024 * 1024, ge=1024)

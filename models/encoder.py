@@ -21,6 +21,7 @@ class Encoded:
     vectors: Any  # torch.Tensor [n, dim], L2-normalised, on the CPU
     truncated: list[bool]
     tokens: list[int] | None = None  # untruncated token counts, special tokens included
+    layers: Any = None  # torch.Tensor [n, len(layers) * dim]: L2-normalised mean pools of the asked hidden layers
 
 
 class SentenceEncoder:
@@ -55,12 +56,16 @@ class SentenceEncoder:
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
-    def encode(self, texts: list[str]) -> Encoded:
+    def encode(self, texts: list[str], layers: tuple[int, ...] = ()) -> Encoded:
+        """`layers`: hidden-state indices (0 = embeddings) also mean-pooled from the same forward pass;
+        trained heads read intermediate layers beside the last one (models/heads.py)."""
         torch = self._torch
         lengths = self.token_lengths(texts)
         truncated = [n > self.max_length for n in lengths]
         clipped = [min(n, self.max_length) for n in lengths]
-        out = torch.empty((len(texts), self.model.config.hidden_size), dtype=torch.float32)
+        width = self.model.config.hidden_size
+        out = torch.empty((len(texts), width), dtype=torch.float32)
+        extra = torch.empty((len(texts), len(layers) * width), dtype=torch.float32) if layers else None
         with torch.inference_mode():
             for batch in plan_batches(clipped, self.max_batch_size):
                 inputs = self.tokenizer(
@@ -70,9 +75,18 @@ class SentenceEncoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
-                hidden = self.model(**inputs).last_hidden_state
-                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-                out[torch.tensor(batch)] = pooled.cpu()
-        return Encoded(vectors=out, truncated=truncated, tokens=lengths)
+                output = self.model(**inputs, output_hidden_states=bool(layers))
+                mask = inputs["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
+                rows = torch.tensor(batch)
+                out[rows] = _mean_pool(output.last_hidden_state, mask).cpu()
+                if extra is not None:
+                    pools = [_mean_pool(output.hidden_states[layer], mask) for layer in layers]
+                    extra[rows] = torch.cat(pools, dim=-1).cpu()
+        return Encoded(vectors=out, truncated=truncated, tokens=lengths, layers=extra)
+
+
+def _mean_pool(hidden: Any, mask: Any) -> Any:
+    import torch
+
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from models import injection_rules
+from models.tfidf import TfidfScorer
 
 
 @functools.cache
@@ -38,9 +39,21 @@ def injection_signals(texts: list[str]) -> np.ndarray:
 
 FEATURES: dict[str, Callable[[list[str]], np.ndarray]] = {"vader": vader, "injection_rules": injection_signals}
 WIDTH: dict[str, int] = {"vader": 3, "injection_rules": len(injection_rules.NAMES)}
+TFIDF = "tfidf"  # a feature whose model is fitted per head and stored in the head's file (models/tfidf.py)
 
 
-def extra_features(names: list[str], texts: list[str]) -> np.ndarray:
+def feature_width(names: list[str], tfidf: TfidfScorer | None = None) -> int:
+    return sum(len(tfidf.bias) if name == TFIDF and tfidf is not None else WIDTH[name] for name in names)
+
+
+def extra_features(names: list[str], texts: list[str], tfidf: TfidfScorer | None = None) -> np.ndarray:
     """[n, Σ widths] for the named features, in order (zero columns when there are none)."""
-    blocks = [FEATURES[name](texts) for name in names]
+    blocks = []
+    for name in names:
+        if name == TFIDF:
+            if tfidf is None:
+                raise ValueError("the tfidf feature needs the head's fitted TfidfScorer")
+            blocks.append(tfidf.transform(texts))
+        else:
+            blocks.append(FEATURES[name](texts))
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(texts), 0), dtype=np.float32)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from models import injection_rules
-from models.head_features import WIDTH, extra_features
+from models.head_features import extra_features, feature_width
+from models.tfidf import TfidfScorer
 
 #: signals name of the embedding part of the injection head, beside the rule names.
 CLASSIFIER_SIGNAL = "classifier"
@@ -50,6 +51,8 @@ class TrainedHead:
     card: dict[str, Any]
     hidden_weights: np.ndarray | None = None  # [hidden, dim + extra]: a one-hidden-layer ReLU MLP when set
     hidden_bias: np.ndarray | None = None
+    layers: tuple[int, ...] = ()  # intermediate encoder layers whose mean pools come before the last layer's
+    tfidf: TfidfScorer | None = None  # the fitted lexical model of the `tfidf` feature
 
     @classmethod
     def load(cls, path: Path, *, model_name: str) -> TrainedHead:
@@ -65,9 +68,11 @@ class TrainedHead:
                 card=json.loads(card_path.read_text()) if card_path.exists() else {},
                 hidden_weights=data["hidden_weights"].astype(np.float32) if "hidden_weights" in data else None,
                 hidden_bias=data["hidden_bias"].astype(np.float32) if "hidden_bias" in data else None,
+                layers=tuple(int(layer) for layer in data["layers"]) if "layers" in data else (),
+                tfidf=TfidfScorer.from_arrays(dict(data)) if f"{TfidfScorer.PREFIX}terms" in data else None,
             )
         inner = head.weights.shape[1] if head.hidden_weights is None else head.hidden_weights.shape[0]
-        if head.weights.shape != (len(head.labels), inner) or head.input_width <= sum(WIDTH[f] for f in head.features):
+        if head.weights.shape != (len(head.labels), inner) or head.input_width <= head.extra_width:
             raise ValueError(f"{path}: weights do not match labels/features")
         return head
 
@@ -76,22 +81,39 @@ class TrainedHead:
         return int((self.weights if self.hidden_weights is None else self.hidden_weights).shape[1])
 
     @property
+    def extra_width(self) -> int:
+        return feature_width(self.features, self.tfidf)
+
+    @property
     def dim(self) -> int:
-        """The embedding width the head expects."""
-        return self.input_width - sum(WIDTH[f] for f in self.features)
+        """The embedding width the head expects (every pooled layer's vector, side by side)."""
+        return self.input_width - self.extra_width
 
     def _probs(self, x: np.ndarray) -> np.ndarray:
         return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
 
-    def predict(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Probabilities [n, labels] and per-text extra result fields (`signals` for injection)."""
-        extra = extra_features(self.features, texts)
+    def predict(
+        self, vectors: np.ndarray, texts: list[str], layer_vectors: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Probabilities [n, labels] and per-text extra result fields (`signals` for injection).
+
+        `layer_vectors` are the encoder's pools of `self.layers` ([n, len(layers) * dim]), computed in the
+        same forward pass as `vectors`."""
+        if self.layers:
+            if layer_vectors is None:
+                raise ValueError(f"this head reads encoder layers {self.layers}: pass their pooled vectors")
+            vectors = np.concatenate([layer_vectors, vectors], axis=1)
+        extra = extra_features(self.features, texts, self.tfidf)
         x = np.concatenate([vectors.astype(np.float32), extra], axis=1)
         probs = self._probs(x)
         if "injection_rules" not in self.features:
             return probs, [{} for _ in texts]
-        # The embedding alone (rule columns zeroed) says whether the classifier fired by itself.
-        alone = self._probs(np.concatenate([vectors.astype(np.float32), np.zeros_like(extra)], axis=1))
+        # The learned part alone (embedding and lexical model; rule columns zeroed) says whether the
+        # classifier fired by itself.
+        start = feature_width(self.features[: self.features.index("injection_rules")], self.tfidf)
+        without_rules = extra.copy()
+        without_rules[:, start : start + len(injection_rules.NAMES)] = 0.0
+        alone = self._probs(np.concatenate([vectors.astype(np.float32), without_rules], axis=1))
         flag = self.labels.index("injection")
         out = []
         for row, text in enumerate(texts):

@@ -46,10 +46,18 @@ class PrototypeBank:
         self.heads[analysis] = PrototypeHead(list(labels), prototypes, temperature, model_name)
 
     def add_trained_head(self, analysis: str, head: TrainedHead) -> None:
-        width = self.encoder.model.config.hidden_size
+        width = self.encoder.model.config.hidden_size * (1 + len(head.layers))
         if head.dim != width:
             raise ValueError(f"{analysis}: head expects {head.dim}-d embeddings, the encoder gives {width}")
+        if any(not 0 <= layer <= self.encoder.model.config.num_hidden_layers for layer in head.layers):
+            raise ValueError(f"{analysis}: head reads encoder layers {head.layers} the encoder does not have")
         self.heads[analysis] = head
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Every intermediate layer some trained head reads: pooled in the one shared encoder pass."""
+        wanted = {layer for head in self.heads.values() if isinstance(head, TrainedHead) for layer in head.layers}
+        return tuple(sorted(wanted))
 
     def add_embedding(self, analysis: str) -> None:
         """An analysis that answers with the encoder's vector alone (engine `sentence-embedding`)."""
@@ -68,7 +76,7 @@ class PrototypeBank:
         if not texts:
             return results
         row_of = {text: row for row, text in enumerate(texts)}
-        encoded = self.encoder.encode(texts)
+        encoded = self.encoder.encode(texts, self.layers)
         tokens = encoded.tokens or [None] * len(texts)
         embeddings = [
             Embedding(encoded.vectors[row], self.encoder.name, encoded.truncated[row], tokens[row])
@@ -116,7 +124,12 @@ class PrototypeBank:
             head = self.heads[analysis]
             assert isinstance(head, TrainedHead)
             rows = [row_of[items[i][1]] for i in indices]
-            probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices])
+            layer_vectors = None
+            if head.layers:
+                pooled = encoded.layers[rows].reshape(len(rows), len(self.layers), -1)
+                picked = pooled[:, [self.layers.index(layer) for layer in head.layers]]
+                layer_vectors = picked.reshape(len(rows), -1).numpy()
+            probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices], layer_vectors)
             for k, index in enumerate(indices):
                 scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs[k], strict=True)}
                 best = max(scores, key=scores.__getitem__)

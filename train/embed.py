@@ -26,10 +26,12 @@ def encoder() -> SentenceEncoder:
     )
 
 
-def embed(texts: list[str], name: str) -> np.ndarray:
-    """[n, 384] float32, computed once per (texts, token limit) and cached."""
+def embed(texts: list[str], name: str, layers: tuple[int, ...] = ()) -> np.ndarray:
+    """[n, 384 * (1 + len(layers))] float32: the pools of `layers`, then the last layer's (the order
+    models/heads.py feeds a head), computed once per (texts, token limit, layers) and cached."""
     enc = encoder()
-    digest = hashlib.sha256(("\x00".join(texts) + f"|{enc.max_length}").encode()).hexdigest()[:16]
+    key = "\x00".join(texts) + f"|{enc.max_length}" + (f"|layers={layers}" if layers else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = CACHE / "embeddings" / f"{name}-{digest}.npy"
     if path.exists():
         return np.load(path)
@@ -37,7 +39,9 @@ def embed(texts: list[str], name: str) -> np.ndarray:
     started = time.perf_counter()
     chunks = []
     for start in range(0, len(texts), 512):
-        chunks.append(enc.encode(texts[start : start + 512]).vectors.numpy())
+        encoded = enc.encode(texts[start : start + 512], layers)
+        parts = [encoded.layers, encoded.vectors] if layers else [encoded.vectors]
+        chunks.append(np.concatenate([part.numpy() for part in parts], axis=1))
         print(f"  embed {name}: {start + len(chunks[-1])}/{len(texts)}", file=sys.stderr, flush=True)
     vectors = np.concatenate(chunks).astype(np.float32)
     np.save(path, vectors)

@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from models.heads import head_probs
+from models.tfidf import TfidfScorer
 
 
 @dataclass
@@ -42,19 +43,44 @@ def _nll(fitted: Fitted, x: np.ndarray, y: list[str]) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), idx] + 1e-12)))
 
 
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and scale; constant columns keep scale 1."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    return mean, np.where(scale > 1e-12, scale, 1.0)
+
+
+def _fold(w: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A linear layer fitted on (x - mean) / scale, rewritten to take x itself: nothing to ship but weights."""
+    folded = w / scale
+    return folded.astype(np.float32), (b - folded @ mean).astype(np.float32)
+
+
 def fit(
-    x_train: np.ndarray, y_train: list[str], x_val: np.ndarray, y_val: list[str], score, *, mlp: bool = False
+    x_train: np.ndarray,
+    y_train: list[str],
+    x_val: np.ndarray,
+    y_val: list[str],
+    score,
+    *,
+    mlp: bool = False,
+    standardise: bool = False,
 ) -> Fitted:
     """Pick C (and, with `mlp`, LR or a tiny MLP) by `score` on the validation rows, then temperature-scale.
 
+    With `standardise` the models are fitted on standardised columns (needed when features of very
+    different scales sit side by side), and the scaling is folded into the exported first layer.
     The test split is never seen here.
     """
+    mean, scale = _standardise(x_train) if standardise else (np.zeros(x_train.shape[1]), np.ones(x_train.shape[1]))
+    xs_train = (x_train - mean) / scale
     best: Fitted | None = None
     best_score = -1.0
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+    grid = (0.001, 0.003, 0.01, 0.03, 0.1) if standardise else (0.3, 1.0, 3.0, 10.0, 30.0)
+    for c in grid:
         clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-        clf.fit(x_train, y_train)
+        clf.fit(xs_train, y_train)
         labels, w, b = _export(clf)
+        w, b = _fold(w, b, mean, scale)
         candidate = Fitted(labels, w, b, 1.0, c)
         s = score(y_val, candidate.probs(x_val), labels)
         if s > best_score:
@@ -63,18 +89,19 @@ def fit(
     if mlp:
         for hidden, alpha in ((128, 1e-3), (256, 1e-2)):
             net = MLPClassifier((hidden,), alpha=alpha, early_stopping=True, random_state=0, max_iter=200)
-            net.fit(x_train, y_train)
+            net.fit(xs_train, y_train)
             labels = [str(c) for c in net.classes_]
             if len(labels) != 3:  # binary MLPs have one logistic output; only the 3-class case is exported
                 break
+            hidden_w, hidden_b = _fold(net.coefs_[0].T, net.intercepts_[0], mean, scale)
             candidate = Fitted(
                 labels,
                 net.coefs_[1].T.astype(np.float32),
                 net.intercepts_[1].astype(np.float32),
                 1.0,
                 alpha,
-                net.coefs_[0].T.astype(np.float32),
-                net.intercepts_[0].astype(np.float32),
+                hidden_w,
+                hidden_b,
                 f"MLP, one hidden layer of {hidden} ReLU units (alpha {alpha})",
             )
             s = score(y_val, candidate.probs(x_val), labels)
@@ -125,3 +152,52 @@ def fit_cv(x: np.ndarray, y: list[str], score, folds: int = 5, seed: int = 0) ->
         return float(-logp[np.arange(len(y)), idx].mean())
 
     return Fitted(labels, w, b, round(float(min(temps, key=nll)), 4), best_c)
+
+
+def fit_tfidf(
+    texts: list[str], labels: list[str], ratings: list[float] | None, *, folds: int = 5, seed: int = 0
+) -> tuple[TfidfScorer, np.ndarray]:
+    """The lexical model of a stacked head: TF-IDF word 1-2-grams → a ridge regression on the rating
+    (when there is one) and a logistic regression on the labels.
+
+    Returns the model fitted on all rows and its out-of-fold outputs for those same rows: the head
+    above it must be trained on outputs for texts the lexical model did not see, or it learns to
+    trust a model that has memorised its training sentences.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.array(labels)
+
+    def fitted(rows: np.ndarray) -> TfidfScorer:
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float64)
+        matrix = vectorizer.fit_transform([texts[i] for i in rows])
+        weights, biases = [], []
+        if ratings is not None:
+            ridge = Ridge(alpha=3.0).fit(matrix, np.asarray(ratings)[rows])
+            weights.append(ridge.coef_[None, :])
+            biases.append(np.atleast_1d(ridge.intercept_))
+        clf = LogisticRegression(C=3.0, max_iter=3000, class_weight="balanced").fit(matrix, y[rows])
+        classes, w, b = _export(clf)
+        assert classes == sorted(set(labels)), "every fold must hold every class"
+        weights.append(w)
+        biases.append(b)
+        return TfidfScorer(
+            vocabulary={term: int(i) for term, i in vectorizer.vocabulary_.items()},
+            idf=vectorizer.idf_,
+            max_n=2,
+            weights=np.concatenate(weights).astype(np.float64),
+            bias=np.concatenate(biases).astype(np.float64),
+            regression=1 if ratings is not None else 0,
+        )
+
+    everything = np.arange(len(texts))
+    oof: np.ndarray | None = None
+    for part, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(everything, y):
+        outputs = fitted(part).transform([texts[i] for i in held])
+        if oof is None:
+            oof = np.zeros((len(texts), outputs.shape[1]), dtype=np.float32)
+        oof[held] = outputs
+    assert oof is not None
+    return fitted(everything), oof

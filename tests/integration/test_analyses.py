@@ -1,4 +1,4 @@
-"""Every analysis through the HTTP API on the default offline models (MiniLM heads, Whisper tiny.en)."""
+"""Every analysis through the HTTP API on the default offline models (MiniLM heads, Whisper base)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Speech to text on the real packaged Whisper tiny.en (loads from site-packages, no hub) and audio probing.
+"""Speech to text on the real packaged Whisper models (base and tiny.en, from site-packages, no hub) and audio probing.
 
-The clips are espeak-ng speech (tests/fixtures/audio/README.md); tiny.en mishears a word
+The clips are espeak-ng speech (tests/fixtures/audio/README.md); the models mishear a word
 here and there, so text is scored by word accuracy rather than compared exactly, except
 where two paths of our own must agree exactly.
 """
@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.settings import load_settings
 from models.audio import AudioInfo, InvalidAudio, decode_audio, probe_audio
 from models.base import InputError
-from models.transcriber import Segment, Transcript, WhisperTranscriber, packaged_tiny_en_path
+from models.packaged_whisper import PACKAGED_WHISPER, packaged_whisper_path
+from models.transcriber import Segment, Transcript, WhisperTranscriber
 
 AUDIO = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 EXPECTED: dict[str, str] = json.loads((AUDIO / "transcripts.json").read_text())
@@ -40,9 +42,11 @@ def wav_seconds(name: str) -> float:
         return wav.getnframes() / wav.getframerate()
 
 
-@pytest.fixture(scope="module")
-def transcriber() -> WhisperTranscriber:
-    return WhisperTranscriber(packaged_tiny_en_path(), device="cpu", name="whisper-tiny.en")
+@pytest.fixture(scope="module", params=PACKAGED_WHISPER)
+def transcriber(request: pytest.FixtureRequest) -> WhisperTranscriber:
+    """Each packaged model: whisper-base (the default, assembled from two packages) and whisper-tiny.en."""
+    path = packaged_whisper_path(request.param, load_settings().var_dir / "models")
+    return WhisperTranscriber(path, device="cpu", name=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,7 @@ def test_word_accuracy_helper() -> None:
 def test_short_clips_are_transcribed(name: str, batched: dict[str, Transcript], clips: dict[str, np.ndarray]) -> None:
     transcript = batched[name]
     assert word_accuracy(EXPECTED[name], transcript.text) >= 0.8, transcript.text
-    assert transcript.language == "en" and transcript.model == "whisper-tiny.en"
+    assert transcript.language == "en" and transcript.model in PACKAGED_WHISPER
     assert transcript.duration == pytest.approx(len(clips[name]) / 16000, abs=1e-3)
     assert transcript.segments and " ".join(s.text for s in transcript.segments) == transcript.text
     for segment in transcript.segments:
