@@ -3,8 +3,8 @@
 `make train` first (it fetches the data and caches the embeddings under var/train/). Scores the shipped
 heads in models/heads/ through the run-time code (models.heads, numpy only) on their held-out test rows,
 or, for prompt injection (181 rows, too few to split), refits the whole head in every fold of a
-repeated 5-fold cross-validation (train/head.py); the catalog's prototypes are scored on exactly the
-same rows. Records the table in docs/BENCHMARKS.md.
+repeated 5-fold cross-validation (train/head.py), as is toxicity on its hand-written rows; the catalog's
+prototypes are scored on exactly the same rows. Records the table in docs/BENCHMARKS.md.
 
     .venv/bin/python -m bench.quality
 """
@@ -57,12 +57,23 @@ def rows_for(task: Task) -> list[str]:
             f"| {task.analysis} | {task.data}; {name} | {h['n']} | {h['accuracy']:.1%} | {h['macro_f1']:.3f} | "
             f"{h['ece']:.3f} | {p['accuracy']:.1%} | {p['macro_f1']:.3f} | {p['ece']:.3f} |"
         )
+        if task.analysis == "toxicity" and name == "held-out":
+            from models.profanity import packaged_scorer
+
+            alone = packaged_scorer().probability([task.rows[i].text for i in picked])
+            probs = np.stack([1 - alone, alone], axis=1) if head.labels == ["non_toxic", "toxic"] else None
+            assert probs is not None, head.labels
+            a = report([task.rows[i].label for i in picked], probs, head.labels)
+            lines.append(
+                f"| toxicity (alt-profanity-check alone, p ≥ 0.5) | same rows | {a['n']} | {a['accuracy']:.1%} "
+                f"| {a['macro_f1']:.3f} | {a['ece']:.3f} | – | – | – |"
+            )
         if task.analysis == "sentiment" and name == "held-out":
             y = [task.rows[i].label for i in picked]
             hb, pb = h["binary"], binary_sentiment(y, base[pick], head.labels)
             lines.append(
-                f"| sentiment (binary pos/neg) | same rows, true label not neutral | {hb['n']} | {hb['accuracy']:.1%} "
-                f"| – | – | {pb['accuracy']:.1%} | – | – |"
+                f"| sentiment (binary pos/neg) | same rows, true label not neutral | {hb['n']} | {hb['accuracy']:.2%} "
+                f"| – | – | {pb['accuracy']:.2%} | – | – |"
             )
     return lines
 
@@ -78,8 +89,8 @@ def main() -> None:
         ".venv/bin/python -m bench.quality",
         "\n".join([header, *lines]),
         "Held-out rows were never used for fitting, choosing C or calibrating; prompt injection's figures are "
-        "the mean of 3 repeats of 5-fold cross-validation, each fold refitting the whole head without its rows. "
-        "toxicity has no trained head (no labelled toxicity data in a reachable package) and is not measured.",
+        "the mean of 3 repeats of 5-fold cross-validation, each fold refitting the whole head without its rows; "
+        "so are toxicity's, on hand-written rows (no labelled toxicity corpus ships in a reachable package).",
     )
 
 

@@ -37,8 +37,19 @@ def injection_signals(texts: list[str]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(len(texts), len(injection_rules.NAMES))
 
 
-FEATURES: dict[str, Callable[[list[str]], np.ndarray]] = {"vader": vader, "injection_rules": injection_signals}
-WIDTH: dict[str, int] = {"vader": 3, "injection_rules": len(injection_rules.NAMES)}
+def profanity(texts: list[str]) -> np.ndarray:
+    """alt-profanity-check's probability (models/profanity.py): strong on insults and swearing."""
+    from models.profanity import packaged_scorer
+
+    return packaged_scorer().probability(texts).astype(np.float32).reshape(len(texts), 1)
+
+
+FEATURES: dict[str, Callable[[list[str]], np.ndarray]] = {
+    "vader": vader,
+    "injection_rules": injection_signals,
+    "profanity": profanity,
+}
+WIDTH: dict[str, int] = {"vader": 3, "injection_rules": len(injection_rules.NAMES), "profanity": 1}
 TFIDF = "tfidf"  # a feature whose model is fitted per head and stored in the head's file (models/tfidf.py)
 
 

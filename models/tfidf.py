@@ -36,6 +36,7 @@ class TfidfScorer:
     weights: np.ndarray  # [outputs, V]
     bias: np.ndarray  # [outputs]
     regression: int  # how many leading outputs are plain linear scores (the rest is one softmax)
+    sublinear: bool = True  # tf = 1 + log(count), as TfidfVectorizer(sublinear_tf=True)
 
     PREFIX = "tfidf_"
 
@@ -45,15 +46,21 @@ class TfidfScorer:
         for text in texts:
             counts = Counter(g for g in ngrams(text, self.max_n) if g in self.vocabulary)
             idx = np.fromiter((self.vocabulary[g] for g in counts), dtype=np.int64, count=len(counts))
-            values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[idx]
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            values = (1.0 + np.log(tf) if self.sublinear else tf) * self.idf[idx]
             norm = np.sqrt((values**2).sum())
             rows.append((idx, values / norm if norm > 0 else values))
         return rows
 
-    def transform(self, texts: list[str]) -> np.ndarray:
+    def linear(self, texts: list[str]) -> np.ndarray:
+        """[n, outputs]: weights · tf-idf + bias, before any softmax."""
         out = np.empty((len(texts), len(self.bias)), dtype=np.float64)
         for row, (idx, values) in enumerate(self.vectors(texts)):
             out[row] = self.weights[:, idx] @ values + self.bias
+        return out
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        out = self.linear(texts)
         logits = out[:, self.regression :]
         if logits.shape[1]:
             logits -= logits.max(axis=1, keepdims=True)
@@ -71,6 +78,7 @@ class TfidfScorer:
             f"{self.PREFIX}weights": self.weights.astype(np.float32),
             f"{self.PREFIX}bias": self.bias.astype(np.float32),
             f"{self.PREFIX}regression": np.int64(self.regression),
+            f"{self.PREFIX}sublinear": np.bool_(self.sublinear),
         }
 
     @classmethod
@@ -84,4 +92,5 @@ class TfidfScorer:
             weights=data[f"{p}weights"].astype(np.float64),
             bias=data[f"{p}bias"].astype(np.float64),
             regression=int(data[f"{p}regression"]),
+            sublinear=bool(data[f"{p}sublinear"]) if f"{p}sublinear" in data else True,
         )

@@ -12,6 +12,7 @@ import numpy as np
 
 from config.settings import ROOT
 from train.head import CV_FOLDS, CV_REPEATS, fit_head, held_out_probs, metrics
+from train.profanity import export as export_profanity
 from train.sample import SEED
 from train.tasks import TRAINED, Task, prepare
 
@@ -72,7 +73,10 @@ def train(task: Task) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    for name in argv or TRAINED:
+    names = argv or TRAINED
+    if "toxicity" in names:  # its profanity feature first: alt-profanity-check exported to numpy
+        export_profanity()
+    for name in names:
         card = train(prepare(name))
         print(name, card["model"], json.dumps(card["test_metrics"]), f"T={card['temperature']}", flush=True)
 

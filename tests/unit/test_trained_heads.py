@@ -30,8 +30,8 @@ def predict(bank: PrototypeBank, analysis: str, texts: list[str]) -> list[TextPr
     return out  # type: ignore[return-value]
 
 
-def test_the_catalog_serves_three_small_trained_heads() -> None:
-    assert set(HEADED) == {"sentiment", "phishing", "prompt_injection"}
+def test_the_catalog_serves_four_small_trained_heads() -> None:
+    assert set(HEADED) == {"sentiment", "phishing", "prompt_injection", "toxicity"}
     for name in HEADED:
         path = ROOT / str(load_catalog()[name].head)
         # linear layers of a few KiB, plus the word n-gram vocabulary of the heads with a lexical model
@@ -87,6 +87,18 @@ def test_clear_examples_per_head(bank: PrototypeBank) -> None:
         ],
     )
     assert (direct.label, indirect.label, benign.label) == ("injection", "injection", "benign")
+    threat, insult, swearing, complaint = predict(
+        bank,
+        "toxicity",
+        [
+            "I will find you and hurt you",
+            "You are a brainless waste of space",
+            "Holy shit, this sandwich is amazing",
+            "The service was slow and the food was cold",
+        ],
+    )
+    assert (threat.label, insult.label) == ("toxic", "toxic")
+    assert (swearing.label, complaint.label) == ("non_toxic", "non_toxic")
 
 
 def test_injection_results_name_the_signals_that_fired(bank: PrototypeBank) -> None:
@@ -144,3 +156,14 @@ def test_tfidf_scorer_matches_scikit_learn() -> None:
     assert np.abs(out[:, 1:] - soft).max() < 1e-5
     again = TfidfScorer.from_arrays(scorer.arrays())
     assert np.abs(again.transform(queries) - out).max() < 1e-5
+
+
+def test_profanity_export_gives_the_package_s_own_probabilities() -> None:
+    """models/heads/profanity.npz (numpy at run time) against alt-profanity-check itself (a dev dependency)."""
+    import numpy as np
+    from profanity_check import predict_prob
+
+    from models.profanity import packaged_scorer
+
+    texts = ["I will find you and hurt you", "you are a fucking idiot", "have a nice day", "", "Shut up, MORON!!"]
+    assert np.abs(packaged_scorer().probability(texts) - predict_prob(texts)).max() < 1e-6
