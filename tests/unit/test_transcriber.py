@@ -18,7 +18,7 @@ import pytest
 from config.settings import load_settings
 from models.audio import AudioInfo, InvalidAudio, decode_audio, probe_audio
 from models.base import InputError
-from models.packaged_whisper import PACKAGED_WHISPER, packaged_whisper_path
+from models.packaged_whisper import PACKAGED_WHISPER, WHISPER_BASE, WHISPER_TINY_EN, packaged_whisper_path
 from models.transcriber import Segment, Transcript, WhisperTranscriber
 
 AUDIO = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
@@ -42,11 +42,13 @@ def wav_seconds(name: str) -> float:
         return wav.getnframes() / wav.getframerate()
 
 
-@pytest.fixture(scope="module", params=PACKAGED_WHISPER)
+@pytest.fixture(scope="module", params=[(WHISPER_BASE, 5), (WHISPER_TINY_EN, 1)], ids=lambda p: f"{p[0]}-beam{p[1]}")
 def transcriber(request: pytest.FixtureRequest) -> WhisperTranscriber:
-    """Each packaged model: whisper-base (the default, assembled from two packages) and whisper-tiny.en."""
-    path = packaged_whisper_path(request.param, load_settings().var_dir / "models")
-    return WhisperTranscriber(path, device="cpu", name=request.param)
+    """whisper-base (the default, assembled from two packages) with the default 5 beams, and
+    whisper-tiny.en greedy: both decoding paths must batch without changing a transcript."""
+    name, beams = request.param
+    path = packaged_whisper_path(name, load_settings().var_dir / "models")
+    return WhisperTranscriber(path, device="cpu", name=name, beam_size=beams)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,11 @@ def test_batched_path_is_close_to_faster_whisper(
 ) -> None:
     for name in ["hello.wav", "numbers.wav"]:
         segments, _ = transcriber.model.transcribe(
-            clips[name], language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False
+            clips[name],
+            language="en",
+            beam_size=transcriber.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
         )
         reference = "".join(segment.text for segment in segments)
         assert word_accuracy(reference, batched[name].text) >= 0.9, (reference, batched[name].text)
