@@ -53,11 +53,10 @@ class PrototypeBank:
             raise ValueError(f"{analysis}: head reads encoder layers {head.layers} the encoder does not have")
         self.heads[analysis] = head
 
-    @property
-    def layers(self) -> tuple[int, ...]:
-        """Every intermediate layer some trained head reads: pooled in the one shared encoder pass."""
-        wanted = {layer for head in self.heads.values() if isinstance(head, TrainedHead) for layer in head.layers}
-        return tuple(sorted(wanted))
+    def layers_for(self, analyses: set[str]) -> tuple[int, ...]:
+        """The intermediate layers the trained heads of `analyses` read: pooled in the one shared pass."""
+        heads = [self.heads.get(name) for name in analyses]
+        return tuple(sorted({layer for h in heads if isinstance(h, TrainedHead) for layer in h.layers}))
 
     def add_embedding(self, analysis: str) -> None:
         """An analysis that answers with the encoder's vector alone (engine `sentence-embedding`)."""
@@ -76,13 +75,14 @@ class PrototypeBank:
         if not texts:
             return results
         row_of = {text: row for row, text in enumerate(texts)}
-        encoded = self.encoder.encode(texts, self.layers)
+        layers = self.layers_for({analysis for analysis, _ in items})
+        encoded = self.encoder.encode(texts, layers)
         tokens = encoded.tokens or [None] * len(texts)
         embeddings = [
             Embedding(encoded.vectors[row], self.encoder.name, encoded.truncated[row], tokens[row])
             for row in range(len(texts))
         ]
-        self._predict_trained(items, row_of, encoded, embeddings, results)
+        self._predict_trained(items, row_of, encoded, layers, embeddings, results)
         for index, (analysis, text) in enumerate(items):
             if text not in row_of or isinstance(self.heads.get(analysis), TrainedHead):
                 continue
@@ -112,6 +112,7 @@ class PrototypeBank:
         items: list[tuple[str, str]],
         row_of: dict[str, int],
         encoded: Any,
+        layers: tuple[int, ...],
         embeddings: list[Embedding],
         results: list[Any],
     ) -> None:
@@ -126,8 +127,8 @@ class PrototypeBank:
             rows = [row_of[items[i][1]] for i in indices]
             layer_vectors = None
             if head.layers:
-                pooled = encoded.layers[rows].reshape(len(rows), len(self.layers), -1)
-                picked = pooled[:, [self.layers.index(layer) for layer in head.layers]]
+                pooled = encoded.layers[rows].reshape(len(rows), len(layers), -1)
+                picked = pooled[:, [layers.index(layer) for layer in head.layers]]
                 layer_vectors = picked.reshape(len(rows), -1).numpy()
             probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices], layer_vectors)
             for k, index in enumerate(indices):
