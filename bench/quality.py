@@ -61,8 +61,8 @@ def rows_for(task: Task) -> list[str]:
             from models.profanity import packaged_scorer
 
             alone = packaged_scorer().probability([task.rows[i].text for i in picked])
-            probs = np.stack([1 - alone, alone], axis=1) if head.labels == ["non_toxic", "toxic"] else None
-            assert probs is not None, head.labels
+            by_label = {"toxic": alone, "non_toxic": 1 - alone}
+            probs = np.stack([by_label[label] for label in head.labels], axis=1)
             a = report([task.rows[i].label for i in picked], probs, head.labels)
             lines.append(
                 f"| toxicity (alt-profanity-check alone, p ≥ 0.5) | same rows | {a['n']} | {a['accuracy']:.1%} "

@@ -1,9 +1,9 @@
 """Fit one head on chosen rows and score rows with it through the run-time code (models.heads).
 
-`make train` fits the shipped head; `evaluate` (used by `make train` and bench/quality.py) measures
-it on rows the head never saw: the held-out test split, or, for data too small to split
-(prompt injection), repeated 5-fold cross-validation in which every fold refits the whole head —
-lexical model, C and temperature included — without the fold's rows.
+`make train` fits the shipped head with `fit_head`; `held_out_probs` and `metrics` (used by `make train`
+and bench/quality.py) measure it on rows the head never saw: the held-out test split, or, for data too
+small to split (prompt injection, toxicity), repeated 5-fold cross-validation in which every fold refits
+the whole head — lexical model, C and temperature included — without the fold's rows.
 """
 
 from __future__ import annotations

@@ -59,14 +59,12 @@ def _catalog_examples(analysis: str) -> list[Example]:
 
 
 def _curated(analysis: str) -> list[Example]:
-    """The catalog's prototype sentences, plus train/curated/<analysis>.json where there is one."""
-    labels = {label: list(texts) for label, texts in load_catalog()[analysis].labels.items()}
-    extra = CURATED / f"{analysis}.json"
-    if extra.exists():
-        for label, texts in json.loads(extra.read_text()).items():
-            if not label.startswith("_"):
-                labels[label] += texts
-    return [Example(text, label, "curated") for label, texts in labels.items() for text in texts]
+    """The catalog's prototype sentences, plus train/curated/<analysis>.json where there is one, by label."""
+    rows = _catalog_examples(analysis)
+    if (CURATED / f"{analysis}.json").exists():
+        rows += _curated_file(analysis)
+    labels = dict.fromkeys(r.label for r in rows)
+    return [Example(r.text, label, "curated") for label in labels for r in rows if r.label == label]
 
 
 def _val_split(rows: list[Example], train: list[int]) -> tuple[list[int], list[int]]:
