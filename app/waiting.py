@@ -1,6 +1,7 @@
 """Long-polls: answer when a job is final, or at the deadline, holding no database connection meanwhile.
 
-Redis pub/sub wakes the waiter (the job-finished path publishes after commit). If Redis cannot be
+Redis pub/sub wakes the waiter (the job-finished path publishes after commit), and where the message
+carries the final document it is the answer: no second read of the row. If Redis cannot be
 reached, or drops the subscription mid-wait, the wait degrades to re-reading PostgreSQL once a
 second until the deadline: slower, never an error.
 """
@@ -34,7 +35,8 @@ def wait_until_final(
         with FinishWaiter(client, job_id) as waiter:
             job = load()  # re-check after subscribing: no notification can slip by
             if job["status"] not in FINAL_STATUSES:
-                waiter.wait(seconds)
+                if waiter.wait(seconds) and waiter.document is not None:
+                    return waiter.document
                 return load()
             return job
     except redis.RedisError:

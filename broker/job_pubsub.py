@@ -1,32 +1,41 @@
 """Job-finished notifications over Redis pub/sub, so `GET /v1/jobs/{id}?wait=N` holds no DB connection.
 
 Not the broker queues: channels `assay:job:<id>` that long-polls subscribe to and the job-finished path
-publishes on, after commit.
+publishes on, after commit. Where the writer has the final job document at hand (the worker's result
+write returns it), the message carries it, so the woken long-poll answers without reading the row
+again; otherwise, or past `DOCUMENT_MAX_BYTES`, the message is `done` and the waiter reads PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "assay:job:{}"
+DONE = b"done"
+#: Larger documents (long transcripts, call-record reports) are not copied to every waiter: they read the row.
+DOCUMENT_MAX_BYTES = 16_384
 
 
-def notify_finished(client: redis.Redis, job_ids: Iterable[str]) -> None:
-    """Tell waiters these jobs reached a final state (after the write committed).
+def notify_finished(client: redis.Redis, finished: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+    """Tell waiters these jobs reached a final state (after the write committed): (job_id, its final
+    document or None) pairs.
 
     Best effort: if Redis is unreachable, a waiter simply answers at its deadline, with the
     state it reads from PostgreSQL then.
     """
     try:
         pipe = client.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.publish(CHANNEL.format(job_id), "done")
+        for job_id, document in finished:
+            payload = json.dumps(document, separators=(",", ":")).encode() if document is not None else DONE
+            pipe.publish(CHANNEL.format(job_id), payload if len(payload) <= DOCUMENT_MAX_BYTES else DONE)
         pipe.execute()
     except redis.RedisError:
         log.warning("job notifications not sent", exc_info=True)
@@ -38,12 +47,16 @@ class FinishWaiter:
     def __init__(self, client: redis.Redis, job_id: str) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(CHANNEL.format(job_id))
+        self.document: dict[str, Any] | None = None  # the final document, when the notification carried it
 
     def wait(self, timeout: float) -> bool:
         """True once a notification arrived, False at the deadline."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if self._pubsub.get_message(timeout=min(left, 1.0)) is not None:
+            message = self._pubsub.get_message(timeout=min(left, 1.0))
+            if message is not None:
+                if message["data"] != DONE:
+                    self.document = json.loads(message["data"])
                 return True
         return False
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
 from celery import Celery
+from redis.client import Pipeline
 
 from broker.messages import task_message
 from config import Settings
@@ -58,11 +59,12 @@ class Publisher:
         """The broker's epoch now (created if Redis has none)."""
         return self._push([])
 
-    def jobs(self, jobs: Iterable[tuple[str, str]]) -> Published:
+    def jobs(self, jobs: Iterable[tuple[str, str]], *, before: Callable[[Pipeline], None] | None = None) -> Published:
         """Send (job_id, analysis) pairs: one message per `publish_chunk_size` ids, one queue per family.
 
         A single job travels as its own message whose Celery task id is the job id, so Flower and
-        logs name it.
+        logs name it. `before` queues other commands to run first in the same round trip (the jobs'
+        `created` events, so a tenant's stream never tells of a job starting before it was created).
         """
         by_queue: dict[str, list[str]] = defaultdict(list)
         for job_id, analysis in jobs:
@@ -73,7 +75,7 @@ class Publisher:
             for queue, ids in by_queue.items()
             for chunk in (ids[start : start + size] for start in range(0, len(ids), size))
         ]
-        return Published(self._push(messages), len(messages))
+        return Published(self._push(messages, before), len(messages))
 
     def deliveries(self, event_ids: list[str]) -> Published:
         """Hand webhook events to the webhook workers, `webhook_publish_chunk_size` ids per message: a
@@ -86,12 +88,14 @@ class Publisher:
         ]
         return Published(self._push(messages), len(messages))
 
-    def _push(self, messages: list[tuple[str, bytes]]) -> str:
+    def _push(self, messages: list[tuple[str, bytes]], before: Callable[[Pipeline], None] | None = None) -> str:
         """One MULTI/EXEC: make sure an epoch exists, read it, push every message (FIFO per queue), and
         count the messages per queue (`<prefix>:published:<queue>`, what the benchmarks read)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self.epoch_key, secrets.token_hex(8), nx=True)
         pipe.get(self.epoch_key)
+        if before is not None:
+            before(pipe)
         by_queue: dict[str, list[bytes]] = defaultdict(list)
         for queue, message in messages:
             by_queue[queue].append(message)

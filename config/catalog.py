@@ -115,6 +115,11 @@ def _file_sha256(relative: str) -> str:
     return hashlib.sha256((CATALOG_DIR.parent.parent / relative).read_bytes()).hexdigest()
 
 
+#: (id(settings), id(catalog), name) → (settings, catalog, version). The objects are held so that their ids
+#: cannot be reused while cached; settings and a loaded catalog are never changed in place.
+_HEAD_VERSIONS: dict[tuple[int, int, str], tuple[Settings, dict[str, AnalysisConfig], str]] = {}
+
+
 def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: str) -> str:
     """`v<version>-<hash>`: the analysis's declared version and a hash of everything else its answer depends on.
 
@@ -122,7 +127,20 @@ def head_version(settings: Settings, catalog: dict[str, AnalysisConfig], name: s
     chosen for it, the token limit, speech settings for audio, the pipelines' steps, recursively, and the
     installed engine libraries. Editing a head without bumping `version`, or pointing an analysis at
     another model, changes it: the result cache keys on it, so an old answer is never served.
+    Computed once per process and analysis: every submission and every result asks for it.
     """
+    key = (id(settings), id(catalog), name)
+    cached = _HEAD_VERSIONS.get(key)
+    if cached is not None and cached[0] is settings and cached[1] is catalog:
+        return cached[2]
+    version = _hash_head(settings, catalog, name)
+    if len(_HEAD_VERSIONS) >= 1024:  # only tests build many settings objects
+        _HEAD_VERSIONS.clear()
+    _HEAD_VERSIONS[key] = (settings, catalog, version)
+    return version
+
+
+def _hash_head(settings: Settings, catalog: dict[str, AnalysisConfig], name: str) -> str:
     analysis = catalog[name]
     parts: dict[str, object] = {
         "config": analysis.model_dump(mode="json"),

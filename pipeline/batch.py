@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from contract.documents import job_document
 from models.base import InputError
 from pipeline.annotate import Timing, annotate
 from pipeline.context import WorkerContext
@@ -16,7 +17,7 @@ from pipeline.lifecycle import Change
 from pipeline.tabular import cdr_counts, discard_inputs, run_cdr
 from store.db import retry_while_unreachable
 from store.tables import JobStatus
-from store.worker import ClaimedJob, Outcome, claim_jobs, finish_jobs, load_blobs
+from store.worker import ClaimedJob, Outcome, claim_jobs, load_blobs, write_outcomes
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
 def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
     jobs = {job.id: job for job in batch.claimed}
     with ctx.lifecycle.transaction() as unit:
-        written = finish_jobs(unit.conn, batch.outcomes)
+        rows = write_outcomes(unit.conn, batch.outcomes)
+        written = {job_id: row["status"] for job_id, row in rows.items()}
         unit.finished(
             [
                 Change(
@@ -138,6 +140,8 @@ def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
                     error_code=o.error_code,
                     runtime=batch.seconds,
                     has_webhook=bool(jobs[o.job_id].webhook),
+                    tenant=jobs[o.job_id].tenant,
+                    document=job_document(rows[o.job_id]),
                     cdr=cdr_counts(o.result) if _family(ctx, jobs[o.job_id].analysis) == "tabular" else None,
                 )
                 for o in batch.outcomes
@@ -165,7 +169,14 @@ def _claim_once(ctx: WorkerContext, wanted: list[str]) -> list[ClaimedJob]:
         claimed = claim_jobs(unit.conn, wanted, ctx.settings.lease_seconds)
         unit.started(
             [
-                Change(j.id, j.analysis, JobStatus.RUNNING, attempt=j.attempt, has_webhook=bool(j.webhook))
+                Change(
+                    j.id,
+                    j.analysis,
+                    JobStatus.RUNNING,
+                    attempt=j.attempt,
+                    has_webhook=bool(j.webhook),
+                    tenant=j.tenant,
+                )
                 for j in claimed
             ]
         )
@@ -180,7 +191,8 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
     Ids already running, finished or canceled are skipped by the claim. While the model runs batch
     k, one thread claims batch k+1 and another writes batch k-1 (and what follows it): the model
     waits for neither. At most one write is in flight, and all are done before this returns (so
-    before the flush's messages are acknowledged).
+    before the flush's messages are acknowledged). The first claim and the last write run in this
+    thread: nothing would run beside them, and a lone job on an idle queue skips two thread hand-offs.
     """
     unique_ids = list(dict.fromkeys(job_ids))
     report = BatchReport(received=len(unique_ids))
@@ -191,14 +203,12 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-claimer") as claimer,
     ):
         pending: Future[None] | None = None
-        upcoming: Future[tuple[list[ClaimedJob], float]] | None = (
-            claimer.submit(_timed_claim, ctx, chunks[0]) if chunks else None
-        )
+        upcoming: Future[tuple[list[ClaimedJob], float]] | None = None
         try:
-            for index in range(len(chunks)):
-                assert upcoming is not None
-                claimed, claim_seconds = upcoming.result()
-                upcoming = claimer.submit(_timed_claim, ctx, chunks[index + 1]) if index + 1 < len(chunks) else None
+            for index, chunk in enumerate(chunks):
+                claimed, claim_seconds = upcoming.result() if upcoming is not None else _timed_claim(ctx, chunk)
+                last = index + 1 == len(chunks)
+                upcoming = None if last else claimer.submit(_timed_claim, ctx, chunks[index + 1])
                 if not claimed:
                     continue
                 report.claimed += len(claimed)
@@ -211,13 +221,17 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
                     outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
                     batch = _Computed(claimed, outcomes, timing.model)
                     if pending is not None:
-                        pending.result()  # one write in flight at most; re-raises its error here
+                        pending, previous = None, pending
+                        previous.result()  # one write in flight at most; re-raises its error here
                 except BaseException:  # warm shutdown, a write that gave up: stop renewing, the sweeper takes over
                     ctx.leases.release([job.id for job in claimed])
                     raise
-                pending = writer.submit(_write, ctx, batch, report)
                 family = Counter(_family(ctx, job.analysis) for job in claimed).most_common(1)[0][0]
                 ctx.capacity.observe(family, len(claimed))
+                if last:
+                    _write(ctx, batch, report)
+                else:
+                    pending = writer.submit(_write, ctx, batch, report)
         finally:
             _release_unrun(ctx, upcoming)
         if pending is not None:

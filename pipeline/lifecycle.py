@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 import redis
+from redis.client import Pipeline
 from sqlalchemy import Connection, Engine
 
-from broker.job_events import JobEvent, record_events
+from broker.job_events import JobEvent, add_events, record_events
 from broker.job_pubsub import notify_finished
 from broker.publish import Published, Publisher
 from config import Settings
@@ -47,6 +50,7 @@ class Change:
     has_webhook: bool = True  # False spares the outbox lookup when the caller knows there is none
     cdr: tuple[int, int] | None = None  # a call-record job's (records read, callers flagged), for its metrics
     tenant: str | None = None  # for the tenant's event stream; looked up after commit when not given
+    document: dict[str, Any] | None = None  # the final job document, when the write returned it: sent to long-polls
 
 
 @dataclass
@@ -155,10 +159,16 @@ class Lifecycle:
     def after_commit(self, unit: Unit) -> None:
         """Wake long-polls, publish, count, tell Flower, log. Never raises."""
         if unit.finished_jobs:
-            notify_finished(self.redis, [c.job_id for c in unit.finished_jobs])
-        self._record_events(unit)
-        if unit.jobs_to_publish:
-            self._publish_jobs(unit.jobs_to_publish, unit.publish_epoch)
+            notify_finished(self.redis, [(c.job_id, c.document) for c in unit.finished_jobs])
+        events = self._job_events(unit)
+        s = self.settings
+        if unit.jobs_to_publish:  # the events ride in the publish's round trip, ahead of the messages
+            add = partial(add_events, prefix=s.queue_prefix, window=s.events_window, keep_seconds=s.events_keep_seconds)
+            self._publish_jobs(
+                unit.jobs_to_publish, unit.publish_epoch, partial(add, events=events) if events else None
+            )
+        else:
+            record_events(self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events)
         if unit.events_to_publish:
             self._publish_events(unit.events_to_publish, unit.publish_epoch)
         now = datetime.now(UTC)
@@ -180,12 +190,12 @@ class Lifecycle:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
             self.flower.flush()  # the batch's events leave as one message
 
-    def _record_events(self, unit: Unit) -> None:
-        """Every change, on its tenant's event stream (GET /v1/events); owners the caller did not know are
+    def _job_events(self, unit: Unit) -> list[JobEvent]:
+        """Every change, for its tenant's event stream (GET /v1/events); owners the caller did not know are
         read in one query. Best effort, like the notifications: never raises."""
         changes = unit.created_jobs + unit.started_jobs + unit.finished_jobs
         if not changes:
-            return
+            return []
         try:
             unknown = [c.job_id for c in changes if c.tenant is None]
             owners: dict[str, str] = {}
@@ -193,18 +203,19 @@ class Lifecycle:
                 with self.db.connect() as conn:
                     owners = owners_of(conn, unknown)
             at = datetime.now(UTC).isoformat()
-            events = [
+            return [
                 JobEvent(tenant, c.job_id, c.analysis, str(c.status), at, c.error_code)
                 for c in changes
                 if (tenant := c.tenant or owners.get(c.job_id))
             ]
-            s = self.settings
-            record_events(self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events)
         except Exception:
             log.warning("job events not recorded", exc_info=True)
+            return []
 
-    def _publish_jobs(self, jobs: list[tuple[str, str]], stamped: str | None) -> None:
-        epoch = self._send(lambda: self.publisher.jobs(jobs), "jobs", len(jobs))
+    def _publish_jobs(
+        self, jobs: list[tuple[str, str]], stamped: str | None, before: Callable[[Pipeline], None] | None = None
+    ) -> None:
+        epoch = self._send(lambda: self.publisher.jobs(jobs, before=before), "jobs", len(jobs))
         if epoch != stamped:
             self._record(record_job_publish, [job_id for job_id, _ in jobs], epoch, "jobs")
 

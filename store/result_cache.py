@@ -92,8 +92,7 @@ _REMEMBER_SQL = text(
     """
 )
 
-_FOLLOW_SQL = text(
-    """
+_FOLLOW = """
     UPDATE jobs f SET status = s.status, result = s.result, error_code = s.error_code,
            error_message = s.error_message, started_at = s.started_at, completed_at = s.completed_at,
            lease_expires_at = NULL
@@ -101,8 +100,11 @@ _FOLLOW_SQL = text(
     WHERE f.coalesced_into = s.id AND s.id = ANY(:ids) AND s.status IN ('succeeded', 'failed')
       AND f.status IN ('queued', 'running')
     RETURNING f.id, f.analysis, f.status, f.attempts, f.created_at, f.error_code, f.webhook IS NOT NULL AS hooked
-    """
-)
+"""
+_FOLLOW_SQL = text(_FOLLOW)
+# Both in one round trip (the finishing write waits for it): the INSERT reads only the sources, the
+# UPDATE only their followers, so neither needs to see what the other did.
+_REMEMBER_AND_FOLLOW_SQL = text(f"WITH remembered AS ({_REMEMBER_SQL.text} RETURNING 1) {_FOLLOW}")
 
 _HEIRS_SQL = text(
     """
@@ -138,8 +140,8 @@ def settle(conn: Connection, finished: list[tuple[str, str]], *, remember: bool,
     canceled = [job_id for job_id, status in finished if status == JobStatus.CANCELED]
     succeeded = [job_id for job_id, status in finished if status == JobStatus.SUCCEEDED]
     if remember and succeeded:
-        conn.execute(_REMEMBER_SQL, {"ids": succeeded})
-    if done:
+        settled.followers = list(conn.execute(_REMEMBER_AND_FOLLOW_SQL, {"ids": done}).mappings())
+    elif done:
         settled.followers = list(conn.execute(_FOLLOW_SQL, {"ids": done}).mappings())
     if canceled:
         rows = conn.execute(_HEIRS_SQL, {"ids": canceled, "epoch": publish_epoch})

@@ -95,6 +95,16 @@ def test_a_batch_mixing_analyses_is_answered_per_job(user: Client) -> None:
     assert results[2]["flagged"] is False
 
 
+def test_a_long_poll_answered_by_the_workers_notification_equals_a_plain_get(user: Client) -> None:
+    """The worker's notification carries the final document (broker.job_pubsub): the woken long-poll
+    answers with it, and it must be exactly what reading the row gives."""
+    for text, extra in (("What a lovely day", {"metadata": {"ticket": "T-1", "n": 3}}), ("Terrible service", {})):
+        job = user.submit(text, **extra)
+        waited = user.get(f"/v1/jobs/{job['id']}", params={"wait": 20}).json()
+        assert waited["status"] == "succeeded", waited
+        assert waited == user.get(f"/v1/jobs/{job['id']}").json()
+
+
 def test_transcription_of_an_espeak_recording(user: Client) -> None:
     response = upload(user, "transcription", "hello.wav", metadata='{"source": "test"}')
     assert response.status_code == 202, response.text
