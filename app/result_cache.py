@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from config import Settings
 from config.catalog import AnalysisConfig, head_version
 from store.api import JobSpec
-from store.ids import new_id
+from store.ids import new_ordered_id
 from store.result_cache import lookup
 
 #: Bump when what goes into a key changes shape: every old entry then misses.
@@ -75,7 +75,7 @@ def plan_jobs(
             planned.append(replace(spec, cached=hits[key]))
             outcomes.append((spec.analysis, "hit"))
         else:
-            job_id = new_id("job")
+            job_id = new_ordered_id("job")
             sources[key] = job_id
             planned.append(replace(spec, job_id=job_id, cache_key=key))
             outcomes.append((spec.analysis, "miss"))

@@ -36,18 +36,25 @@ from store.worker import claim_jobs
 
 FILL_CHUNK = 500_000
 ANALYSES = ["sentiment", "toxicity", "phishing", "prompt_injection"]
+# Ids as store.ids.new_ordered_id makes them: 10 base32hex characters of the creation millisecond, then 14 of
+# (here md5) noise; so the table's primary key is ordered by time, as it is in a deployment.
+_BASE32HEX = "'0123456789abcdefghijklmnopqrstuv'"
+_MILLIS_BASE32HEX = " || ".join(f"substr({_BASE32HEX}, ((ms >> {5 * (9 - k)}) & 31)::int + 1, 1)" for k in range(10))
 FILL = text(
     """
     INSERT INTO jobs (id, owner, analysis, status, input, result, metadata, attempts,
                       created_at, enqueued_at, started_at, completed_at)
-    SELECT 'job_' || md5(:seed || '-' || i), (:owners)[1 + i % cardinality(:owners)],
+    SELECT 'job_' || MILLIS_BASE32HEX || substr(md5(:seed || '-' || i), 1, 14),
+           (:owners)[1 + i % cardinality(:owners)],
            (:analyses)[1 + i % cardinality(:analyses)], 'succeeded',
            jsonb_build_object('text', 'ticket ' || i || ': my order arrived late and the box was damaged'),
            jsonb_build_object('label', 'negative', 'score', 0.91, 'scores',
                               jsonb_build_object('negative', 0.91, 'neutral', 0.06, 'positive', 0.03)),
            '{}'::jsonb, 1, t, t, t + interval '40 ms', t + interval '90 ms'
-    FROM (SELECT i, now() - interval '31 days' * random() AS t FROM generate_series(:start, :stop) AS i) AS g
-    """
+    FROM (SELECT i, t, (extract(epoch FROM t) * 1000)::bigint AS ms
+          FROM (SELECT i, now() - interval '31 days' * random() AS t FROM generate_series(:start, :stop) AS i) AS r
+    ) AS g
+    """.replace("MILLIS_BASE32HEX", _MILLIS_BASE32HEX)
 )
 
 

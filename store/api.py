@@ -13,7 +13,7 @@ from sqlalchemy import Connection, RowMapping, case, func, select, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.erasure import ERASED_VALUES, delete_dependents
-from store.ids import new_id
+from store.ids import new_ordered_id
 from store.result_cache import CachedResult
 from store.tables import (
     JOB_DOCUMENT_COLUMNS,
@@ -118,7 +118,7 @@ def _row(owner: str, spec: JobSpec) -> dict[str, Any]:
     """The row of a new job: queued, or (a cache hit) succeeded with the cached result and its times."""
     hit = spec.cached
     row: dict[str, Any] = {
-        "id": spec.job_id or new_id("job"),
+        "id": spec.job_id or new_ordered_id("job"),
         "owner": owner,
         "analysis": spec.analysis,
         "input": spec.input,

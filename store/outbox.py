@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from contract.documents import iso_timestamp, job_document
-from store.ids import new_id
+from store.ids import new_ordered_id
 from store.tables import JOB_DOCUMENT_COLUMNS, EventStatus, JobStatus, jobs, webhook_events
 
 #: The event a job's new state produces, and the subscription (`webhook.events`) that asks for it.
@@ -47,7 +47,7 @@ def create_events(conn: Connection, job_ids: list[str], publish_epoch: str | Non
         payload = {"type": event_type, "timestamp": iso_timestamp(now), "data": job_document(row)}
         values.append(
             {
-                "id": new_id("msg", 15),
+                "id": new_ordered_id("msg"),
                 "job_id": row["id"],
                 "owner": row["owner"],
                 "type": event_type,
