@@ -34,11 +34,33 @@ def notify_finished(client: redis.Redis, finished: Iterable[tuple[str, dict[str,
     try:
         pipe = client.pipeline(transaction=False)
         for job_id, document in finished:
-            payload = json.dumps(document, separators=(",", ":")).encode() if document is not None else DONE
-            pipe.publish(CHANNEL.format(job_id), payload if len(payload) <= DOCUMENT_MAX_BYTES else DONE)
+            pipe.publish(CHANNEL.format(job_id), _payload(document))
         pipe.execute()
     except redis.RedisError:
         log.warning("job notifications not sent", exc_info=True)
+
+
+def _payload(document: dict[str, Any] | None) -> bytes:
+    """The document as JSON when it is small; `done` otherwise (and for anything JSON cannot carry)."""
+    if document is None:
+        return DONE
+    try:
+        payload = json.dumps(document, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        log.warning("job document not serialisable; notifying without it", exc_info=True)
+        return DONE
+    return payload if len(payload) <= DOCUMENT_MAX_BYTES else DONE
+
+
+def _document(data: bytes) -> dict[str, Any] | None:
+    """The document a notification carried; None for `done` or anything that is not one (the waiter reads the row)."""
+    if data == DONE:
+        return None
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 class FinishWaiter:
@@ -55,8 +77,7 @@ class FinishWaiter:
         while (left := deadline - time.monotonic()) > 0:
             message = self._pubsub.get_message(timeout=min(left, 1.0))
             if message is not None:
-                if message["data"] != DONE:
-                    self.document = json.loads(message["data"])
+                self.document = _document(message["data"])
                 return True
         return False
 

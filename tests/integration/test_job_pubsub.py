@@ -6,7 +6,7 @@ import secrets
 
 import redis
 
-from broker.job_pubsub import DOCUMENT_MAX_BYTES, FinishWaiter, notify_finished
+from broker.job_pubsub import CHANNEL, DOCUMENT_MAX_BYTES, FinishWaiter, notify_finished
 
 
 def _job_id() -> str:
@@ -35,4 +35,18 @@ def test_a_waiter_nobody_notifies_times_out(redis_client: redis.Redis) -> None:
     with FinishWaiter(redis_client, _job_id()) as waiter:
         notify_finished(redis_client, [(_job_id(), {"status": "succeeded"})])
         assert not waiter.wait(0.3)
+        assert waiter.document is None
+
+
+def test_a_message_that_is_not_a_document_wakes_the_waiter_without_one(redis_client: redis.Redis) -> None:
+    """An older worker's `done`, or anything else on the channel: the waiter wakes and reads the row."""
+    job_id = _job_id()
+    with FinishWaiter(redis_client, job_id) as waiter:
+        redis_client.publish(CHANNEL.format(job_id), b"not json {")
+        assert waiter.wait(5)
+        assert waiter.document is None
+    unserialisable = _job_id()
+    with FinishWaiter(redis_client, unserialisable) as waiter:
+        notify_finished(redis_client, [(unserialisable, {"when": object()})])
+        assert waiter.wait(5)
         assert waiter.document is None
