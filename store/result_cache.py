@@ -79,8 +79,7 @@ class Settled:
     heirs: list[tuple[str, str]] = field(default_factory=list)  # (job_id, analysis): attached jobs that now run
 
 
-_REMEMBER_SQL = text(
-    """
+_REMEMBER = """
     INSERT INTO result_cache (key, analysis, source_job_id, result, bytes, started_at, completed_at)
     SELECT j.cache_key, j.analysis, j.id, j.result, octet_length(j.result::text), j.started_at, j.completed_at
     FROM jobs j
@@ -89,8 +88,7 @@ _REMEMBER_SQL = text(
     ON CONFLICT (key) DO UPDATE SET source_job_id = EXCLUDED.source_job_id, result = EXCLUDED.result,
         bytes = EXCLUDED.bytes, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at
     WHERE result_cache.completed_at < EXCLUDED.completed_at
-    """
-)
+"""
 
 _FOLLOW = """
     UPDATE jobs f SET status = s.status, result = s.result, error_code = s.error_code,
@@ -104,7 +102,7 @@ _FOLLOW = """
 _FOLLOW_SQL = text(_FOLLOW)
 # Both in one round trip (the finishing write waits for it): the INSERT reads only the sources, the
 # UPDATE only their followers, so neither needs to see what the other did.
-_REMEMBER_AND_FOLLOW_SQL = text(f"WITH remembered AS ({_REMEMBER_SQL.text} RETURNING 1) {_FOLLOW}")
+_REMEMBER_AND_FOLLOW_SQL = text(f"WITH remembered AS ({_REMEMBER} RETURNING 1) {_FOLLOW}")
 
 _HEIRS_SQL = text(
     """
