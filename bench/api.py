@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,12 +30,32 @@ wrk.method = "{method}"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
 {body}
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local sent = 0
+request = function()
+  if template == nil then return wrk.format() end
+  local body = template:gsub(UNIQUE, function()
+    sent = sent + 1
+    return NONCE .. "." .. tostring(tid) .. "." .. tostring(sent)
+  end)
+  return wrk.format(nil, nil, nil, body)
+end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
     summary.errors.status + summary.errors.connect + summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
+
+
+#: Replaced in each request's body by a token unique to that request (see run_wrk).
+UNIQUE = "@@"
+#: A submission's text: every request (and every job of a batch) gets its own.
+TEXT = f"The delivery was late but support was helpful. (order {UNIQUE})"
 
 
 def ensure_wrk() -> str:
@@ -49,8 +70,16 @@ def ensure_wrk() -> str:
 
 
 def run_wrk(wrk: str, url: str, key: str, body: dict | None, seconds: int, connections: int) -> dict[str, float]:
-    """POST `body` (GET when None) to `url` for `seconds`; requests/s, errors, latency percentiles in ms."""
-    method, lua_body = ("GET", "") if body is None else ("POST", f"wrk.body = [[{json.dumps(body)}]]")
+    """POST `body` (GET when None) to `url` for `seconds`; requests/s, errors, latency percentiles in ms.
+
+    Every `UNIQUE` in the body is replaced, request by request, with a token no other request of this or
+    any other run sends: distinct texts, as real traffic has (the same text would be coalesced by the
+    result cache into one job, with no publish, which is not the work being measured)."""
+    lua_body = ""
+    if body is not None:
+        nonce = secrets.token_hex(4)
+        lua_body = f'UNIQUE = "{UNIQUE}"\nNONCE = "{nonce}"\ntemplate = [[{json.dumps(body)}]]'
+    method = "GET" if body is None else "POST"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA.replace("{method}", method).replace("{key}", key).replace("{body}", lua_body))
     out = subprocess.run(
@@ -89,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
-    single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    single = {"analysis": "sentiment", "input": {"text": TEXT}}
     batch = {"jobs": [single] * args.batch_size}
 
     rows = []

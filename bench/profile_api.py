@@ -18,7 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from bench.api import ensure_wrk, run_wrk
+from bench.api import TEXT, ensure_wrk, run_wrk
 from bench.harness import bench_stack
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     wrk = ensure_wrk()
-    single = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+    single = {"analysis": "sentiment", "input": {"text": TEXT}}
     body, path = ({"jobs": [single] * args.batch}, "/v1/jobs/batch") if args.batch else (single, "/v1/jobs")
     out = Path(tempfile.mkdtemp()) / "stacks.txt"
     with bench_stack() as bench:

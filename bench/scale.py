@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event, select, text
 
-from bench.api import ensure_wrk, run_wrk
+from bench.api import TEXT, ensure_wrk, run_wrk
 from bench.harness import bench_stack, record, table
 from store.api import JobSpec, create_jobs, get_job, list_jobs, queued_jobs
 from store.keys import create_key
@@ -35,7 +35,7 @@ from store.tables import jobs
 from store.worker import claim_jobs
 
 FILL_CHUNK = 500_000
-SINGLE = {"analysis": "sentiment", "input": {"text": "The delivery was late but support was helpful."}}
+SINGLE = {"analysis": "sentiment", "input": {"text": TEXT}}
 ANALYSES = ["sentiment", "toxicity", "phishing", "prompt_injection"]
 # Ids as store.ids.new_ordered_id makes them: 10 base32hex characters of the creation millisecond, then 14 of
 # (here md5) noise; so the table's primary key is ordered by time, as it is in a deployment.
