@@ -24,6 +24,8 @@ def canonical_hash(value: Any) -> str:
 
 
 def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
+    if not metadata:
+        return
     size = len(json.dumps(metadata, separators=(",", ":")))
     if size > settings.max_metadata_bytes:
         raise EntryError(

@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 
 from app.errors import register_error_handlers
 from app.http_metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.json_provider import OrjsonProvider
 from app.resources import Resources
 from app.routing import register_converters
 from app.spool_upload import SpoolingRequest
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("assay")
     app.request_class = SpoolingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json = OrjsonProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["assay"] = Resources.from_settings(settings)
     # --- issue 14: rate limits, event stream, console ---

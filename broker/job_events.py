@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from redis.client import Pipeline
 
@@ -55,7 +56,7 @@ def add_events(pipe: Pipeline, prefix: str, window: int, keep_seconds: int, even
         if event.error_code is not None:
             data["error_code"] = event.error_code
         key = stream_key(prefix, event.tenant)
-        pipe.xadd(key, {"data": json.dumps(data, separators=(",", ":"))}, maxlen=window, approximate=True)
+        pipe.xadd(key, {"data": orjson.dumps(data)}, maxlen=window, approximate=True)
         tenants.add(event.tenant)
     for tenant in tenants:
         pipe.expire(stream_key(prefix, tenant), keep_seconds)

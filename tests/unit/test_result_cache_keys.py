@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.result_cache import cache_key
+from app.result_cache import cache_key, cache_keys
 from config.catalog import load_catalog
 from config.settings import load_settings
 from pipeline.annotate import Timing, annotate, bounded
@@ -37,6 +37,36 @@ def test_analysis_options_and_namespace_are_part_of_the_key() -> None:
     assert key("hello") != key("hello", analysis="toxicity")
     assert key("hello") != key("hello", options={"return_embedding": True})
     assert key("hello") != key("hello", settings=load_settings(cache_namespace="2026-11"))
+
+
+def test_a_batchs_keys_are_each_jobs_own_key_and_skip_what_the_cache_does_not_serve() -> None:
+    specs = [
+        JobSpec("sentiment", {"text": "one"}),
+        JobSpec("sentiment", {"text": "two"}, options={"return_embedding": True}),
+        JobSpec("toxicity", {"text": "one"}),
+        JobSpec("sentiment", {"text": "one"}, use_cache=False),
+        JobSpec("sentiment", {"text": "two"}),
+        JobSpec("sentiment", {"text": "two"}, options={"return_embedding": True}),
+    ]
+    keys = cache_keys(SETTINGS, CATALOG, "t1", specs)
+    assert keys[3] is None
+    expected = [key(s.input["text"], analysis=s.analysis, options=s.options) for s in specs]
+    assert [k for i, k in enumerate(keys) if i != 3] == [k for i, k in enumerate(expected) if i != 3]
+    assert keys[1] == keys[5] != keys[4]
+    assert len({keys[0], keys[1], keys[2], keys[4]}) == 4
+
+
+def test_intakes_decisions_are_copied_onto_a_spec_and_nothing_else_is() -> None:
+    spec = JobSpec("sentiment", {"text": "one"}, metadata={"a": 1})
+    planned = spec.planned(job_id="job_x", cache_key="k")
+    assert (planned.job_id, planned.cache_key, planned.metadata, spec.job_id) == ("job_x", "k", {"a": 1}, None)
+    assert planned == JobSpec("sentiment", {"text": "one"}, metadata={"a": 1}, job_id="job_x", cache_key="k")
+    try:
+        spec.planned(analysis="toxicity")
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("planned() changed a validated field")
 
 
 def test_another_model_or_an_edited_head_changes_the_key() -> None:
