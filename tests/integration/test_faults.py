@@ -133,8 +133,8 @@ def test_a_backlog_older_than_the_requeue_threshold_is_not_published_again(
 def test_a_batch_that_runs_three_times_its_lease_runs_once(stack: Stack, fresh_database, tmp_path) -> None:
     from tests.tinybert import build_tiny_bert
 
-    # A full batch of 32 512-token texts through 12 layers: ~11 s on the fast 2-core machines (5.8 leases);
-    # 24 texts through 8 layers took 5.8 s there, under the 3 leases the test needs.
+    # A full batch of 32 512-token texts through 12 layers: twice the work of the 24 texts through 8 layers
+    # that took 5.8 s on a fast 2-core machine (2026-12-07), under the 3 leases of 2 s the test needs.
     model = build_tiny_bert(tmp_path / "slow-bert", ("non_toxic", "toxic"), hidden=512, layers=12, positions=512)
     env, db, key = isolated(
         fresh_database,
