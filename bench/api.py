@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.cpu_split import CpuWindow, describe
 from bench.harness import bench_stack, record, table
 from bench.raw_submit import RawRun, raw_jobs_per_second
 from store.keys import create_key
@@ -52,6 +53,8 @@ end
 """
 
 
+#: The raw runs' processes import and connect before their clock starts; their CPU is sampled after that.
+RAW_LEAD_SECONDS = 4.0
 #: Replaced in each request's body by a token unique to that request (see run_wrk).
 UNIQUE = "@@"
 #: A submission's text: every request (and every job of a batch) gets its own.
@@ -132,31 +135,40 @@ def main(argv: list[str] | None = None) -> int:
         with bench.db.begin() as conn:
             owner = create_key(conn, "raw-bench").tenant_id
 
-        def raw(connections: int, per_commit: int) -> float:
+        def raw(connections: int, per_commit: int) -> tuple[float, str]:
             threads = max(1, connections // workers)
-            return raw_jobs_per_second(RawRun(owner, workers, threads, per_commit, args.seconds))
+            # The raw processes load their imports for a second or two before their clock starts.
+            window = CpuWindow(RAW_LEAD_SECONDS, max(1.0, args.seconds - RAW_LEAD_SECONDS - 1)).start()
+            rate = raw_jobs_per_second(RawRun(owner, workers, threads, per_commit, args.seconds))
+            return rate, describe(window.per_job(rate))
+
+        def api(url: str, body: dict, connections: int, jobs_per_request: int) -> tuple[dict[str, float], str]:
+            window = CpuWindow(1.0, max(1.0, args.seconds - 2.0)).start()
+            figures = run_wrk(wrk, url, key, body, args.seconds, connections)
+            return figures, describe(window.per_job(figures["rps"] * jobs_per_request))
 
         for connections in args.connections:
-            limit = raw(connections, 1)
+            limit, raw_cpu = raw(connections, 1)
             for label, base in (("POST /v1/jobs, a transaction each", url_alone), ("POST /v1/jobs, group commit", url)):
                 before = group_sizes(base)
-                one = run_wrk(wrk, f"{base}/v1/jobs", key, single, args.seconds, connections)
+                one, cpu = api(f"{base}/v1/jobs", single, connections, 1)
                 count, total = (after - was for after, was in zip(group_sizes(base), before, strict=True))
                 mean = f"{total / count:.1f}" if count else "–"
                 rows.append([label, connections, f"{one['rps']:.0f}", f"{one['rps']:.0f}", f"{limit:.0f}",
                              f"{one['rps'] / limit:.0%}", f"{one['p50']:.1f}", f"{one['p95']:.1f}", f"{one['p99']:.1f}",
-                             one["errors"], mean])  # fmt: skip
+                             one["errors"], mean, cpu, raw_cpu])  # fmt: skip
         single_proc.stop()
         for connections in (4, 8):
-            many = run_wrk(wrk, f"{url}/v1/jobs/batch", key, batch, args.seconds, connections)
-            limit = raw(connections, args.batch_size)
+            many, cpu = api(f"{url}/v1/jobs/batch", batch, connections, args.batch_size)
+            limit, raw_cpu = raw(connections, args.batch_size)
             jobs = many["rps"] * args.batch_size
             rows.append([f"POST /v1/jobs/batch ({args.batch_size} jobs)", connections, f"{many['rps']:.0f}",
                          f"{jobs:.0f}", f"{limit:.0f}", f"{jobs / limit:.0%}", f"{many['p50']:.1f}",
-                         f"{many['p95']:.1f}", f"{many['p99']:.1f}", many["errors"], "–"])  # fmt: skip
+                         f"{many['p95']:.1f}", f"{many['p99']:.1f}", many["errors"], "–", cpu, raw_cpu])  # fmt: skip
 
     headers = ["request", "connections", "requests/s", "jobs/s", "raw jobs/s", "of raw"]
-    text = table([*headers, "p50 ms", "p95 ms", "p99 ms", "errors", "requests per commit"], rows)
+    cpu_headers = ["CPU µs/job py+pg+redis", "raw CPU µs/job"]
+    text = table([*headers, "p50 ms", "p95 ms", "p99 ms", "errors", "requests per commit", *cpu_headers], rows)
     notes = (
         f"gunicorn with {workers} gevent workers, no inference worker running, {args.seconds} s per row, wrk -t 2 "
         "on the same machine. Every accepted job is a committed PostgreSQL row plus a Redis message. "
@@ -164,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         f"broker.publish, no HTTP, from {workers} processes with connections/{workers} threads each "
         "(bench/raw_submit.py). Single submissions are measured against two APIs started side by side: one "
         "with ASSAY_GROUP_COMMIT_MAX=0 (a transaction per request, as before) and one with group commit "
-        "(app/group_commit.py); requests per commit from the API's assay_submission_group_requests histogram."
+        "(app/group_commit.py); requests per commit from the API's assay_submission_group_requests histogram. "
+        "CPU µs per job (bench/cpu_split.py): user + system time from /proc over the middle of each load, of "
+        "the Python processes (gunicorn, or the raw processes), PostgreSQL and Redis, divided by the jobs done "
+        "meanwhile; wrk's own time is not counted. On these cores they are one budget."
     )
     record("API submission (CPU)", "python -m bench.api " + " ".join(argv or sys.argv[1:]), text, notes)
     return 0
