@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from models import injection_rules
-from models.head_features import extra_features, feature_width
+from models.head_features import NANOGUARD, extra_features, feature_width
 from models.tfidf import TfidfScorer
 
 #: signals name of the embedding part of the injection head, beside the rule names.
@@ -93,30 +93,36 @@ class TrainedHead:
         return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
 
     def predict(
-        self, vectors: np.ndarray, texts: list[str], layer_vectors: np.ndarray | None = None
+        self, vectors: np.ndarray, texts: list[str], layer_vectors: np.ndarray | None = None, device: str = "cpu"
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Probabilities [n, labels] and per-text extra result fields (`signals` for injection).
 
         `layer_vectors` are the encoder's pools of `self.layers` ([n, len(layers) * dim]), computed in the
-        same forward pass as `vectors`."""
+        same forward pass as `vectors`; `device` is where a feature that runs a model runs it (nanoguard)."""
         if self.layers:
             if layer_vectors is None:
                 raise ValueError(f"this head reads encoder layers {self.layers}: pass their pooled vectors")
             vectors = np.concatenate([layer_vectors, vectors], axis=1)
-        extra = extra_features(self.features, texts, self.tfidf)
+        extra = extra_features(self.features, texts, self.tfidf, device)
         x = np.concatenate([vectors.astype(np.float32), extra], axis=1)
         probs = self._probs(x)
         if "injection_rules" not in self.features:
             return probs, [{} for _ in texts]
-        # The learned part alone (embedding and lexical model; rule columns zeroed) says whether the
-        # classifier fired by itself.
+        # The learned part alone (embedding, lexical model and nanoguard; rule columns zeroed) says
+        # whether the classifier fired by itself; nanoguard's own score is reported beside it.
         start = feature_width(self.features[: self.features.index("injection_rules")], self.tfidf)
         without_rules = extra.copy()
         without_rules[:, start : start + len(injection_rules.NAMES)] = 0.0
         alone = self._probs(np.concatenate([vectors.astype(np.float32), without_rules], axis=1))
         flag = self.labels.index("injection")
+        nanoguard = (
+            extra[:, feature_width(self.features[: self.features.index(NANOGUARD)], self.tfidf)]
+            if NANOGUARD in self.features
+            else np.full(len(texts), -np.inf)
+        )
         out = []
         for row, text in enumerate(texts):
-            fired = injection_rules.signals(text)
-            out.append({"signals": ([CLASSIFIER_SIGNAL] if alone[row, flag] >= 0.5 else []) + fired})
+            fired = [CLASSIFIER_SIGNAL] if alone[row, flag] >= 0.5 else []
+            fired += [NANOGUARD] if nanoguard[row] >= 0.0 else []  # its own P(injection) >= 0.5
+            out.append({"signals": fired + injection_rules.signals(text)})
         return probs, out

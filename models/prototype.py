@@ -130,7 +130,9 @@ class PrototypeBank:
                 pooled = encoded.layers[rows].reshape(len(rows), len(layers), -1)
                 picked = pooled[:, [layers.index(layer) for layer in head.layers]]
                 layer_vectors = picked.reshape(len(rows), -1).numpy()
-            probs, extras = head.predict(encoded.vectors[rows].numpy(), [items[i][1] for i in indices], layer_vectors)
+            probs, extras = head.predict(
+                encoded.vectors[rows].numpy(), [items[i][1] for i in indices], layer_vectors, self.encoder.device
+            )
             for k, index in enumerate(indices):
                 scores = {label: round(float(p), 6) for label, p in zip(head.labels, probs[k], strict=True)}
                 best = max(scores, key=scores.__getitem__)

@@ -51,8 +51,10 @@ def train(task: Task) -> dict:
         "split": {
             "seed": SEED,
             "rows": len(task.rows),
-            "fit": len(task.train),
-            "validation (C and temperature)": "5-fold CV over the fit rows" if task.cross_validate else len(task.val),
+            "fit": len(task.train) if task.cross_validate else len(task.train) + len(task.val),
+            "validation (model kind, C and temperature; then fitted on too)": "5-fold CV over the fit rows"
+            if task.cross_validate
+            else len(task.val),
             "test (never used for fitting or tuning)": f"{CV_REPEATS} x {CV_FOLDS}-fold cross-validation, "
             "every fold refitting the whole head without its rows"
             if task.cross_validate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,12 @@ from sklearn.neural_network import MLPClassifier
 
 from models.heads import head_probs
 from models.tfidf import TfidfScorer
+
+# The C grids searched (inverse regularisation; standardised columns need far smaller values). Both were
+# widened one step on 2026-12-07 because sentiment chose the bottom of one and prompt injection the top of
+# the other; injection (852 rows, nearly separable) now chooses the new top, 100, and was left there.
+C_STANDARDISED = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+C_RAW = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 @dataclass
@@ -22,6 +29,7 @@ class Fitted:
     hidden_weights: np.ndarray | None = None  # a one-hidden-layer MLP (ReLU) when set
     hidden_bias: np.ndarray | None = None
     kind: str = "logistic regression"
+    hidden: int = 0  # the MLP's hidden width (0: logistic regression)
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
@@ -55,6 +63,37 @@ def _fold(w: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> 
     return folded.astype(np.float32), (b - folded @ mean).astype(np.float32)
 
 
+def _logistic(xs: np.ndarray, y: list[str], c: float, mean: np.ndarray, scale: np.ndarray) -> Fitted:
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(xs, y)
+    labels, w, b = _export(clf)
+    w, b = _fold(w, b, mean, scale)
+    return Fitted(labels, w, b, 1.0, c)
+
+
+def _mlp(xs: np.ndarray, y: list[str], hidden: int, alpha: float, mean: np.ndarray, scale: np.ndarray) -> Fitted | None:
+    """A one-hidden-layer ReLU net; None for two classes (one logistic output, not exported)."""
+    net = MLPClassifier((hidden,), alpha=alpha, early_stopping=True, random_state=0, max_iter=200).fit(xs, y)
+    labels = [str(c) for c in net.classes_]
+    if len(labels) != 3:
+        return None
+    hidden_w, hidden_b = _fold(net.coefs_[0].T, net.intercepts_[0], mean, scale)
+    return Fitted(
+        labels,
+        net.coefs_[1].T.astype(np.float32),
+        net.intercepts_[1].astype(np.float32),
+        1.0,
+        alpha,
+        hidden_w,
+        hidden_b,
+        f"MLP, one hidden layer of {hidden} ReLU units (alpha {alpha})",
+        hidden,
+    )
+
+
+def _columns(x: np.ndarray, standardise: bool) -> tuple[np.ndarray, np.ndarray]:
+    return _standardise(x) if standardise else (np.zeros(x.shape[1]), np.ones(x.shape[1]))
+
+
 def fit(
     x_train: np.ndarray,
     y_train: list[str],
@@ -71,42 +110,21 @@ def fit(
     different scales sit side by side), and the scaling is folded into the exported first layer.
     The test split is never seen here.
     """
-    mean, scale = _standardise(x_train) if standardise else (np.zeros(x_train.shape[1]), np.ones(x_train.shape[1]))
+    mean, scale = _columns(x_train, standardise)
     xs_train = (x_train - mean) / scale
-    best: Fitted | None = None
-    best_score = -1.0
-    grid = (0.001, 0.003, 0.01, 0.03, 0.1) if standardise else (0.3, 1.0, 3.0, 10.0, 30.0)
-    for c in grid:
-        clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-        clf.fit(xs_train, y_train)
-        labels, w, b = _export(clf)
-        w, b = _fold(w, b, mean, scale)
-        candidate = Fitted(labels, w, b, 1.0, c)
-        s = score(y_val, candidate.probs(x_val), labels)
-        if s > best_score:
-            best, best_score = candidate, s
-    assert best is not None
+    candidates: list[Fitted] = [
+        _logistic(xs_train, y_train, c, mean, scale) for c in (C_STANDARDISED if standardise else C_RAW)
+    ]
     if mlp:
         for hidden, alpha in ((128, 1e-3), (256, 1e-2)):
-            net = MLPClassifier((hidden,), alpha=alpha, early_stopping=True, random_state=0, max_iter=200)
-            net.fit(xs_train, y_train)
-            labels = [str(c) for c in net.classes_]
-            if len(labels) != 3:  # binary MLPs have one logistic output; only the 3-class case is exported
+            net = _mlp(xs_train, y_train, hidden, alpha, mean, scale)
+            if net is None:
                 break
-            hidden_w, hidden_b = _fold(net.coefs_[0].T, net.intercepts_[0], mean, scale)
-            candidate = Fitted(
-                labels,
-                net.coefs_[1].T.astype(np.float32),
-                net.intercepts_[1].astype(np.float32),
-                1.0,
-                alpha,
-                hidden_w,
-                hidden_b,
-                f"MLP, one hidden layer of {hidden} ReLU units (alpha {alpha})",
-            )
-            s = score(y_val, candidate.probs(x_val), labels)
-            if s > best_score:
-                best, best_score = candidate, s
+            candidates.append(net)
+    scores = [score(y_val, candidate.probs(x_val), candidate.labels) for candidate in candidates]
+    for candidate, value in zip(candidates, scores, strict=True):
+        print(f"  validation: {candidate.kind}, C/alpha {candidate.C}: {value:.4f}", file=sys.stderr, flush=True)
+    best = candidates[int(np.argmax(scores))]  # the first of equals, as before: the simpler, stronger-regularised
     temps = np.exp(np.linspace(np.log(0.05), np.log(4.0), 61))
     losses = []
     for t in temps:
@@ -116,13 +134,32 @@ def fit(
     return best
 
 
+def refit(x: np.ndarray, y: list[str], chosen: Fitted, *, standardise: bool = False) -> Fitted:
+    """The model `fit` chose, refitted with the same kind, C or alpha and temperature on more rows.
+
+    `fit` chooses on validation rows it cannot train on; once chosen, those rows are training data
+    like any other (the usual train+validation refit). The temperature is kept: it was fitted on
+    rows the chosen model had not seen, which a refit on them could no longer provide.
+    """
+    mean, scale = _columns(x, standardise)
+    xs = (x - mean) / scale
+    again = (
+        _logistic(xs, y, chosen.C, mean, scale)
+        if chosen.hidden_weights is None
+        else _mlp(xs, y, chosen.hidden, chosen.C, mean, scale)
+    )
+    assert again is not None
+    again.temperature = chosen.temperature
+    return again
+
+
 def fit_cv(x: np.ndarray, y: list[str], score, folds: int = 5, seed: int = 0) -> Fitted:
     """For small data: choose C and temperature on out-of-fold predictions, then refit on every row."""
     from sklearn.model_selection import StratifiedKFold
 
     y_arr = np.array(y)
     best_c, best_score, best_oof = 1.0, -1.0, None
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+    for c in C_RAW:
         oof: np.ndarray | None = None
         labels: list[str] = []
         for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y_arr):

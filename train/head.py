@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.head_features import TFIDF, extra_features, feature_width
+from models import head_features
+from models.head_features import NANOGUARD, TFIDF, Feature, extra_features, feature_width
 from models.heads import TrainedHead
+from models.tfidf import TfidfScorer
 from train.evaluate import binary_sentiment, report
-from train.fit import Fitted, fit, fit_cv, fit_tfidf
+from train.fit import Fitted, fit, fit_cv, fit_tfidf, refit
 from train.sample import SEED
 from train.tasks import Task
+
+
+def _memoised(feature: Feature) -> Feature:
+    """Each text's feature row computed once: cross-validation scores the same texts in every fold, and
+    nanoguard is a transformer pass per text. The rows are the feature's own (batched = alone, tested)."""
+    seen: dict[str, np.ndarray] = {}
+
+    def rows(texts: list[str], device: str) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in seen]
+        if missing:
+            seen.update(zip(missing, feature(missing, device), strict=True))
+        return np.stack([seen[text] for text in texts]) if texts else feature(texts, device)
+
+    return rows
+
+
+head_features.FEATURES[NANOGUARD] = _memoised(head_features.FEATURES[NANOGUARD])  # training only
 
 CV_REPEATS = 3
 CV_FOLDS = 5
@@ -26,27 +45,42 @@ def _macro_f1(y: list[str], probs: np.ndarray, labels: list[str]) -> float:
     return report(y, probs, labels)["macro_f1"]
 
 
-def fit_head(task: Task, train: list[int], val: list[int]) -> tuple[TrainedHead, Fitted]:
-    """The head on `train` (plus the task's curated rows); C and temperature on `val`, or by CV when empty."""
-    texts = [task.rows[i].text for i in train] + [r.text for r in task.extra_train]
-    y = [task.rows[i].label for i in train] + [r.label for r in task.extra_train]
-    x = task.x[train] if task.x_extra is None else np.concatenate([task.x[train], task.x_extra])
+def _training_matrix(task: Task, rows: list[int]) -> tuple[np.ndarray, list[str], TfidfScorer | None]:
+    """Features and labels of `rows` plus the task's curated rows, and the lexical model fitted on them.
+
+    The lexical columns are out-of-fold: the head learns from outputs for texts the lexical model did
+    not see, or it learns to trust a model that has memorised its training sentences.
+    """
+    texts = [task.rows[i].text for i in rows] + [r.text for r in task.extra_train]
+    y = [task.rows[i].label for i in rows] + [r.label for r in task.extra_train]
+    x = task.x[rows] if task.x_extra is None else np.concatenate([task.x[rows], task.x_extra])
     tfidf, oof = None, None
     if TFIDF in task.features:
-        ratings = [task.rows[i].value for i in train] if task.rating else None
+        ratings = [task.rows[i].value for i in rows] if task.rating else None
         tfidf, oof = fit_tfidf(texts, y, ratings, seed=SEED)
     extra = extra_features(task.features, texts, tfidf)
-    if oof is not None:  # the head learns from lexical outputs on texts the lexical model did not see
+    if oof is not None:
         start = feature_width(task.features[: task.features.index(TFIDF)])
         extra[:, start : start + oof.shape[1]] = oof
-    x = np.concatenate([x, extra], axis=1)
+    return np.concatenate([x, extra], axis=1), y, tfidf
+
+
+def fit_head(task: Task, train: list[int], val: list[int]) -> tuple[TrainedHead, Fitted]:
+    """The head on `train` (plus the task's curated rows).
+
+    With `val`: model kind, C and temperature are chosen on `val`, then the chosen model is refitted on
+    `train` + `val` (the test rows are in neither). Without: C and temperature by CV over `train`.
+    """
+    x, y, tfidf = _training_matrix(task, train)
     fitted: Fitted
     if val:
         x_val = np.concatenate(
             [task.x[val], extra_features(task.features, [task.rows[i].text for i in val], tfidf)], axis=1
         )
         y_val = [task.rows[i].label for i in val]
-        fitted = fit(x, y, x_val, y_val, _macro_f1, mlp=task.mlp, standardise=task.standardise)
+        chosen = fit(x, y, x_val, y_val, _macro_f1, mlp=task.mlp, standardise=task.standardise)
+        x, y, tfidf = _training_matrix(task, train + val)
+        fitted = refit(x, y, chosen, standardise=task.standardise)
     else:
         fitted = fit_cv(x, y, _macro_f1)
     head = TrainedHead(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from config.catalog import load_catalog
-from models.head_features import TFIDF
+from models.head_features import NANOGUARD, TFIDF
 from train.data import BASTION, SPAM_NPM, VADER_SDIST, Example, load_bastion, load_sentiment, load_spam
 from train.embed import embed
 from train.sample import SEED, split, stratified_sample
@@ -127,7 +127,7 @@ def prepare(analysis: str) -> Task:
             list(range(len(rows))),
             [],
             [],
-            ["injection_rules", TFIDF],
+            ["injection_rules", NANOGUARD, TFIDF],
             curated + everyday,
             np.concatenate(
                 [embed([r.text for r in curated], "injection-curated"), embed([r.text for r in everyday], "everyday")]
