@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 MAX_TOKENS = 512  # the package's own limit (its rotary tables cover 1,024 positions)
-CHUNK = 32  # texts per forward pass
+# Texts per forward pass. On the CPU every pad is paid for: chunks of 8 similar lengths took 0.76 s per
+# 32 bench texts against 1.51 s as one chunk (AMD EPYC, 2 threads); a GPU pays little for pads.
+CHUNK = {"cpu": 8}
+GPU_CHUNK = 32
 LOG_ODDS_LIMIT = 12.0  # the feature is log P(injection) / P(safe), clamped: saturated scores stay finite
 
 
@@ -71,7 +74,7 @@ def injection_log_odds(texts: list[str], device: str = "cpu") -> np.ndarray:
     """[n, 1] float32: log P(injection) / P(safe) per text, each at its real length.
 
     Texts go through in chunks of similar length (sorted), so one long text does not pad a whole
-    large batch; the mask makes the grouping invisible in the result.
+    batch; the mask makes the grouping invisible in the result (within float rounding, < 1e-4).
     """
     import torch
 
@@ -79,13 +82,14 @@ def injection_log_odds(texts: list[str], device: str = "cpu") -> np.ndarray:
     ids = [tokenizer.encode(text, max_length=MAX_TOKENS) for text in texts]
     out = np.zeros((len(texts), 1), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), CHUNK):
-        rows = [ids[i] for i in order[start : start + CHUNK]]
+    chunk = CHUNK.get(device, GPU_CHUNK)
+    for start in range(0, len(order), chunk):
+        rows = [ids[i] for i in order[start : start + chunk]]
         width = max(map(len, rows))
         padded = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows], device=device)
         mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in rows], device=device)
         with torch.inference_mode():
             logp = torch.log_softmax(_logits(model, padded, mask).float(), dim=-1)
         odds = (logp[:, 1] - logp[:, 0]).clamp(-LOG_ODDS_LIMIT, LOG_ODDS_LIMIT)
-        out[order[start : start + CHUNK], 0] = odds.cpu().numpy()
+        out[order[start : start + chunk], 0] = odds.cpu().numpy()
     return out

@@ -17,7 +17,7 @@ TEXTS = [
 
 
 def test_batched_equals_one_at_a_time() -> None:
-    many = [f"{text} ({n})" for n in range(8) for text in TEXTS]  # 40: more than one chunk of 32
+    many = [f"{text} ({n})" for n in range(8) for text in TEXTS]  # 40 texts: several chunks
     together = injection_log_odds(many, device="cpu")
     alone = np.concatenate([injection_log_odds([text], device="cpu") for text in many])
     assert together.shape == (len(many), 1)
