@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.batching import plan_batches
+from models.batching import forward_batch, plan_batches
 from models.runtime import load_transformer
 
 
@@ -67,7 +67,7 @@ class SentenceEncoder:
         out = torch.empty((len(texts), width), dtype=torch.float32)
         extra = torch.empty((len(texts), len(layers) * width), dtype=torch.float32) if layers else None
         with torch.inference_mode():
-            for batch in plan_batches(clipped, self.max_batch_size):
+            for batch in plan_batches(clipped, forward_batch(self.device, self.max_batch_size)):
                 inputs = self.tokenizer(
                     [texts[i] for i in batch],
                     padding=True,
