@@ -43,7 +43,7 @@ from store.db import make_engine
 from store.keys import create_key
 from store.tables import jobs, webhook_events
 from tests.integration.faults import private_postgres
-from tests.receiver import Receiver
+from tests.receiver import Received, Receiver
 from tests.support import Proc, free_port, wait_for
 from workers.processes import (
     ProcessSpec,
@@ -203,6 +203,25 @@ def outcome(db: Engine, accepted: list[str], receiver: Receiver) -> dict[str, in
     }
 
 
+def doubled_detail(receiver: Receiver, started: float) -> str:
+    """When the first copy of each doubled final event arrived, and whether the copies share a webhook-id
+    (a re-send of one event: at least once) or not (two events for one job: a broken invariant)."""
+    copies: dict[tuple[str, str], list[Received]] = {}
+    for r in receiver.received:
+        if r.valid and r.accepted and r.path == "flaky" and r.payload["type"] in FINAL_EVENT.values():
+            copies.setdefault((r.payload["data"]["id"], r.payload["type"]), []).append(r)
+    doubled = [sorted(rs, key=lambda r: r.at) for rs in copies.values() if len(rs) > 1]
+    if not doubled:
+        return "none doubled"
+    firsts = sorted(rs[0].at - started for rs in doubled)
+    seconds = sorted(rs[1].at - started for rs in doubled)
+    same = sum(1 for rs in doubled if len({r.webhook_id for r in rs}) == 1)
+    return (
+        f"{len(doubled)} doubled: first copies at {firsts[0]:.1f}-{firsts[-1]:.1f} s, second at "
+        f"{seconds[0]:.1f}-{seconds[-1]:.1f} s; {same} with one webhook-id (a re-send of one event)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
     parser.add_argument("--seconds", type=float, default=60)
@@ -296,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             drained = float("nan")
         time.sleep(3)  # anything doubled would arrive now
         found = outcome(db, clients.accepted, receiver)
+        detail = doubled_detail(receiver, started)
         finished = Counter(r["job_id"] for r in worker.proc.log_events("job finished")) if worker.proc else Counter()
         twice = sum(1 for count in finished.values() if count > 1)
         with db.connect() as conn:
@@ -328,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:.0f} s of load by 4 clients; restarts by the supervisor: {restarts}; "
         f"attempts per job: {dict(sorted(attempts.items()))}; "
         f"answers by status: {dict(sorted(clients.statuses.items()))}. "
-        "Doubled counts final events the receiver accepted (2xx) more than once."
+        "Doubled counts final events the receiver accepted (2xx) more than once"
+        f" ({detail})."
     )
     if args.no_record:
         print(text, "\n\n" + notes)

@@ -53,6 +53,7 @@ class Received:
     body: str
     valid: bool
     status: int = 0  # what the receiver answered (0 until it has)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def accepted(self) -> bool:
