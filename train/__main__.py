@@ -63,6 +63,7 @@ def train(task: Task) -> dict:
         },
         "C" if head.hidden_weights is None else "alpha": fitted.C,
         "temperature": head.temperature,
+        **({"decision offsets (per label)": fitted.offsets.tolist()} if fitted.offsets is not None else {}),
         "test_metrics": measured,
         "trained": datetime.now(UTC).strftime("%Y-%m-%d"),
         "versions": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class Fitted:
     hidden_bias: np.ndarray | None = None
     kind: str = "logistic regression"
     hidden: int = 0  # the MLP's hidden width (0: logistic regression)
+    offsets: np.ndarray | None = None  # per-class decision offsets folded into `bias` (tune_offsets)
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
@@ -103,11 +105,13 @@ def fit(
     *,
     mlp: bool = False,
     standardise: bool = False,
+    offsets: bool = False,
 ) -> Fitted:
     """Pick C (and, with `mlp`, LR or a tiny MLP) by `score` on the validation rows, then temperature-scale.
 
     With `standardise` the models are fitted on standardised columns (needed when features of very
     different scales sit side by side), and the scaling is folded into the exported first layer.
+    With `offsets`, per-class decision offsets are chosen on the same rows afterwards (`tune_offsets`).
     The test split is never seen here.
     """
     mean, scale = _columns(x_train, standardise)
@@ -131,15 +135,47 @@ def fit(
         best.temperature = float(t)
         losses.append(_nll(best, x_val, y_val))
     best.temperature = round(float(temps[int(np.argmin(losses))]), 4)
+    if offsets:
+        tune_offsets(best, x_val, y_val, score)
     return best
+
+
+#: Additive log-probability offsets searched per class (the first class stays at 0): -1 .. +1 in 0.05 steps.
+OFFSET_GRID = np.round(np.arange(-1.0, 1.0001, 0.05), 2)
+
+
+def tune_offsets(fitted: Fitted, x_val: np.ndarray, y_val: list[str], score) -> None:
+    """Shift each class's log-probability by the offset that maximises `score` on the validation rows,
+    folded into the output bias (so the label stays the argmax of the probabilities served).
+
+    For classes cut from a continuous scale (sentiment's neutral band): the balanced class weights
+    assume a prior the band's edges do not follow, and macro-F1 rewards a different decision rule than
+    the likeliest class. Only the decision moves; the temperature is kept.
+    """
+    log_p = np.log(fitted.probs(x_val) + 1e-12)
+    k = log_p.shape[1]
+    eye = np.eye(k, dtype=np.float32)
+
+    def value(offset: np.ndarray) -> float:
+        return score(y_val, eye[np.argmax(log_p + offset, axis=1)], fitted.labels)
+
+    best, best_value = np.zeros(k), value(np.zeros(k))
+    for rest in itertools.product(OFFSET_GRID, repeat=k - 1):
+        offset = np.array([0.0, *rest])
+        found = value(offset)
+        if found > best_value + 1e-9:  # ties keep the smaller change found first
+            best, best_value = offset, found
+    print(f"  validation: decision offsets {best.tolist()}: {best_value:.4f}", file=sys.stderr, flush=True)
+    fitted.offsets = best
+    fitted.bias = (fitted.bias + fitted.temperature * best).astype(np.float32)
 
 
 def refit(x: np.ndarray, y: list[str], chosen: Fitted, *, standardise: bool = False) -> Fitted:
     """The model `fit` chose, refitted with the same kind, C or alpha and temperature on more rows.
 
     `fit` chooses on validation rows it cannot train on; once chosen, those rows are training data
-    like any other (the usual train+validation refit). The temperature is kept: it was fitted on
-    rows the chosen model had not seen, which a refit on them could no longer provide.
+    like any other (the usual train+validation refit). The temperature and decision offsets are kept:
+    they were fitted on rows the chosen model had not seen, which a refit on them could no longer provide.
     """
     mean, scale = _columns(x, standardise)
     xs = (x - mean) / scale
@@ -150,6 +186,9 @@ def refit(x: np.ndarray, y: list[str], chosen: Fitted, *, standardise: bool = Fa
     )
     assert again is not None
     again.temperature = chosen.temperature
+    if chosen.offsets is not None:
+        again.offsets = chosen.offsets
+        again.bias = (again.bias + again.temperature * chosen.offsets).astype(np.float32)
     return again
 
 

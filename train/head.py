@@ -68,8 +68,9 @@ def _training_matrix(task: Task, rows: list[int]) -> tuple[np.ndarray, list[str]
 def fit_head(task: Task, train: list[int], val: list[int]) -> tuple[TrainedHead, Fitted]:
     """The head on `train` (plus the task's curated rows).
 
-    With `val`: model kind, C and temperature are chosen on `val`, then the chosen model is refitted on
-    `train` + `val` (the test rows are in neither). Without: C and temperature by CV over `train`.
+    With `val`: model kind, C, temperature (and decision offsets, where the task asks) are chosen on
+    `val`, then the chosen model is refitted on `train` + `val` (the test rows are in neither).
+    Without: C and temperature by CV over `train`.
     """
     x, y, tfidf = _training_matrix(task, train)
     fitted: Fitted
@@ -78,7 +79,9 @@ def fit_head(task: Task, train: list[int], val: list[int]) -> tuple[TrainedHead,
             [task.x[val], extra_features(task.features, [task.rows[i].text for i in val], tfidf)], axis=1
         )
         y_val = [task.rows[i].label for i in val]
-        chosen = fit(x, y, x_val, y_val, _macro_f1, mlp=task.mlp, standardise=task.standardise)
+        chosen = fit(
+            x, y, x_val, y_val, _macro_f1, mlp=task.mlp, standardise=task.standardise, offsets=task.decision_offsets
+        )
         x, y, tfidf = _training_matrix(task, train + val)
         fitted = refit(x, y, chosen, standardise=task.standardise)
     else:

@@ -41,6 +41,7 @@ class Task:
     standardise: bool = False  # fit on standardised columns (features of different scales)
     mlp: bool = False  # also try a one-hidden-layer MLP on the validation rows
     rating: bool = False  # rows carry a continuous rating (Example.value) the tfidf model also regresses
+    decision_offsets: bool = False  # choose per-class decision offsets on the validation rows (train.fit)
 
 
 CURATED = Path(__file__).resolve().parent / "curated"
@@ -92,6 +93,9 @@ def prepare(analysis: str) -> Task:
             standardise=True,
             mlp=True,
             rating=True,
+            # Classes cut from a rating at ±0.5: on halves of the validation rows, offsets chosen on one half
+            # raised the other half's macro-F1 by 0.006 ± 0.004 (10 draws, 9 up), 2026-12-07.
+            decision_offsets=True,
         )
     if analysis == "phishing":
         rows = stratified_sample(load_spam(), SPAM_ROWS)
