@@ -16,7 +16,7 @@ def _score(y: list[str], probs: np.ndarray, labels: list[str]) -> float:
 
 def _rows(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
     """Logits whose true class is neutral whenever its logit is within 0.6 of the best: the argmax
-    under-predicts neutral, and an offset of about +0.6 on it is the right decision rule."""
+    under-predicts neutral, and raising its logit by about 0.6 is the right decision rule."""
     x = np.random.default_rng(seed).normal(size=(n, 3)).astype(np.float32)
     best = np.argmax(x, axis=1)
     neutral = x[:, 1] > x.max(axis=1) - 0.6
