@@ -184,12 +184,11 @@ def outcome(db: Engine, accepted: list[str], receiver: Receiver) -> dict[str, in
                 )
             ).scalars()
         )
-    copies: dict[tuple[str, str], list[str]] = {}  # (job, event type) -> webhook-id of each accepted copy
-    for r in receiver.received:
-        if r.valid and r.accepted and r.path == "flaky" and r.payload["type"] != "job.started":
-            copies.setdefault((r.payload["data"]["id"], r.payload["type"]), []).append(r.webhook_id)
+    copies = accepted_final_events(receiver)
     final_copies = {
-        job_id: copies.get((job_id, FINAL_EVENT[status]), []) for job_id, status in rows.items() if status in FINAL
+        job_id: [r.webhook_id for r in copies.get((job_id, FINAL_EVENT[status]), [])]
+        for job_id, status in rows.items()
+        if status in FINAL
     }
     return {
         "lost": len(set(accepted) - set(rows)),
@@ -204,14 +203,19 @@ def outcome(db: Engine, accepted: list[str], receiver: Receiver) -> dict[str, in
     }
 
 
-def doubled_detail(receiver: Receiver, started: float) -> str:
-    """When the first copy of each doubled final event arrived, and whether the copies share a webhook-id
-    (a re-send of one event: at least once) or not (two events for one job: a broken invariant)."""
+def accepted_final_events(receiver: Receiver) -> dict[tuple[str, str], list[Received]]:
+    """(job id, final event type) -> every copy the receiver verified and accepted (2xx), in arrival order."""
     copies: dict[tuple[str, str], list[Received]] = {}
     for r in receiver.received:
         if r.valid and r.accepted and r.path == "flaky" and r.payload["type"] in FINAL_EVENT.values():
             copies.setdefault((r.payload["data"]["id"], r.payload["type"]), []).append(r)
-    doubled = [sorted(rs, key=lambda r: r.at) for rs in copies.values() if len(rs) > 1]
+    return {key: sorted(rs, key=lambda r: r.at) for key, rs in copies.items()}
+
+
+def doubled_detail(receiver: Receiver, started: float) -> str:
+    """When the first copy of each doubled final event arrived, and whether the copies share a webhook-id
+    (a re-send of one event: at least once) or not (two events for one job: a broken invariant)."""
+    doubled = [rs for rs in accepted_final_events(receiver).values() if len(rs) > 1]
     if not doubled:
         return "none doubled"
     firsts = sorted(rs[0].at - started for rs in doubled)
