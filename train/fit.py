@@ -36,6 +36,11 @@ class Fitted:
     def probs(self, x: np.ndarray) -> np.ndarray:
         return head_probs(x, self.weights, self.bias, self.temperature, self.hidden_weights, self.hidden_bias)
 
+    def shift_decision(self, offsets: np.ndarray) -> None:
+        """Add `offsets` to each class's log-probability, folded into the output bias (logits are / T)."""
+        self.offsets = offsets
+        self.bias = (self.bias + self.temperature * offsets).astype(np.float32)
+
 
 def _export(clf: LogisticRegression) -> tuple[list[str], np.ndarray, np.ndarray]:
     labels = [str(c) for c in clf.classes_]
@@ -166,8 +171,7 @@ def tune_offsets(fitted: Fitted, x_val: np.ndarray, y_val: list[str], score) -> 
         if found > best_value + 1e-9:  # ties keep the smaller change found first
             best, best_value = offset, found
     print(f"  validation: decision offsets {best.tolist()}: {best_value:.4f}", file=sys.stderr, flush=True)
-    fitted.offsets = best
-    fitted.bias = (fitted.bias + fitted.temperature * best).astype(np.float32)
+    fitted.shift_decision(best)
 
 
 def refit(x: np.ndarray, y: list[str], chosen: Fitted, *, standardise: bool = False) -> Fitted:
@@ -187,8 +191,7 @@ def refit(x: np.ndarray, y: list[str], chosen: Fitted, *, standardise: bool = Fa
     assert again is not None
     again.temperature = chosen.temperature
     if chosen.offsets is not None:
-        again.offsets = chosen.offsets
-        again.bias = (again.bias + again.temperature * chosen.offsets).astype(np.float32)
+        again.shift_decision(chosen.offsets)
     return again
 
 
