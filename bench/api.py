@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-only", action="store_true", help="skip the single-submission rows")
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     single = {"analysis": "sentiment", "input": {"text": TEXT}}
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = run_wrk(wrk, url, key, body, args.seconds, connections)
             return figures, describe(window.per_job(figures["rps"] * jobs_per_request))
 
-        for connections in args.connections:
+        for connections in [] if args.batch_only else args.connections:
             limit, raw_cpu = raw(connections, 1)
             for label, base in (("POST /v1/jobs, a transaction each", url_alone), ("POST /v1/jobs, group commit", url)):
                 before = group_sizes(base)

@@ -46,21 +46,32 @@ def channel(prefix: str) -> str:
     return f"{prefix}:job-events"
 
 
+#: Appends ARGV[5..] to the stream KEYS[1] (capped near ARGV[1] entries), renews its expiry (ARGV[2] s)
+#: and wakes its readers (PUBLISH ARGV[4] on channel ARGV[3]): one command for all of a tenant's events.
+#: A pipeline of one XADD per event cost ~10 µs of the API's Python per job (redis-py packs and parses
+#: each command), a tenth of a 100-job batch request; the entries and their ids are the same.
+_APPEND_LUA = """
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return #ARGV - 4
+"""
+
+
 def add_events(pipe: Pipeline, prefix: str, window: int, keep_seconds: int, events: Iterable[JobEvent]) -> None:
     """Queue on `pipe` what appends `events` to their tenants' capped streams and wakes their readers
     (the submission path sends them in the same round trip as the jobs' publish)."""
-    tenants: set[str] = set()
+    by_tenant: dict[str, list[bytes]] = {}
     for event in events:
         # Built by hand: dataclasses.asdict deep-copies, and was 9 % of a 100-job batch request.
         data = {"job_id": event.job_id, "analysis": event.analysis, "status": event.status, "at": event.at}
         if event.error_code is not None:
             data["error_code"] = event.error_code
-        key = stream_key(prefix, event.tenant)
-        pipe.xadd(key, {"data": orjson.dumps(data)}, maxlen=window, approximate=True)
-        tenants.add(event.tenant)
-    for tenant in tenants:
-        pipe.expire(stream_key(prefix, tenant), keep_seconds)
-        pipe.publish(channel(prefix), tenant)
+        by_tenant.setdefault(event.tenant, []).append(orjson.dumps(data))
+    for tenant, entries in by_tenant.items():
+        pipe.eval(_APPEND_LUA, 1, stream_key(prefix, tenant), window, keep_seconds, channel(prefix), tenant, *entries)
 
 
 def record_events(client: redis.Redis, prefix: str, window: int, keep_seconds: int, events: list[JobEvent]) -> None:

@@ -12,6 +12,7 @@ for its deadline.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,8 +182,8 @@ class Lifecycle:
             log.info(
                 "job finished", extra={"job_id": change.job_id, "status": change.status, "attempt": change.attempt}
             )
-        for analysis, outcome in unit.cache_outcomes:
-            metrics.CACHE_LOOKUPS.labels(analysis, outcome).inc()
+        for (analysis, outcome), count in Counter(unit.cache_outcomes).items():  # a batch: one .labels() per kind
+            metrics.CACHE_LOOKUPS.labels(analysis, outcome).inc(count)
         if self.flower is not None:
             for change in unit.started_jobs:
                 self.flower.started(change.job_id, change.analysis, change.attempt)
