@@ -31,7 +31,7 @@ run: $(STAMP) ## run the whole service: PostgreSQL + Redis (found or started), m
 	$(PY) -m deploy.local.run
 
 test: $(STAMP) ## run the whole test suite against real PostgreSQL, Redis, Celery workers and gunicorn
-	$(PY) -m deploy.local.services exec -- $(PY) -m pytest $(TEST_PROCESSES) $(PYTEST_ARGS)
+	ASSAY_LOCAL_POSTGRES_FSYNC=false $(PY) -m deploy.local.services exec -- $(PY) -m pytest $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run only the unit tests (no services needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

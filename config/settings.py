@@ -239,6 +239,9 @@ class Settings(BaseSettings):
     # make run / make test only: "auto" uses configured or default servers when they answer and
     # starts private ones under var/ otherwise; "always" starts private ones regardless.
     local_services: Literal["auto", "always"] = "auto"
+    # The private PostgreSQL flushes each commit to disk (an accepted job survives a crash of the machine);
+    # `make test` turns this off, since its databases are thrown away and fsync only slows it down.
+    local_postgres_fsync: bool = True
     var_dir: Path = ROOT / "var"
 
     @field_validator("database_url")

@@ -138,6 +138,7 @@ class LocalPostgres:
     datadir: Path
     port: int
     user: str | None
+    fsync: bool = True
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), user=self.user, capture_output=True, text=True, check=False)
@@ -154,7 +155,9 @@ class LocalPostgres:
             if done.returncode:
                 raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
         sock = self.datadir
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {sock} -c fsync=off -c max_connections=200"
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {sock} -c max_connections=200"
+        if not self.fsync:
+            opts += " -c fsync=off"
         logfile = self.datadir / "server.log"
         done = self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(logfile), "-o", opts, "-w", "start"
@@ -268,7 +271,7 @@ def find_or_start(settings: Settings) -> Services:
                     "no PostgreSQL server answers and no PostgreSQL binaries were found; set DATABASE_URL"
                 )
             user = _service_user()
-            pg = LocalPostgres(bindir, _pg_data_dir(var_dir, user), LOCAL_PG_PORT, user)
+            pg = LocalPostgres(bindir, _pg_data_dir(var_dir, user), LOCAL_PG_PORT, user, settings.local_postgres_fsync)
             database_url = pg.start()
             started.append(pg)
     elif not postgres_answers(database_url):

@@ -77,6 +77,8 @@ def test_postgres_restarted_while_clients_submit_no_500_and_nothing_accepted_los
         db = make_engine(load_settings(database_url=pg.url), pool_size=2)
         with db.begin() as conn:
             key = create_key(conn, "pg-fault").secret
+            # started as `make run` starts its private server: commits reach the disk (make test's own: fsync off)
+            assert conn.exec_driver_sql("SHOW fsync").scalar_one() == "on"
         env = {"ASSAY_QUEUE_PREFIX": f"fp{secrets.token_hex(3)}", "DATABASE_URL": pg.url, **FAST_RECOVERY}
         worker = stack.worker("pg-fault", **env)
         stack.sweeper(**env)
