@@ -28,6 +28,7 @@ from broker.job_events import JobEvent, add_events, record_events
 from broker.job_pubsub import notify_finished
 from broker.publish import Published, Publisher
 from config import Settings
+from contract.documents import iso_timestamp
 from store.events import owners_of
 from store.outbox import create_events, record_event_publish, record_job_publish
 from store.result_cache import settle
@@ -203,7 +204,7 @@ class Lifecycle:
             if unknown:
                 with self.db.connect() as conn:
                     owners = owners_of(conn, unknown)
-            at = datetime.now(UTC).isoformat()
+            at = iso_timestamp(datetime.now(UTC))  # with a Z, like every timestamp the API writes
             return [
                 JobEvent(tenant, c.job_id, c.analysis, str(c.status), at, c.error_code)
                 for c in changes
