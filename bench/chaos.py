@@ -217,12 +217,12 @@ def doubled_detail(receiver: Receiver, started: float) -> str:
     (a re-send of one event: at least once) or not (two events for one job: a broken invariant)."""
     doubled = [rs for rs in accepted_final_events(receiver).values() if len(rs) > 1]
     if not doubled:
-        return "none doubled"
+        return "no final event accepted twice"
     firsts = sorted(rs[0].at - started for rs in doubled)
     seconds = sorted(rs[1].at - started for rs in doubled)
     same = sum(1 for rs in doubled if len({r.webhook_id for r in rs}) == 1)
     return (
-        f"{len(doubled)} doubled: first copies at {firsts[0]:.1f}-{firsts[-1]:.1f} s, second at "
+        f"{len(doubled)} final events accepted twice: first copies at {firsts[0]:.1f}-{firsts[-1]:.1f} s, second at "
         f"{seconds[0]:.1f}-{seconds[-1]:.1f} s; {same} with one webhook-id (a re-send of one event)"
     )
 
