@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from config.celeryconf import RETENTION_TASK, SWEEP_TASK, UPLOADS_SWEEP_TASK, WEBHOOK_SWEEP_TASK
 from config.settings import Settings
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("assay_log_context", default=None)
@@ -55,6 +56,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+#: The beat's periodic tasks. Each writes a line of its own when it did something (or failed).
+HOUSEKEEPING_TASKS = (SWEEP_TASK, WEBHOOK_SWEEP_TASK, UPLOADS_SWEEP_TASK, RETENTION_TASK)
+
+
+class QuietHousekeeping(logging.Filter):
+    """Drops Celery's routine INFO lines about the periodic tasks: "Sending due task", "received", "succeeded".
+
+    With the default schedule they were 3 lines every 5 s, so `make run`'s output scrolled its API key
+    and every line that mattered out of sight within a minute. Their warnings and errors pass, and
+    ASSAY_LOG_LEVEL=DEBUG shows everything."""
+
+    _MARKS = tuple(mark for name in HOUSEKEEPING_TASKS for mark in (f"{name}[", f"({name})"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or not record.name.startswith("celery."):
+            return True
+        message = record.getMessage()
+        return not any(mark in message for mark in self._MARKS)
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     """Install the root handler once per process (called by entry points, never on import)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -62,6 +83,8 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if settings.log_level != "DEBUG":
+        handler.addFilter(QuietHousekeeping())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
