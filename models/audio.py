@@ -53,6 +53,8 @@ def probe_audio(data: bytes, *, max_seconds: float | None = None, deadline_secon
                 raise InvalidAudio("invalid_audio", "no audio stream found")
             stream = container.streams.audio[0]
             context = stream.codec_context
+            if context is None:  # a header PyAV opens but no decoder takes (e.g. a WAV with 0 bits per sample)
+                raise InvalidAudio("invalid_audio", "audio could not be read: no decoder for its format")
             duration = _header_duration(container, stream)
             if duration is None or duration <= 0:
                 duration = _counted_duration(data, max_seconds, deadline)

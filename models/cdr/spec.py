@@ -71,7 +71,9 @@ class CdrParameters:
             if integral and value != int(value):
                 raise ValueError(f"parameter {name} must be a whole number")
             if not low <= value <= high:
-                raise ValueError(f"parameter {name} must be from {low:g} to {high:g}, got {value:g}")
+                # JSON integers are unbounded: one past a float's range cannot be formatted with :g.
+                got = f"{value:g}" if abs(value) <= 1e300 else "a number beyond 1e300"
+                raise ValueError(f"parameter {name} must be from {low:g} to {high:g}, got {got}")
             values[name] = int(value) if integral else float(value)
         return cls(**{name: values[name] for name in cls.BOUNDS})
 

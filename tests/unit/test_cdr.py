@@ -134,3 +134,6 @@ def test_parameters_resolve_over_catalog_defaults() -> None:
     for bad in ({"min_unique_destinations": 1.5}, {"bogus": 1}, {"time_window_hours": -1}, {"min_calls": True}):
         with pytest.raises(ValueError):
             CdrParameters.resolve(bad, defaults)
+    for huge in (10**400, -(10**309)):  # JSON integers beyond a float's range still get a ValueError's message
+        with pytest.raises(ValueError, match="must be from .* got a number beyond 1e300"):
+            CdrParameters.resolve({"min_calls": huge}, defaults)

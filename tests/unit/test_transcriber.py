@@ -8,6 +8,7 @@ where two paths of our own must agree exactly.
 from __future__ import annotations
 
 import json
+import struct
 import wave
 from pathlib import Path
 
@@ -165,6 +166,18 @@ def test_decode_stops_audio_longer_than_allowed() -> None:
     with pytest.raises(InvalidAudio) as caught:
         decode_audio((AUDIO / "long.wav").read_bytes(), max_seconds=10)
     assert caught.value.code == "audio_too_long"
+
+
+@pytest.mark.parametrize("format_tag", [0, 3, 0xFFFE, 0x1234])
+@pytest.mark.parametrize("bits", [0, 8])
+def test_wav_headers_no_decoder_takes_are_input_errors(format_tag: int, bits: int) -> None:
+    """PyAV opens these (format tags 0, 3, 0xFFFE and unknown ones with odd sample sizes) with no codec context."""
+    fmt = struct.pack("<HHIIHH", format_tag, 1, 8000, 0, 0, bits)
+    data = b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + fmt + b"data\x00\x00\x00\x00"
+    for read in (probe_audio, decode_audio):
+        with pytest.raises(InvalidAudio) as caught:
+            read(data)
+        assert caught.value.code in ("invalid_audio", "empty_audio") and caught.value.message
 
 
 @pytest.mark.parametrize(("name", "code"), [("not_audio.wav", "invalid_audio"), ("empty.wav", "empty_audio")])
