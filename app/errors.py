@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from redis import RedisError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -90,6 +91,12 @@ def register_error_handlers(app: Flask) -> None:
         elif isinstance(exc, RedisError):
             log.warning("Redis unavailable", extra={"error": type(exc).__name__})
             response = error_response(503, "broker_unavailable", "the broker is unavailable; retry shortly")
+        elif isinstance(exc, (ParseException, NoMoreData)):
+            # gunicorn found the body's chunked framing broken while the app read it: the client's fault,
+            # and the rest of the connection cannot be parsed either.
+            response = error_response(400, "bad_request", f"the request body is malformed: {type(exc).__name__}")
+            response.headers["Connection"] = "close"
+            return response
         else:
             log.exception("unhandled error")
             return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__, url_prefix="/v1/events")
 bp.before_request(authenticate)
 
-_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+#: Each half of a Redis stream id is an unsigned 64-bit integer; past that every read of the stream fails.
+_MAX_ID_PART = 2**64 - 1
 READ_CHUNK = 500
 RECONNECT_MS = 2000
 
@@ -116,7 +118,7 @@ def events() -> Response:
     svc = resources()
     s = svc.settings
     given = request.headers.get("Last-Event-ID", "").strip()
-    if given and not _EVENT_ID.fullmatch(given):
+    if given and not (_EVENT_ID.fullmatch(given) and max(_parts(given)) <= _MAX_ID_PART):
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an event id this stream sent")
     events_hub = hub()
     if events_hub.open >= s.max_streams_per_process:
@@ -126,13 +128,15 @@ def events() -> Response:
     slot = take_slot(SLOT_LEASE_SECONDS)  # renewed at each heartbeat, released when the stream ends
     try:
         tenant, prefix = g.tenant, s.queue_prefix
-        reset = False
+        reset = None
+        newest = last_id(svc.redis, prefix, tenant)
+        cursor = given or newest
         if given:
             oldest = first_id(svc.redis, prefix, tenant)
-            reset = oldest is not None and _older(given, oldest)  # events between may have been trimmed
-            cursor = given
-        else:
-            cursor = last_id(svc.redis, prefix, tenant)
+            if oldest is not None and _older(given, oldest):  # events between may have been trimmed
+                reset = "Last-Event-ID is older than the events kept: list the jobs again"
+            elif newest is not None and _older(newest, given):  # read from there, it would wait for ever
+                reset, cursor = "Last-Event-ID is newer than any event sent: list the jobs again", newest
     except redis.RedisError:
         if slot is not None:
             slot.release()
@@ -152,9 +156,7 @@ def events() -> Response:
         try:
             yield f"retry: {RECONNECT_MS}\n\n"
             if reset:
-                yield _frame(
-                    cursor, {"reason": "Last-Event-ID is older than the events kept: list the jobs again"}, "reset"
-                )
+                yield _frame(cursor, {"reason": reset}, "reset")
             while time.monotonic() < deadline:
                 woken.clear()
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +34,10 @@ from store.tables import JOB_STATUSES, LIVE_STATUSES, JobStatus
 from telemetry.metrics import JOBS_SUBMITTED
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+# Numbers in query strings as the API documents them: ASCII digits. int() and float() also take "1_0",
+# " 5", "+5" and other scripts' digits, which no client means to send.
+_WHOLE = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 bp.before_request(authenticate)
 
 
@@ -214,10 +219,7 @@ def _wait_seconds(svc: Resources) -> float:
     raw = request.args.get("wait")
     if raw is None:
         return 0
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = -1
+    wait = float(raw) if _DECIMAL.fullmatch(raw) else -1
     if not 0 <= wait <= svc.settings.max_wait_seconds:
         raise ApiError(
             400, "invalid_wait", f"wait must be a number of seconds from 0 to {svc.settings.max_wait_seconds}"
@@ -243,10 +245,8 @@ def list_jobs() -> Response:
     status = check_text_param("status", args.get("status"))
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(400, "invalid_status", f"unknown status {status!r}")
-    try:
-        limit = int(args.get("limit", 50))
-    except ValueError:
-        limit = 0
+    raw_limit = args.get("limit", "50")
+    limit = int(raw_limit) if _WHOLE.fullmatch(raw_limit) else 0
     if not 1 <= limit <= svc.settings.list_max_limit:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {svc.settings.list_max_limit}")
     cursor = args.get("cursor")

@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from werkzeug.exceptions import RequestEntityTooLarge
+
 from app.errors import ApiError
 
 MAX_DEPTH = 32  # deeper structures have no use in a job, and jsonb's own limit is not much higher
@@ -123,4 +125,11 @@ def json_body() -> Any:
             "send the body as application/json (a file to /v1/jobs: multipart/form-data, or the file itself as "
             "text/csv, application/gzip, audio/… with ?analysis=…)",
         )
-    return parse_json(request.get_data(cache=False))
+    data = request.get_data(cache=False)
+    limit = request.max_content_length
+    at_limit = request.content_length is None and limit is not None and len(data) >= limit
+    if at_limit and request.environ["wsgi.input"].read(1):
+        # A chunked body has no length to check up front, and werkzeug's reader stops at the limit without
+        # saying so: the rest would be cut off silently (a text truncated, or JSON that no longer parses).
+        raise RequestEntityTooLarge()
+    return parse_json(data)

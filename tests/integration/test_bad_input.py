@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -216,11 +218,17 @@ READ_CASES: list[tuple[str, str, str, dict[str, Any] | None, int, str | None]] =
     ("wait 1e400", "GET", "/v1/jobs/job_abc", {"wait": "1e400"}, 400, "invalid_wait"),
     ("wait empty", "GET", "/v1/jobs/job_abc", {"wait": ""}, 400, "invalid_wait"),
     ("wait words", "GET", "/v1/jobs/job_abc", {"wait": "soon"}, 400, "invalid_wait"),
+    ("wait underscore", "GET", "/v1/jobs/job_abc", {"wait": "1_0"}, 400, "invalid_wait"),
+    ("wait other digits", "GET", "/v1/jobs/job_abc", {"wait": "\u0661"}, 400, "invalid_wait"),
+    ("wait signed", "GET", "/v1/jobs/job_abc", {"wait": "+1"}, 400, "invalid_wait"),
     ("limit zero", "GET", "/v1/jobs", {"limit": "0"}, 400, "invalid_limit"),
     ("limit negative", "GET", "/v1/jobs", {"limit": "-5"}, 400, "invalid_limit"),
     ("limit huge", "GET", "/v1/jobs", {"limit": "9" * 40}, 400, "invalid_limit"),
     ("limit float", "GET", "/v1/jobs", {"limit": "1.5"}, 400, "invalid_limit"),
     ("limit words", "GET", "/v1/jobs", {"limit": "ten"}, 400, "invalid_limit"),
+    ("limit underscore", "GET", "/v1/jobs", {"limit": "1_0"}, 400, "invalid_limit"),
+    ("limit fullwidth", "GET", "/v1/jobs", {"limit": "\uff15"}, 400, "invalid_limit"),
+    ("limit spaced", "GET", "/v1/jobs", {"limit": " 5"}, 400, "invalid_limit"),
     ("status unknown", "GET", "/v1/jobs", {"status": "done"}, 400, "invalid_status"),
     ("status nul", "GET", "/v1/jobs", {"status": "queued\x00"}, 400, "invalid_parameter"),
     ("analysis nul", "GET", "/v1/jobs", {"analysis": "senti\x00ment"}, 400, "invalid_parameter"),
@@ -345,3 +353,56 @@ def test_the_sweep_is_at_least_a_hundred_cases() -> None:
 
 def test_a_valid_submission_still_goes_through(user: Client) -> None:
     assert user.post("/v1/jobs", json=job(metadata={"n": 10**100, "s": "ünïcødé ✓"})).status_code == 202
+
+
+def _send_raw(url: str, request: bytes) -> tuple[int, dict[str, Any] | None]:
+    """One HTTP/1.1 request written byte for byte (framing no client library would send): (status, JSON body)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if body.strip().startswith(b"{") else None
+
+
+def _chunked(key: str, body: bytes) -> bytes:
+    return (
+        b"POST /v1/jobs HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer " + key.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body
+    )
+
+
+ONE_JOB = json.dumps(OK).encode()
+BROKEN_CHUNKS = [
+    ("size not hex", b"zz\r\n" + ONE_JOB + b"\r\n0\r\n\r\n"),
+    ("size negative", b"-5\r\n" + ONE_JOB + b"\r\n0\r\n\r\n"),
+    ("size with 0x", b"0x5\r\n" + ONE_JOB + b"\r\n0\r\n\r\n"),
+    ("no terminator", f"{len(ONE_JOB):x}".encode() + b"\r\n" + ONE_JOB + b"XX0\r\n\r\n"),
+    ("bad trailer", f"{len(ONE_JOB):x}".encode() + b"\r\n" + ONE_JOB + b"\r\n0\r\nno colon\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("body", [b for _, b in BROKEN_CHUNKS], ids=[n for n, _ in BROKEN_CHUNKS])
+def test_broken_chunked_framing_is_a_400(api: str, db: Engine, new_key_module, body: bytes) -> None:
+    """gunicorn raises while the app reads such a body: the client's error, in the one JSON shape."""
+    before = jobs_of_everyone(db)
+    status, answer = _send_raw(api, _chunked(new_key_module(), body))
+    assert status == 400 and answer is not None and answer["error"]["code"] == "bad_request", (status, answer)
+    assert jobs_of_everyone(db) == before
+
+
+def test_a_chunked_body_past_the_size_limit_is_refused_not_cut(stack: Stack, db: Engine, new_key_module) -> None:
+    """A chunked body declares no length, and werkzeug's reader stops at the limit without an error."""
+    _, url = stack.api(ASSAY_MAX_REQUEST_BYTES="4096", ASSAY_QUEUE_PREFIX=f"bad{secrets.token_hex(3)}")
+    key = new_key_module()
+    fits = json.dumps(job(input={"text": "x" * 3000})).encode()
+    over = json.dumps(job(input={"text": "x" * 3000})).encode() + b" " * 2000  # valid JSON either way
+    status, answer = _send_raw(url, _chunked(key, f"{len(fits):x}".encode() + b"\r\n" + fits + b"\r\n0\r\n\r\n"))
+    assert status == 202, answer
+    before = jobs_of_everyone(db)
+    status, answer = _send_raw(url, _chunked(key, f"{len(over):x}".encode() + b"\r\n" + over + b"\r\n0\r\n\r\n"))
+    assert status == 413 and answer is not None and answer["error"]["code"] == "request_too_large", (status, answer)
+    assert jobs_of_everyone(db) == before

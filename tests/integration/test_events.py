@@ -148,13 +148,31 @@ def _key(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def test_bad_last_event_id_is_a_400(api_url: str, new_key) -> None:
+@pytest.mark.parametrize("given", ["not-an-id", "18446744073709551616-0", "1-99999999999999999999"])
+def test_bad_last_event_id_is_a_400(api_url: str, new_key, given: str) -> None:
+    """Past 2**64 - 1 Redis refuses every read of the stream: the stream would stay silent for ever."""
     answer = requests.get(
         f"{api_url}/v1/events",
-        headers={"Authorization": f"Bearer {new_key()}", "Last-Event-ID": "not-an-id"},
+        headers={"Authorization": f"Bearer {new_key()}", "Last-Event-ID": given},
         timeout=10,
     )
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_last_event_id"
+
+
+def test_a_last_event_id_newer_than_any_event_resets_and_goes_on_live(api_url: str, worker: Proc, new_key) -> None:
+    key = new_key()
+    user = Client(api_url, key)
+    first = user.submit("so that the stream has an event")
+    user.get(f"/v1/jobs/{first['id']}", params={"wait": 20})
+    stream = Stream(api_url, key, last_event_id="18446744073709551615-0").start()
+    try:
+        later = user.submit("after the reconnect")["id"]
+        wait_for(lambda: stream.final({later}), 30, what="live events after a reset")
+    finally:
+        stream.close()
+    kinds = [kind for _, kind, _ in stream.events]
+    assert kinds[0] == "reset" and "newer" in stream.events[0][2]["reason"], stream.events[:2]
+    assert first["id"] not in stream.jobs(), "a reset from the newest event replays nothing"
 
 
 def _open_raw(url: str, key: str, count: int) -> Iterator[socket.socket]:

@@ -135,5 +135,5 @@ def test_parameters_resolve_over_catalog_defaults() -> None:
         with pytest.raises(ValueError):
             CdrParameters.resolve(bad, defaults)
     for huge in (10**400, -(10**309)):  # JSON integers beyond a float's range still get a ValueError's message
-        with pytest.raises(ValueError, match="must be from .* got a number beyond 1e300"):
+        with pytest.raises(ValueError, match=r"must be from .* got a number beyond 1e300"):
             CdrParameters.resolve({"min_calls": huge}, defaults)
