@@ -41,8 +41,8 @@ RULES: dict[str, re.Pattern[str]] = {
     ),
     "delimiter_spoof": re.compile(
         r"(<\|?(im_start|im_end|system|endoftext)\|?>|</?(system|instructions?|admin)>|\[/?(system|inst|admin)\]|"
-        r"^\s*(#{2,}|={3,}|-{3,})\s*(system|admin|new instructions|end of (user|document|context))|"
-        r"^\s*(system|assistant)\s*:)",
+        r"^[^\S\n]*(#{2,}|={3,}|-{3,})\s*(system|admin|new instructions|end of (user|document|context))|"
+        r"^[^\S\n]*(system|assistant)\s*:)",
         re.I | re.M,
     ),
     "encoded_payload": re.compile(
