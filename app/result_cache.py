@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,21 +19,24 @@ from store.api import JobSpec
 from store.ids import new_ordered_id
 from store.result_cache import lookup
 
-#: Bump when what goes into a key changes shape: every old entry then misses.
-KEY_FORMAT = 1
+#: Bump when what goes into a key changes shape: every old entry then misses. 2: the text as sent.
+KEY_FORMAT = 2
 #: Inputs the cache serves. Call records are left out: their answer also depends on per-job columns and
 #: parameters, and one file is rarely sent twice.
 CACHED_INPUTS = ("text", "audio")
 
 
-def normalised_input(spec: JobSpec) -> str:
-    """What the key sees of the input: the audio's sha256, or the text NFC-normalised with whitespace runs
-    collapsed and the ends stripped (differences the WordPiece tokenizer of the text encoder ignores)."""
+def keyed_input(spec: JobSpec) -> str:
+    """What the key sees of the input: the audio's sha256, or the text exactly as sent.
+
+    Not normalised: the heads read more than the encoder's WordPiece tokens (line-anchored injection
+    rules, character n-grams, VADER's punctuation and case), so texts differing only in whitespace or
+    Unicode composition can be scored differently, and a key that merged them served one text's verdict
+    for the other (a newline-separated delimiter spoof got the "allow" of its one-line twin)."""
     audio = spec.input.get("audio")
     if isinstance(audio, dict):
         return f"audio:{audio['sha256']}"
-    text = unicodedata.normalize("NFC", " ".join(str(spec.input.get("text", "")).split()))
-    return f"text:{text}"
+    return f"text:{spec.input.get('text', '')}"
 
 
 def _scope_hash(settings: Settings, tenant: str, analysis: str, version: str, options: dict | None) -> Any:
@@ -51,7 +53,7 @@ def cache_key(settings: Settings, tenant: str, spec: JobSpec, version: str) -> s
 
 def _input_key(scope: Any, spec: JobSpec) -> str:
     digest = scope.copy()
-    digest.update(b"\0" + normalised_input(spec).encode())
+    digest.update(b"\0" + keyed_input(spec).encode())
     return digest.hexdigest()
 
 
