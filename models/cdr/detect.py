@@ -26,6 +26,7 @@ import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ from models.cdr.spec import CdrInputError, CdrParameters, Sniffed
 
 FIRST_DESTINATIONS = 5
 _LINE = re.compile(r"(?:CSV Error on Line|line)[: ]+(\d+)", re.IGNORECASE)
+#: DuckDB's pointer into our own SQL ("LINE 7: CAST(floor(..."): its number is not a line of the file.
+_QUERY_CONTEXT = re.compile(r"^LINE \d+:.*$", re.MULTILINE)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Start times a report can write: 0001-02-01 to 9999-11-30 UTC, a longest window (31 days) inside years 1-9999.
+#: Past them a time is a value that cannot be read, like one that is not a number.
+FIRST_SECOND = int((datetime(1, 2, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+LAST_SECOND = int((datetime(9999, 11, 30, tzinfo=UTC) - _EPOCH).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -146,13 +154,19 @@ def _load_sql(source: CdrSource, max_line_bytes: int, window: int) -> str:
         CREATE TABLE calls AS SELECT *, hash(caller) AS ch, ts // {window} AS w,
             (caller IS NOT NULL AND callee IS NOT NULL AND ts IS NOT NULL AND dur IS NOT NULL) AS ok
         FROM (
-            SELECT
-                NULLIF({c["caller"]}, '') AS caller,
-                NULLIF({c["callee"]}, '') AS callee,
-                CAST(floor({ts}) AS BIGINT) AS ts,
-                {duration} AS dur,
-                {bad} AS unparsable
-            FROM {_reader(source, max_line_bytes)}
+            SELECT caller, callee, dur,
+                CASE WHEN t BETWEEN {FIRST_SECOND} AND {LAST_SECOND} THEN t END AS ts,
+                unparsable OR (given AND coalesce(t NOT BETWEEN {FIRST_SECOND} AND {LAST_SECOND}, true)) AS unparsable
+            FROM (
+                SELECT
+                    NULLIF({c["caller"]}, '') AS caller,
+                    NULLIF({c["callee"]}, '') AS callee,
+                    TRY_CAST(floor({ts}) AS BIGINT) AS t,  -- NULL for NaN, infinity, beyond 64 bits
+                    {c["start_time"]} IS NOT NULL AS given,
+                    {duration} AS dur,
+                    {bad} AS unparsable
+                FROM {_reader(source, max_line_bytes)}
+            )
         )
     """
 
@@ -170,7 +184,7 @@ _REASONS = (
 
 def _input_error(exc: Exception, path: Path) -> CdrInputError:
     """DuckDB's reader errors as ours: the line number and what is wrong, never the row or the file's path."""
-    text = str(exc).replace(str(path), "the file")
+    text = _QUERY_CONTEXT.sub("", str(exc).replace(str(path), "the file"))
     match = _LINE.search(text)
     lines = [line.strip() for line in text.splitlines()]
     reason = next((line for line in lines if line.startswith(_REASONS)), "")
@@ -221,6 +235,9 @@ def detect(
             raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
             raise CdrInputError(f"the file cannot be read: {_input_error(exc, source.path).message}") from None
+        except duckdb.BinderException as exc:  # a column mapped onto one of another type (ISO times as durations)
+            reason = _input_error(exc, source.path).message
+            raise CdrInputError(f"the columns cannot be read as mapped: {reason}") from None
         loaded = time.perf_counter()
         _check_values(con, header_lines)
         report = _detect(con, params, max_flagged)
@@ -344,4 +361,5 @@ def _first_destinations(con: Any, keys: list[tuple[str, int]]) -> dict[tuple[str
 
 
 def _iso(epoch_seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+    """RFC 3339 with a four-digit year (glibc's strftime writes year 1 as "1")."""
+    return (_EPOCH + timedelta(seconds=epoch_seconds)).isoformat().replace("+00:00", "Z")

@@ -97,7 +97,13 @@ def column_map(requested: Any) -> dict[str, str]:
     for key, value in requested.items():
         if not isinstance(value, str) or not 0 < len(value) <= 128:
             raise ValueError(f"columns.{key} must be a column name of 1-128 characters")
-    return {name: requested.get(name, name) for name in REQUIRED_COLUMNS}
+    mapped = {name: requested.get(name, name) for name in REQUIRED_COLUMNS}
+    by_file_column: dict[str, list[str]] = {}
+    for ours, theirs in mapped.items():
+        by_file_column.setdefault(theirs.lower(), []).append(ours)  # the reader matches names ignoring case
+    if shared := next((ours for ours in by_file_column.values() if len(ours) > 1), None):
+        raise ValueError(f"columns maps {' and '.join(shared)} to the same column of the file")
+    return mapped
 
 
 @dataclass(frozen=True)
@@ -110,13 +116,17 @@ class Sniffed:
     time_format: TimeFormat
 
 
+#: Lines `sniff` reads: the header and the first records, enough to find a start time when the first few leave it empty.
+SNIFF_LINES = 8
+
+
 def _first_lines(head: bytes, max_line_bytes: int) -> tuple[list[str], bool]:
-    """Up to two complete lines of the (already decompressed) head, and whether the head was all of it."""
+    """Up to `SNIFF_LINES` complete lines of the (already decompressed) head, and whether the head was all of it."""
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     lines: list[str] = []
     start = 0
-    for number in (1, 2):
+    for number in range(1, SNIFF_LINES + 1):
         end = head.find(b"\n", start)
         if end < 0:
             rest = head[start:]
@@ -179,18 +189,18 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
         return Sniffed("jsonl", compression, tuple(record), _time_format(record.get(columns["start_time"])))
     try:
         header = tuple(next(csv.reader([lines[0]])))
-        row = next(csv.reader([lines[1]])) if len(lines) > 1 and lines[1].strip() else None
+        rows = [next(csv.reader([line])) for line in lines[1:] if line.strip()]
     except (csv.Error, StopIteration) as exc:  # a NUL byte, an empty first line
         raise CdrInputError(f"the first lines are not CSV: {exc}", 1) from None
     _check_columns(header, columns, "the CSV header has columns")
-    if len(set(header)) != len(header):
-        raise CdrInputError("the CSV header names a column twice", 1)
-    time_format: TimeFormat = "iso8601"
-    if row is not None:
-        index = header.index(columns["start_time"])
-        if index < len(row):
-            time_format = _time_format(row[index])
-    return Sniffed("csv", compression, header, time_format)
+    if "" in header:
+        raise CdrInputError(f"the CSV header's column {header.index('') + 1} has no name", 1)
+    if len({name.lower() for name in header}) != len(header):  # the reader matches names ignoring case
+        raise CdrInputError("the CSV header names a column twice (names are compared ignoring case)", 1)
+    index = header.index(columns["start_time"])
+    # The first start time given decides: a first record may leave it empty (a skipped row, counted).
+    given = next((row[index] for row in rows if index < len(row) and row[index].strip()), None)
+    return Sniffed("csv", compression, header, _time_format(given) if given is not None else "iso8601")
 
 
 def _check_columns(found: tuple[str, ...], columns: dict[str, str], what: str) -> None:

@@ -106,6 +106,11 @@ def test_iso_times_json_lines_mapping_and_rejected_rows(tmp_path: Path) -> None:
         (["1,2,1800000000,3", "1,2,1800000000,3,9"], 3, "Expected Number of Columns"),
         (["1,2,1800000000,3", "1,2,1800000000,abc"], 3, "duration"),
         (["1,2,1800000000,3", "1," + "9" * 70_000 + ",1800000000,3"], 3, "longer"),
+        # Times no report can write (past 64 bits, not a number, after year 9999): the line, not an OSError.
+        (["1,2,1800000000,3", "1,2,9000000000000000000,3"], 3, "start time"),
+        (["1,2,1800000000,3", "1,2,1e29,3"], 3, "start time"),
+        (["1,2,1800000000,3", "1,2,nan,3"], 3, "start time"),
+        (["1,2,1800000000,3", "1,2,-100000000000000,3"], 3, "start time"),
     ],
 )
 def test_bad_rows_name_their_line(tmp_path: Path, rows: list[str], line: int, words: str) -> None:
@@ -125,6 +130,54 @@ def test_sniff_refuses_cheaply(tmp_path: Path) -> None:
         gzip.compress(b"caller,callee,start_time,duration\n1,2,1800000000,3\n"), COLUMNS, max_line_bytes=1024
     )
     assert (sniffed.format, sniffed.compression, sniffed.time_format) == ("csv", "gzip", "epoch")
+
+
+def test_json_lines_with_unreadable_times_name_the_files_line_not_the_querys(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    good = '{"caller": "1", "callee": "2", "start_time": 1800000000, "duration": 1}'
+    for bad in ('"NaN"', "1.23e29"):
+        lines = [good] * 3 + [good.replace("1800000000", bad)] + [good] * 20
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(CdrInputError) as caught:
+            _run(path)
+        assert caught.value.row == 4 and caught.value.message.startswith("line 4:"), caught.value.message
+
+
+def test_the_earliest_and_latest_times_are_written_as_rfc3339(tmp_path: Path) -> None:
+    report = _run(_csv(tmp_path, ["1,2,0001-02-01T00:00:00Z,3", "1,3,9999-11-29T00:00:00Z,3"]))
+    assert report.time_range == {"start": "0001-02-01T00:00:00Z", "end": "9999-11-29T00:00:00Z"}
+
+
+def test_a_first_record_without_a_start_time_does_not_decide_the_time_format(tmp_path: Path) -> None:
+    report = _run(_csv(tmp_path, ["c0,1,,1", "", "1,2,1800000000,3", "1,3,1800000060,3"]))
+    assert report.totals["rejected_rows"] == 1 and report.totals["records"] == 3
+    assert report.time_range["start"] == "2027-01-15T08:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("header", "columns", "words"),
+    [
+        ("caller,Caller,callee,start_time,duration", None, "twice"),
+        ("caller,,callee,start_time,duration", None, "column 2 has no name"),
+    ],
+)
+def test_headers_the_reader_would_refuse_are_refused_by_sniff(header: str, columns, words: str) -> None:
+    with pytest.raises(CdrInputError, match=words):
+        sniff(f"{header}\n1,x,2,1700000000,5\n".encode(), column_map(columns), max_line_bytes=1024)
+
+
+def test_two_of_our_columns_cannot_read_one_column_of_the_file() -> None:
+    """With duration also read from start_time, DuckDB refused its own query (a Binder Error quoting our SQL)."""
+    for mapping in ({"duration": "start_time"}, {"caller": "Callee"}):
+        with pytest.raises(ValueError, match="to the same column"):
+            column_map(mapping)
+
+
+def test_a_column_mapped_onto_one_of_another_type_names_the_line(tmp_path: Path) -> None:
+    path = _csv(tmp_path, ["1,2,2026-01-01T00:00:00Z,3"])
+    with pytest.raises(CdrInputError, match=r"line 2: .*cannot read") as caught:
+        _run(path, columns=column_map({"duration": "start_time", "start_time": "duration"}))
+    assert "LINE" not in caught.value.message and "SELECT" not in caught.value.message, caught.value.message
 
 
 def test_parameters_resolve_over_catalog_defaults() -> None:
