@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import io
 import re
+import unicodedata
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +25,15 @@ from webhooks.urlguard import UnsafeURLError, check_webhook_url
 
 def _pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in exc.errors()]
+
+
+def has_visible_characters(text: str) -> bool:
+    """Whether the text holds anything a model reads: a letter, digit, punctuation mark or symbol.
+
+    Zero-width and bidi controls, combining marks alone and private-use characters reach the encoder as no
+    tokens at all, and a text of only those came back with a confident label for nothing. Stops at the
+    first such character, so an ordinary text costs one lookup."""
+    return any(unicodedata.category(char)[0] in "LNPS" for char in text)
 
 
 def check_webhook(webhook: WebhookSpec | None, settings: Settings) -> dict[str, Any] | None:
@@ -82,6 +92,8 @@ def _validate_job(
     text = job.input.text
     if not text.strip():
         raise EntryError(422, "empty_text", "input.text is empty")
+    if not has_visible_characters(text):
+        raise EntryError(422, "empty_text", "input.text has no letters, digits, punctuation or symbols")
     if len(text) > settings.max_text_chars:
         raise EntryError(
             413,

@@ -52,3 +52,12 @@ def test_validate_job_errors(payload: object, status: int, code: str) -> None:
     with pytest.raises(EntryError) as caught:
         validate_job(payload, SETTINGS, CATALOG)
     assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_only_texts_with_something_to_read_are_texts() -> None:
+    from app.validation import has_visible_characters
+
+    for text in ("a", "é", "7", "?", "€", "🙂", "\u200bhi", "  x  ", "\u0301a", "日本"):
+        assert has_visible_characters(text), repr(text)
+    for text in ("", "\u200b\u200c\u200d", "\u202e\u2066", "\u0301" * 10, "\ue000\uf8ff", "\u180e" * 3, "\u3000"):
+        assert not has_visible_characters(text), repr(text)
