@@ -22,6 +22,9 @@ __all__ = ["Segment", "Transcript", "WhisperTranscriber"]
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
 MAX_INITIAL_TIMESTAMP = 1.0
+#: Peak amplitude (about -80 dBFS) under which a clip is digital silence. Whisper hears words in it
+#: ("You", with 5 beams) that its no-speech rule keeps, so such a clip gets an empty transcript unheard.
+SILENCE_PEAK = 1e-4
 
 
 class WhisperTranscriber:
@@ -93,6 +96,8 @@ class WhisperTranscriber:
                 results[index] = InputError("invalid_audio", "audio must be one channel of samples")
             elif array.size == 0:
                 results[index] = InputError("empty_audio", "audio has no samples")
+            elif np.abs(np.nan_to_num(array, nan=0.0)).max() < SILENCE_PEAK:
+                results[index] = self._transcript([], self.language or "en", array.shape[0] / self.sample_rate)
             else:
                 arrays[index] = array
         short = [i for i, array in arrays.items() if array.shape[0] <= self.window_samples]

@@ -132,6 +132,17 @@ def test_bad_inputs_fail_alone_and_keep_their_place(
     assert isinstance(stereo, InputError) and stereo.code == "invalid_audio"
 
 
+def test_digital_silence_is_heard_as_nothing(transcriber: WhisperTranscriber, clips: dict[str, np.ndarray]) -> None:
+    """With 5 beams whisper-base heard "You" in zeros, and its no-speech rule kept it."""
+    quiet = np.full(32_000, 5e-5, dtype=np.float32)
+    quiet[::2] *= -1
+    zeros, faint, good = transcriber.transcribe([np.zeros(48_000, dtype=np.float32), quiet, clips["benign.wav"]])
+    for silent, seconds in ((zeros, 3.0), (faint, 2.0)):
+        assert isinstance(silent, Transcript) and silent.text == "" and silent.segments == [], silent
+        assert silent.duration == seconds
+    assert isinstance(good, Transcript) and word_accuracy(EXPECTED["benign.wav"], good.text) >= 0.6
+
+
 def test_transcript_json() -> None:
     transcript = Transcript(
         text="Hi there.", language="en", duration=1.5, segments=[Segment(0.0, 1.5, "Hi there.")], model="m"
