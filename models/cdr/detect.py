@@ -235,7 +235,7 @@ def detect(
             raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
             raise CdrInputError(f"the file cannot be read: {_input_error(exc, source.path).message}") from None
-        except duckdb.BinderException as exc:  # a column mapped onto one of another type (ISO times as durations)
+        except duckdb.BinderException as exc:  # our query refused for the columns as mapped: still the input's fault
             reason = _input_error(exc, source.path).message
             raise CdrInputError(f"the columns cannot be read as mapped: {reason}") from None
         loaded = time.perf_counter()
