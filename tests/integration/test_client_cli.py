@@ -405,6 +405,23 @@ def test_jobs_analyses_and_errors_from_the_cli(api_url: str, worker: Proc, key: 
     assert nokey.returncode == 1 and "401 invalid_api_key" in nokey.stderr
 
 
+def test_errors_exit_1_and_a_failed_run_keeps_the_last_results(api_url: str, tmp_path: Path, new_key) -> None:
+    """2 means "some jobs failed" (README): a usage error is 1 like every other error, and a run that fails
+    before its first result (a wrong key here) leaves the --out of the last run as it was."""
+    env = cli_env(api_url, new_key(), tmp_path)
+    usage = assay(["submit", "sentiment"], env)
+    assert usage.returncode == 1 and "exactly one of them" in usage.stderr, usage.stderr
+    bad_url = assay(["--url", "localhost:1", "submit", "sentiment", "hi"], env, timeout=30)
+    assert bad_url.returncode == 1 and "must look like http" in bad_url.stderr, bad_url.stderr
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"kept": true}\n')
+    wrong = assay(["submit", "sentiment", "hello", "--out", str(out)], {**env, "ASSAY_API_KEY": "assay_wrong"})
+    assert wrong.returncode == 1 and "401" in wrong.stderr, wrong.stderr
+    assert out.read_text() == '{"kept": true}\n'
+    nowhere = assay(["submit", "sentiment", "hello", "--out", str(tmp_path / "no" / "r.jsonl")], env)
+    assert nowhere.returncode == 1 and "--out" in nowhere.stderr and "Traceback" not in nowhere.stderr
+
+
 def test_keys_create_list_revoke_from_the_cli(api_url: str, tmp_path: Path, session_env: dict[str, str]) -> None:
     """Admin commands talk to the test database (DATABASE_URL) through store.keys, like store.cli."""
     env = {**cli_env(api_url, "", tmp_path), "DATABASE_URL": session_env["DATABASE_URL"]}

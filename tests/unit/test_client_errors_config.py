@@ -102,3 +102,26 @@ def test_bad_config_files_are_named(tmp_path: Path) -> None:
     bad.write_text('apikey = "typo"')
     with pytest.raises(ConfigError, match="unknown keys"):
         resolve(url=None, api_key=None, timeout=None, config_path=str(bad), env=ENV)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        ({"url": "localhost:8000"}, "must look like http"),
+        ({"url": "ftp://host"}, "must look like http"),
+        ({"api_key": "clé"}, "characters no key has"),
+        ({"api_key": "two words"}, "characters no key has"),
+        ({"timeout": -1.0}, "positive number"),
+        ({"timeout": 0.0}, "positive number"),
+    ],
+)
+def test_settings_no_request_could_use_are_refused_at_once(flags: dict, words: str) -> None:
+    """They were retried as connection failures (for up to --retry-for, 10 minutes, in submit) or raised."""
+    given = {"url": None, "api_key": None, "timeout": None, **flags}
+    with pytest.raises(ConfigError, match=words):
+        resolve(config_path=None, env=ENV, **given)
+
+
+def test_a_key_read_with_its_newline_is_used_without_it() -> None:
+    config = resolve(url=None, api_key=None, timeout=None, config_path=None, env={**ENV, "ASSAY_API_KEY": "k1\n"})
+    assert config.api_key == "k1"

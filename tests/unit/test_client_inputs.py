@@ -77,3 +77,31 @@ def test_chunks_respect_count_and_bytes_and_never_split_a_job() -> None:
     assert [len(c) for c in chunks(big, 100, 1500)] == [2, 1, 1]  # the 5000-byte one goes alone
     with pytest.raises(ValueError):
         list(chunks(small, 0, 10))
+
+
+def test_only_newlines_end_lines(tmp_path: Path) -> None:
+    """U+2028, form feeds, NEL are text: inside a JSON string, or inside a line of plain text."""
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "para one\u2028para two"}\n{"text": "b\x85c"}\n', encoding="utf-8")
+    assert texts(read_file(str(path))) == ["para one\u2028para two", "b\x85c"]
+    plain = tmp_path / "t.txt"
+    plain.write_text("one\ntwo\x0cstill two\x85and\u2029two\r\nthree", encoding="utf-8")
+    items = read_file(str(plain))
+    assert texts(items) == ["one", "two\x0cstill two\x85and\u2029two", "three"]
+    assert [i.source for i in items] == [f"{plain}:1", f"{plain}:2", f"{plain}:3"]
+
+
+def test_stdin_is_read_as_utf8_bytes_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    class Stdin:
+        def __init__(self, data: bytes) -> None:
+            self.buffer = io.BytesIO(data)
+
+    monkeypatch.setattr(sys, "stdin", Stdin('\ufeff{"text": "café", "metadata": {"a": 1}}\n'.encode()))
+    (item,) = read_file("-")
+    assert (item.request.text, item.request.metadata, item.source) == ("café", {"a": 1}, "stdin:1")
+    monkeypatch.setattr(sys, "stdin", Stdin(b"caf\xe9\n"))
+    with pytest.raises(InputError, match="stdin is not UTF-8 text"):
+        read_file("-")

@@ -6,11 +6,16 @@ and passes it in, so this is testable and nothing else in the package looks at t
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+#: What an Authorization header can carry as a key: printable ASCII without spaces.
+_KEY = re.compile(r"[!-~]{1,512}")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
@@ -76,9 +81,14 @@ def resolve(
         seconds = float(timeout if timeout is not None else file.get("timeout", DEFAULT_TIMEOUT))
     except (TypeError, ValueError):
         raise ConfigError(f"config file {path}: timeout must be a number of seconds") from None
-    return CliConfig(
-        url=str(url or env.get("ASSAY_URL") or file.get("url") or DEFAULT_URL).rstrip("/"),
-        api_key=key,
-        timeout=seconds,
-        source=source,
-    )
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"the timeout must be a positive number of seconds, not {seconds:g}")
+    base = str(url or env.get("ASSAY_URL") or file.get("url") or DEFAULT_URL).rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"the API URL must look like http://host:8000, not {base!r}")
+    if key is not None:
+        key = key.strip()  # a key read from a file often ends in a newline
+        if not _KEY.fullmatch(key):
+            raise ConfigError(f"the API key from {source} holds characters no key has (printable ASCII, no spaces)")
+    return CliConfig(url=base, api_key=key or None, timeout=seconds, source=source)

@@ -199,12 +199,19 @@ def submit(
     display = Display(analysis, len(items), waiting=wait, enabled=progress)
     client = state.client(RetryPolicy(max_attempts=None, max_elapsed=retry_for), display.on_retry)
     began = time.monotonic()
-    sink: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115 (closed below)
+    if out:
+        _check_writable(out)
+    # --out is opened at the first result: a run that fails before one (a bad key, the server down)
+    # leaves the results of the last run as they were.
+    opened: list[IO[str]] = []
     code = 0
     try:
         with display:
 
             def emit(line: dict[str, Any]) -> None:
+                if out and not opened:
+                    opened.append(open(out, "w", encoding="utf-8"))  # noqa: SIM115 (closed below)
+                sink = opened[0] if out else sys.stdout
                 sink.write(_dumps(line) + "\n")
                 sink.flush()
 
@@ -218,12 +225,20 @@ def submit(
         )
         code = 130
     finally:
-        if out:
+        for sink in opened:
             sink.close()
         client.close()
     if code != 130:
         display.console.print(display.summary(time.monotonic() - began), highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _check_writable(out: str) -> None:
+    """Before anything is submitted: a --out that cannot be written would lose the run's results."""
+    target = Path(out)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise click.UsageError(f"--out {out}: not a file in a folder this user can write to")
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -370,9 +385,22 @@ def keys_list() -> None:
 
 
 def main() -> None:
-    """Console-script entry: API errors become one line on standard error and exit status 1."""
+    """Console-script entry: errors become one line on standard error and exit status 1 (usage errors too:
+    click's own 2 is what `submit` means by "some jobs failed"); Ctrl-C is 130 in every command."""
     try:
-        cli.main(prog_name="assay", standalone_mode=True)
+        code = cli.main(prog_name="assay", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    except OSError as exc:  # writing results: a full disk, a closed pipe
+        if isinstance(exc, BrokenPipeError):
+            sys.exit(1)
+        click.echo(f"error: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     except AssayError as exc:
         click.echo(f"error: {exc}", err=True)
         if exc.details is not None:

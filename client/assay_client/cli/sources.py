@@ -66,16 +66,23 @@ def parse_lines(lines: Iterable[str], name: str, fmt: Format = "auto") -> list[I
 
 
 def read_file(path: str, fmt: Format = "auto") -> list[Item]:
-    """`-` reads standard input."""
-    if path == "-":
-        return parse_lines(sys.stdin.read().splitlines(keepends=True), "stdin", fmt)
+    """`-` reads standard input, as bytes: UTF-8 (a BOM dropped) whatever the locale, like a named file."""
+    name = "stdin" if path == "-" else path
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        text = data.decode("utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text") from None
-    return parse_lines(text.splitlines(keepends=True), path, fmt)
+        raise InputError(f"{name} is not UTF-8 text") from None
+    return parse_lines(_lines(text), name, fmt)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines ended by \n alone (each keeps its end). `str.splitlines` also breaks at U+2028, form feeds and
+    other characters that are text inside a JSON string or a line: one line became two jobs, or bad JSON."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 def audio_files(directory: str, recursive: bool = False) -> list[Item]:
