@@ -396,6 +396,10 @@ def test_jobs_analyses_and_errors_from_the_cli(api_url: str, worker: Proc, key: 
     erased = assay(["jobs", "delete", first["id"]], env)
     assert json.loads(erased.stdout)["erased_at"] and json.loads(erased.stdout)["result"] is None
     assert assay(["jobs", "webhooks", first["id"]], env).stdout == ""
+    # The same submit again resumes: the erased job comes back without its result, which is no success.
+    again = assay(["submit", "sentiment", POSITIVE, NEGATIVE, "--wait"], env)
+    assert again.returncode == 2 and "1 erased" in again.stderr, (again.returncode, again.stderr)
+    assert [json.loads(line)["id"] for line in again.stdout.splitlines()] == [first["id"], second["id"]]
 
     missing = assay(["jobs", "get", "job_nope"], env)
     assert missing.returncode == 1 and "404 job_not_found" in missing.stderr

@@ -69,7 +69,7 @@ class Display:
         return " · ".join(parts)
 
     def _update(self, advance: int = 0) -> None:
-        bad = self.statuses["failed"] + self.statuses["canceled"]
+        bad = self.statuses["failed"] + self.statuses["canceled"] + self.statuses["erased"]
         self._progress.update(self._task, advance=advance, ok=self.statuses["succeeded"], bad=bad, note=self._note())
 
     def on_submitted(self, jobs: list[Job], created: bool) -> None:
@@ -78,11 +78,11 @@ class Display:
             self.reused += len(jobs)
         if not self.waiting:
             for job in jobs:
-                self.statuses[job.status] += 1
+                self.statuses[_outcome(job)] += 1
         self._update(0 if self.waiting else len(jobs))
 
     def on_finished(self, job: Job) -> None:
-        self.statuses[job.status] += 1
+        self.statuses[_outcome(job)] += 1
         self._update(1)
 
     def on_retry(self, event: RetryEvent) -> None:
@@ -100,3 +100,9 @@ class Display:
             detail = ", ".join(f"{reason} ×{n}" for reason, n in sorted(self.retries.items()))
             line += f"; {sum(self.retries.values())} retries ({detail})"
         return f"{line}; {elapsed:.1f}s"
+
+
+def _outcome(job: Job) -> str:
+    """The job's status, or "erased": an erased job (`jobs delete`, then the same submit again) has no result
+    to give, whatever status it ended in, so it is no success."""
+    return "erased" if job.erased_at else job.status

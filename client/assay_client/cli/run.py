@@ -100,5 +100,5 @@ def submit_items(
 
 
 def exit_code(display: Display) -> int:
-    """0: every job succeeded (or, without --wait, was accepted); 2: some failed or were canceled."""
-    return 2 if display.statuses["failed"] or display.statuses["canceled"] else 0
+    """0: every job succeeded (or, without --wait, was accepted); 2: some failed, were canceled or erased."""
+    return 2 if display.statuses["failed"] or display.statuses["canceled"] or display.statuses["erased"] else 0
