@@ -25,8 +25,8 @@ from assay_client.batching import (
     batch_jobs,
     plan_chunks,
 )
-from assay_client.client import _headers, _seconds, job_call, list_call, page
-from assay_client.errors import WaitTimeout
+from assay_client.client import _headers, _seconds, in_input, job_call, list_call, page
+from assay_client.errors import AssayError, WaitTimeout
 from assay_client.inputs import Audio, ItemLike, WebhookLike, webhook_dict
 from assay_client.models import Analysis, CancelResult, Job, JobPage, WebhookEvent
 from assay_client.retry import RetryPolicy
@@ -141,10 +141,14 @@ class AsyncClient:
             key_prefix=idempotency_key,
             salt=salt,
         ):
-            response = await self._send(
-                Call("POST", "/v1/jobs/batch", json=chunk.body, headers={"Idempotency-Key": chunk.key})
-            )
-            created = batch_jobs(decode(response), chunk)
+            try:
+                response = await self._send(
+                    Call("POST", "/v1/jobs/batch", json=chunk.body, headers={"Idempotency-Key": chunk.key})
+                )
+                answer = decode(response)
+            except AssayError as exc:
+                raise in_input(exc, chunk.start, len(chunk.body["jobs"]), len(jobs)) from None
+            created = batch_jobs(answer, chunk)
             jobs.extend(created)
             if on_chunk:
                 on_chunk(ChunkResult(chunk, created, created=response.status_code == 202))

@@ -20,7 +20,7 @@ from assay_client.batching import (
     batch_jobs,
     plan_chunks,
 )
-from assay_client.errors import WaitTimeout
+from assay_client.errors import AssayError, WaitTimeout
 from assay_client.idempotency import random_key
 from assay_client.inputs import Audio, ItemLike, WebhookLike, webhook_dict
 from assay_client.models import Analysis, CancelResult, Job, JobPage, WebhookEvent
@@ -32,6 +32,19 @@ USER_AGENT = "assay-client/0.1"
 
 def _headers(api_key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **(extra or {})}
+
+
+def in_input(exc: AssayError, start: int, size: int, accepted: int) -> AssayError:
+    """A chunk's error said of the whole input: per-entry `index` counted from the input's start (the API counts
+    from the chunk's), and how many earlier entries were accepted (the API's "none was created" is the chunk's)."""
+    if isinstance(exc.details, list):
+        exc.details = [
+            {**entry, "index": entry["index"] + start} if isinstance(entry, dict) and "index" in entry else entry
+            for entry in exc.details
+        ]
+    if start:
+        exc.message += f" (input entries {start}-{start + size - 1}; the {accepted} before them were accepted)"
+    return exc
 
 
 def job_call(
@@ -197,10 +210,14 @@ class Client:
             key_prefix=idempotency_key,
             salt=salt,
         ):
-            response = self._send(
-                Call("POST", "/v1/jobs/batch", json=chunk.body, headers={"Idempotency-Key": chunk.key})
-            )
-            created = batch_jobs(decode(response), chunk)
+            try:
+                response = self._send(
+                    Call("POST", "/v1/jobs/batch", json=chunk.body, headers={"Idempotency-Key": chunk.key})
+                )
+                answer = decode(response)
+            except AssayError as exc:
+                raise in_input(exc, chunk.start, len(chunk.body["jobs"]), len(jobs)) from None
+            created = batch_jobs(answer, chunk)
             jobs.extend(created)
             if on_chunk:
                 on_chunk(ChunkResult(chunk, created, created=response.status_code == 202))

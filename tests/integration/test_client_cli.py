@@ -425,6 +425,15 @@ def test_errors_exit_1_and_a_failed_run_keeps_the_last_results(api_url: str, tmp
     nowhere = assay(["submit", "sentiment", "hello", "--out", str(tmp_path / "no" / "r.jsonl")], env)
     assert nowhere.returncode == 1 and "--out" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
+    # A refused chunk after accepted ones: the error says which line, and that earlier chunks were accepted.
+    lines = tmp_path / "mixed.jsonl"
+    lines.write_text("".join(json.dumps({"text": "" if i == 7 else f"fine {i}"}) + "\n" for i in range(10)))
+    mixed = assay(["submit", "sentiment", "--file", str(lines), "--chunk-size", "4"], env)
+    assert mixed.returncode == 1, mixed.stderr
+    assert "input entries 4-7; the 4 before them were accepted" in mixed.stderr, mixed.stderr
+    details = json.loads(mixed.stderr.split("details: ", 1)[1].splitlines()[0])
+    assert details[0]["index"] == 7 and details[0]["source"] == f"{lines}:8", details
+
 
 def test_keys_create_list_revoke_from_the_cli(api_url: str, tmp_path: Path, session_env: dict[str, str]) -> None:
     """Admin commands talk to the test database (DATABASE_URL) through store.keys, like store.cli."""

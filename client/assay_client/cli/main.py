@@ -215,7 +215,12 @@ def submit(
                 sink.write(_dumps(line) + "\n")
                 sink.flush()
 
-            submit_items(client, items, options, emit, display)
+            try:
+                submit_items(client, items, options, emit, display)
+            except AssayError as exc:  # name each refused entry by its line or file, not by its index
+                if isinstance(exc.details, list):
+                    exc.details = [_with_source(entry, items) for entry in exc.details]
+                raise
         code = exit_code(display)
     except KeyboardInterrupt:
         display.console.print(
@@ -231,6 +236,13 @@ def submit(
     if code != 130:
         display.console.print(display.summary(time.monotonic() - began), highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _with_source(entry: Any, items: list[Item]) -> Any:
+    index = entry.get("index") if isinstance(entry, dict) else None
+    if isinstance(index, int) and 0 <= index < len(items):
+        return {"source": items[index].source, **entry}
+    return entry
 
 
 def _check_writable(out: str) -> None:
