@@ -145,7 +145,7 @@ def test_interrupted_half_way_then_rerun_submits_nothing_twice(
     at_interrupt = tenant_rows(db, key)
     print(f"interrupted with {at_interrupt} of 1000 jobs submitted")
     assert 300 <= at_interrupt < 1000, f"{at_interrupt} rows: the interrupt did not land half-way"
-    partial = read_jsonl(out)
+    partial = read_jsonl(out) if out.exists() else []  # --out is opened at the first result
     assert len(partial) < 1000
 
     rerun = assay(argv, env)
@@ -433,6 +433,20 @@ def test_errors_exit_1_and_a_failed_run_keeps_the_last_results(api_url: str, tmp
     assert "input entries 4-7; the 4 before them were accepted" in mixed.stderr, mixed.stderr
     details = json.loads(mixed.stderr.split("details: ", 1)[1].splitlines()[0])
     assert details[0]["index"] == 7 and details[0]["source"] == f"{lines}:8", details
+
+
+def test_a_wait_that_runs_out_still_writes_the_accepted_jobs(stack: Stack, key: str, tmp_path: Path) -> None:
+    """No worker reads this API's queue: the jobs stay queued, and their ids must not be lost with the wait."""
+    _, url = stack.api(ASSAY_QUEUE_PREFIX=f"idle{secrets.token_hex(3)}")
+    out = tmp_path / "late.jsonl"
+    run = assay(
+        ["submit", "sentiment", "late one", "late two", "--wait", "--wait-timeout", "2", "--out", str(out)],
+        cli_env(url, key, tmp_path),
+    )
+    assert run.returncode == 1 and "wait_timeout" in run.stderr and "2 not final" in run.stderr, run.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["source"], line["status"]) for line in lines] == [("arg:1", "queued"), ("arg:2", "queued")]
+    assert all(line["id"].startswith("job_") for line in lines)
 
 
 def test_keys_create_list_revoke_from_the_cli(api_url: str, tmp_path: Path, session_env: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ from assay_client.cli.progress import Display
 from assay_client.cli.run import SubmitOptions, exit_code, submit_items
 from assay_client.cli.sources import InputError, Item, audio_files, read_file, text_arguments
 from assay_client.client import Client
-from assay_client.errors import AssayError, Unauthorized
+from assay_client.errors import AssayError, Unauthorized, WaitTimeout
 from assay_client.models import Job
 from assay_client.retry import RetryPolicy
 
@@ -217,11 +217,19 @@ def submit(
 
             try:
                 submit_items(client, items, options, emit, display)
+            except WaitTimeout as exc:  # the accepted jobs were written as last seen: say so, then the summary
+                display.console.print(
+                    f"[red]error[/]: {exc}; their lines show them as last seen: `assay jobs get ID --wait N` "
+                    "or the same command again picks them up",
+                    soft_wrap=True,
+                )
+                code = 1
             except AssayError as exc:  # name each refused entry by its line or file, not by its index
                 if isinstance(exc.details, list):
                     exc.details = [_with_source(entry, items) for entry in exc.details]
                 raise
-        code = exit_code(display)
+            else:
+                code = exit_code(display)
     except KeyboardInterrupt:
         display.console.print(
             f"[yellow]interrupted[/]: {display.submitted} of {len(items)} submitted. "

@@ -94,7 +94,10 @@ class Display:
             self.console.print(f"assay: {event.describe()}", highlight=False, soft_wrap=True)
 
     def summary(self, elapsed: float) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "nothing"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()) if n)
+        if self.waiting and (unfinished := self.submitted - sum(self.statuses.values())) > 0:
+            counts = f"{counts}, {unfinished} not final" if counts else f"{unfinished} not final"
+        counts = counts or "nothing"
         line = f"{self.total} jobs: {counts}; {self.submitted - self.reused} new, {self.reused} already submitted"
         if self.retries:
             detail = ", ".join(f"{reason} ×{n}" for reason, n in sorted(self.retries.items()))

@@ -17,6 +17,7 @@ from assay_client.cli.ordered import OrderedWriter
 from assay_client.cli.progress import Display
 from assay_client.cli.sources import Item
 from assay_client.client import Client
+from assay_client.errors import WaitTimeout
 from assay_client.inputs import WebhookLike
 from assay_client.models import Job
 
@@ -75,10 +76,13 @@ def submit_items(
 
     watcher = client.watcher(timeout=options.timeout, concurrency=options.concurrency)
 
+    known: dict[str, Job] = {}  # each accepted job as last seen: what a wait that runs out still writes
+
     def accepted(result: ChunkResult) -> None:
         with lock:
             for offset, job in enumerate(result.jobs):
                 index_of.setdefault(job.id, []).append(result.chunk.start + offset)
+                known[job.id] = job
         display.on_submitted(result.jobs, result.created)
         watcher.add(result.jobs)
 
@@ -91,12 +95,25 @@ def submit_items(
             watcher.close()
 
     threading.Thread(target=submitter, name="assay-submit", daemon=True).start()
-    for job in watcher:
-        display.on_finished(job)
+    written: set[int] = set()
+    try:
+        for job in watcher:
+            display.on_finished(job)
+            with lock:
+                positions = index_of[job.id]
+            for position in positions:
+                writer.put(position, record(items[position], job))
+                written.add(position)
+    except WaitTimeout as exc:
+        # The wait ran out, not the jobs: write every accepted job as last seen (queued or running, with its id),
+        # in input order up to the first input never accepted, so the ids are not lost.
+        if isinstance(exc.job, Job):
+            known[exc.job.id] = exc.job
         with lock:
-            positions = index_of[job.id]
-        for position in positions:
-            writer.put(position, record(items[position], job))
+            late = {p: known[job_id] for job_id, positions in index_of.items() for p in positions if p not in written}
+        for position in sorted(late):
+            writer.put(position, record(items[position], late[position]))
+        raise
 
 
 def exit_code(display: Display) -> int:
