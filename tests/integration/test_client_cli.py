@@ -400,6 +400,10 @@ def test_jobs_analyses_and_errors_from_the_cli(api_url: str, worker: Proc, key: 
     again = assay(["submit", "sentiment", POSITIVE, NEGATIVE, "--wait"], env)
     assert again.returncode == 2 and "1 erased" in again.stderr, (again.returncode, again.stderr)
     assert [json.loads(line)["id"] for line in again.stdout.splitlines()] == [first["id"], second["id"]]
+    # Several ids: a refused one does not stop the others.
+    several = assay(["jobs", "delete", "job_nope", second["id"]], env)
+    assert several.returncode == 1 and "job_nope: 404 job_not_found" in several.stderr, several.stderr
+    assert [json.loads(line)["id"] for line in several.stdout.splitlines()] == [second["id"]]
 
     missing = assay(["jobs", "get", "job_nope"], env)
     assert missing.returncode == 1 and "404 job_not_found" in missing.stderr

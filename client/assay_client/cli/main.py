@@ -300,9 +300,25 @@ def jobs_get(state: _State, job_id: str, wait: float | None) -> None:
 def jobs_cancel(state: _State, job_ids: tuple[str, ...]) -> None:
     """Cancel jobs: queued ones never run; running ones have their result discarded."""
     with state.client() as client:
-        for job_id in job_ids:
-            outcome = client.cancel(job_id)
-            _echo_json({"job": outcome.job.to_dict(), "cancellation": outcome.cancellation})
+        _each(job_ids, lambda job_id: _cancel_line(client.cancel(job_id)))
+
+
+def _cancel_line(outcome: Any) -> dict[str, Any]:
+    return {"job": outcome.job.to_dict(), "cancellation": outcome.cancellation}
+
+
+def _each(job_ids: tuple[str, ...], act: Any) -> None:
+    """Every id gets its try (one refused id does not leave the rest untouched): a JSON line each that worked,
+    an error line each that did not, and exit status 1 if any did not."""
+    failed = 0
+    for job_id in job_ids:
+        try:
+            _echo_json(act(job_id))
+        except AssayError as exc:
+            failed += 1
+            click.echo(f"error: {job_id}: {exc}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @jobs.command("delete")
@@ -311,8 +327,7 @@ def jobs_cancel(state: _State, job_ids: tuple[str, ...]) -> None:
 def jobs_delete(state: _State, job_ids: tuple[str, ...]) -> None:
     """Erase jobs' input, result and metadata (the bare record stays)."""
     with state.client() as client:
-        for job_id in job_ids:
-            _echo_json(client.delete(job_id).to_dict())
+        _each(job_ids, lambda job_id: client.delete(job_id).to_dict())
 
 
 @jobs.command("webhooks")
