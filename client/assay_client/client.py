@@ -38,13 +38,16 @@ def in_input(exc: AssayError, start: int, size: int, accepted: int) -> AssayErro
     """A chunk's error said of the whole input: per-entry `index` counted from the input's start (the API counts
     from the chunk's), and how many earlier entries were accepted (the API's "none was created" is the chunk's)."""
     if isinstance(exc.details, list):
-        exc.details = [
-            {**entry, "index": entry["index"] + start} if isinstance(entry, dict) and "index" in entry else entry
-            for entry in exc.details
-        ]
+        exc.details = [_shifted(entry, start) for entry in exc.details]
     if start:
         exc.message += f" (input entries {start}-{start + size - 1}; the {accepted} before them were accepted)"
     return exc
+
+
+def _shifted(entry: Any, start: int) -> Any:
+    if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+        return {**entry, "index": entry["index"] + start}
+    return entry
 
 
 def job_call(

@@ -256,8 +256,7 @@ def _with_source(entry: Any, items: list[Item]) -> Any:
 def _check_writable(out: str) -> None:
     """Before anything is submitted: a --out that cannot be written would lose the run's results."""
     target = Path(out)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+    if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
         raise click.UsageError(f"--out {out}: not a file in a folder this user can write to")
 
 
