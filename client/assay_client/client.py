@@ -182,6 +182,20 @@ class Client:
         """One job. Give `idempotency_key` to make a repeat of this call (another process, tomorrow) safe."""
         return Job.from_dict(self._call(job_call(analysis, text, audio, metadata, webhook, idempotency_key)))
 
+    def submit_file(
+        self,
+        analysis: str,
+        file: bytes | str | Path | Audio,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        webhook: WebhookLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """One job from a file sent as a multipart upload (audio, or call records for `cdr_fraud`), and whether
+        it was created (False: the Idempotency-Key was used before, and this is the job it made then)."""
+        response = self._send(job_call(analysis, None, file, metadata, webhook, idempotency_key))
+        return Job.from_dict(decode(response)), response.status_code == 202
+
     def submit_many(
         self,
         analysis: str,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -290,3 +293,39 @@ def test_the_file_can_be_the_request_body(client: Client, tabular: Proc, calls, 
         assert response.json()["error"]["code"] == code, response.text
     spool: Path = settings.cdr_upload_dir
     wait_for(lambda: not any(spool.iterdir()), 5, what="no spooled file left")
+
+
+def test_the_cli_uploads_call_records_one_job_per_file_and_resumes(
+    client: Client, tabular: Proc, calls, tmp_path: Path
+) -> None:
+    """`assay submit cdr_fraud --file/--dir`: the CLI asks what the analysis takes and uploads each file."""
+    data, truth = calls
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(data)
+    (folder / "b.csv.gz").write_bytes(gzip.compress(data))
+    (folder / "notes.md").write_text("not call records")
+    env = {
+        **os.environ,
+        "ASSAY_URL": client.base,
+        "ASSAY_API_KEY": client.session.headers["Authorization"].split()[1],
+        "HOME": str(tmp_path),
+    }
+    out = tmp_path / "results.jsonl"
+    argv = [str(Path(sys.executable).parent / "assay"), "submit", "cdr_fraud", "--dir", str(folder), "--wait"]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*argv, "--out", str(out)], env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first = run()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(line["source"]).name for line in lines] == ["a.csv", "b.csv.gz"]
+    assert all(line["status"] == "succeeded" and flagged(line) == set(truth.sim_boxes) for line in lines), lines
+    assert "2 new, 0 already submitted" in first.stderr, first.stderr
+    again = run()
+    assert "0 new, 2 already submitted" in again.stderr, again.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [line["id"] for line in lines]

@@ -17,7 +17,7 @@ from assay_client.cli import admin
 from assay_client.cli.config import CliConfig, ConfigError, resolve
 from assay_client.cli.progress import Display
 from assay_client.cli.run import SubmitOptions, exit_code, submit_items
-from assay_client.cli.sources import InputError, Item, audio_files, read_file, text_arguments
+from assay_client.cli.sources import InputError, Item, audio_files, read_file, record_files, text_arguments
 from assay_client.client import Client
 from assay_client.errors import AssayError, Unauthorized, WaitTimeout
 from assay_client.models import Job
@@ -105,6 +105,18 @@ def _items(texts: tuple[str, ...], file: str | None, directory: str | None, fmt:
     return items
 
 
+def _input_kind(client: Client, analysis: str) -> str | None:
+    """What the analysis takes, as the server says (call records go as file uploads, one job per file)."""
+    return next((a.input for a in client.analyses() if a.name == analysis), None)
+
+
+def _record_items(file: str | None, directory: str | None, recursive: bool) -> list[Item]:
+    try:
+        return record_files(file, directory, recursive)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _json_object(value: str | None, name: str) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -185,8 +197,15 @@ def submit(
     Exit status: 0 all succeeded (or were accepted, without --wait); 2 some failed or were canceled;
     1 an error; 130 interrupted.
     """
-    items = _items(texts, file, directory, fmt, recursive)
+    if out:
+        _check_writable(out)
+    display = Display(analysis, 0, waiting=wait, enabled=progress)
+    client = state.client(RetryPolicy(max_attempts=None, max_elapsed=retry_for), display.on_retry)
+    uploads = (file not in (None, "-") or bool(directory)) and _input_kind(client, analysis) == "cdr"
+    items = _record_items(file, directory, recursive) if uploads else _items(texts, file, directory, fmt, recursive)
+    display.set_total(len(items))
     options = SubmitOptions(
+        uploads=uploads,
         analysis=analysis,
         metadata=_json_object(metadata, "--metadata"),
         webhook=webhook,
@@ -196,11 +215,7 @@ def submit(
         concurrency=concurrency,
         salt=secrets.token_hex(8) if fresh else "",
     )
-    display = Display(analysis, len(items), waiting=wait, enabled=progress)
-    client = state.client(RetryPolicy(max_attempts=None, max_elapsed=retry_for), display.on_retry)
     began = time.monotonic()
-    if out:
-        _check_writable(out)
     # --out is opened at the first result: a run that fails before one (a bad key, the server down)
     # leaves the results of the last run as they were.
     opened: list[IO[str]] = []

@@ -52,6 +52,11 @@ class Display:
         )
         self._task: TaskID = self._progress.add_task(analysis, total=total, ok=0, bad=0, note=self._note())
 
+    def set_total(self, total: int) -> None:
+        """Known once the input is read (which, for call records, waits on asking the server what it takes)."""
+        self.total = total
+        self._progress.update(self._task, total=total, note=self._note())
+
     def __enter__(self) -> Display:
         self._progress.start()
         return self

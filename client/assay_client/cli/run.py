@@ -7,18 +7,20 @@ answers those with the jobs made the first time, and only what never reached it 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from assay_client.batching import ChunkResult
+from assay_client.batching import Chunk, ChunkResult
 from assay_client.cli.ordered import OrderedWriter
 from assay_client.cli.progress import Display
 from assay_client.cli.sources import Item
 from assay_client.client import Client
 from assay_client.errors import WaitTimeout
-from assay_client.inputs import WebhookLike
+from assay_client.idempotency import content_key, entry_digest
+from assay_client.inputs import WebhookLike, webhook_dict
 from assay_client.models import Job
 
 
@@ -32,6 +34,7 @@ class SubmitOptions:
     timeout: float | None = None
     concurrency: int = 8
     salt: str = ""  # non-empty: new jobs even for content sent before (--fresh)
+    uploads: bool = False  # one file upload per item (call records), not the batch endpoint
 
 
 def record(item: Item, job: Job) -> dict[str, Any]:
@@ -52,6 +55,9 @@ def submit_items(
     lock = threading.Lock()
 
     def submit(on_chunk: Callable[[ChunkResult], None]) -> None:
+        if options.uploads:
+            upload_each(client, items, options, on_chunk)
+            return
         client.submit_many(
             options.analysis,
             [item.request for item in items],
@@ -114,6 +120,27 @@ def submit_items(
         for position in sorted(late):
             writer.put(position, record(items[position], late[position]))
         raise
+
+
+def upload_each(
+    client: Client, items: list[Item], options: SubmitOptions, on_chunk: Callable[[ChunkResult], None]
+) -> None:
+    """One multipart POST /v1/jobs per file (call records take no batch), each keyed by the file's content
+    and place so that a re-run resumes like the batch path: a file sent before comes back as its old job."""
+    for index, item in enumerate(items):
+        upload = item.request.audio
+        assert upload is not None
+        metadata = {**(options.metadata or {}), **item.request.metadata}
+        webhook = webhook_dict(options.webhook)
+        digest = entry_digest(
+            {"analysis": options.analysis, "sha256": hashlib.sha256(upload.read()).hexdigest(), "metadata": metadata}
+        )
+        key = content_key([digest], chunk_index=index, webhook=webhook, salt=options.salt)
+        job, created = client.submit_file(
+            options.analysis, upload, metadata=metadata, webhook=webhook, idempotency_key=key
+        )
+        chunk = Chunk(index=index, start=index, key=key, body={"jobs": [upload.filename]})
+        on_chunk(ChunkResult(chunk, [job], created=created))
 
 
 def exit_code(display: Display) -> int:

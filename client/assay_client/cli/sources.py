@@ -100,5 +100,27 @@ def audio_files(directory: str, recursive: bool = False) -> list[Item]:
     return [Item(str(p), JobRequest(audio=Audio.of(p, filename=p.name))) for p in paths]
 
 
+#: Call-record files by name (the API sniffs the format and compression itself).
+CDR_SUFFIXES = (".csv", ".gz", ".jsonl", ".ndjson", ".tsv", ".txt")
+
+
+def record_files(file: str | None, directory: str | None, recursive: bool = False) -> list[Item]:
+    """Call-record files, one job each: the file itself, or a folder's by suffix, sorted by path."""
+    if file is not None:
+        path = Path(file)
+        if file == "-" or not path.is_file():
+            raise InputError(f"{file}: a call-record job takes a file (not standard input)")
+        paths = [path]
+    else:
+        root = Path(directory or ".")
+        if not root.is_dir():
+            raise InputError(f"{directory} is not a directory")
+        found = root.rglob("*") if recursive else root.iterdir()
+        paths = sorted((p for p in found if p.is_file() and p.name.lower().endswith(CDR_SUFFIXES)), key=Path.as_posix)
+        if not paths:
+            raise InputError(f"no call-record files ({', '.join(CDR_SUFFIXES)}) in {directory}")
+    return [Item(str(p), JobRequest(audio=Audio.of(p, filename=p.name))) for p in paths]
+
+
 def text_arguments(texts: Iterable[str]) -> list[Item]:
     return [Item(f"arg:{n}", JobRequest(text=t)) for n, t in enumerate(texts, start=1)]
