@@ -7,11 +7,14 @@ the processes of the process table (gunicorn with 2 gevent workers, one CPU infe
 maintenance worker with its beat, the webhook worker), each restarted by a supervisor thread about
 2 s after it exits. Four clients submit single jobs (sentiment, toxicity, phishing) and every tenth
 request a batch of 20, all with a webhook to a loopback receiver that verifies every signature with
-the `standardwebhooks` library and answers 503 one time in ten. Kills, in seconds from the start:
-8 inference worker (SIGKILL to its group), 18 Redis (SIGKILL, back empty 3 s later), 25 one gunicorn
-worker (SIGKILL), 32 PostgreSQL (immediate stop, back 3 s later), 42 webhook worker, 50 maintenance
-worker. Then it waits until every accepted job is final and its final event delivered, and reads
-jobs, webhook events and the receiver's log. See ../shared/notes/fault-run.md for the run it mirrors.
+the `standardwebhooks` library and answers 503 one time in ten. A fifth client (bench.chaos_mix) sends
+what they never do: audio (a file upload and base64 in a batch), call-record files for the tabular
+worker, repeated texts (cache hits, attached jobs), Idempotency-Keys retried until answered, and
+cancels. Kills, in seconds from the start: 8 inference worker (SIGKILL to its group), 18 Redis
+(SIGKILL, back empty 3 s later), 25 one gunicorn worker (SIGKILL), 32 PostgreSQL (immediate stop, back
+3 s later), 38 tabular worker, 42 webhook worker, 50 maintenance worker. Then it waits until every
+accepted job is final and its final event delivered, and reads jobs, webhook events and the
+receiver's log. See ../shared/notes/fault-run.md for the run it mirrors; this one is harder.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, select
 
+from bench.chaos_mix import MixedClient
 from bench.harness import record, table
 from config.settings import ROOT, load_settings
 from deploy.local.services import LocalRedis
@@ -50,6 +54,7 @@ from workers.processes import (
     api_process,
     inference_process,
     maintenance_process,
+    tabular_process,
     webhooks_process,
 )
 
@@ -260,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             inference_process("chaos-cpu0@%h", [f"{prefix}.text", f"{prefix}.audio"], {"ASSAY_TORCH_THREADS": "2"}),
             env,
         )
+        tabular = chaos.add(tabular_process(f"{prefix}.tabular", 0, hostname="chaos-tabular@%h"), env)
         maintenance = chaos.add(maintenance_process(f"{prefix}.maintenance", str(logdir / "beat")), env)
         deliverer = chaos.add(webhooks_process(f"{prefix}.webhooks", 8, hostname="chaos-webhooks@%h"), env)
         api = chaos.add(api_process(), env)
@@ -276,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=chaos.supervise, daemon=True).start()
 
         clients = Clients(url, key, f"{receiver.url}/flaky")
+        mixed = MixedClient(url, key, f"{receiver.url}/flaky", stop=clients.stop)
         threads = [threading.Thread(target=clients.run, args=(n,), daemon=True) for n in range(4)]
+        threads.append(threading.Thread(target=mixed.run, daemon=True))
         started = time.monotonic()
         for thread in threads:
             thread.start()
@@ -299,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         pg.server.stop("immediate")
         time.sleep(3)
         pg.server.start()
+        at(38)
+        kill_group(tabular)
         at(42)
         kill_group(deliverer)
         at(50)
@@ -306,11 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         at(60)
         clients.stop.set()
         for thread in threads:
-            thread.join(60)
+            thread.join(120)  # the mixed client's keyed request may still be retrying
         load_ended = time.monotonic()
+        accepted = clients.accepted + mixed.accepted
 
         def settled() -> bool:
-            found = outcome(db, clients.accepted, receiver)
+            found = outcome(db, accepted, receiver)
             return not (found["lost"] or found["not final"] or found["events not delivered"] or found["missing"])
 
         try:
@@ -319,27 +330,34 @@ def main(argv: list[str] | None = None) -> int:
         except TimeoutError:
             drained = float("nan")
         time.sleep(3)  # anything doubled would arrive now
-        found = outcome(db, clients.accepted, receiver)
+        found = outcome(db, accepted, receiver)
+        findings = mixed.findings(db)
         detail = doubled_detail(receiver, started)
         finished = Counter(r["job_id"] for r in worker.proc.log_events("job finished")) if worker.proc else Counter()
         twice = sum(1 for count in finished.values() if count > 1)
         with db.connect() as conn:
-            attempts = Counter(
-                conn.execute(select(jobs.c.attempts, func.count()).where(jobs.c.id.in_(clients.accepted)).group_by(
+            attempts: dict[int, int] = dict(
+                conn.execute(select(jobs.c.attempts, func.count()).where(jobs.c.id.in_(accepted)).group_by(
                     jobs.c.attempts)).all()
+            )  # fmt: skip
+            failed: dict[str, int] = dict(
+                conn.execute(select(jobs.c.error_code, func.count()).where(
+                    jobs.c.id.in_(accepted), jobs.c.status == "failed").group_by(jobs.c.error_code)).all()
             )  # fmt: skip
         chaos.stop()
         receiver.stop()
         broker.stop()
         db.dispose()
 
-    server_errors = sum(n for status, n in clients.statuses.items() if status >= 500 and status != 503)
+    statuses = clients.statuses + mixed.statuses
+    server_errors = sum(n for status, n in statuses.items() if status >= 500 and status != 503)
     in_flight = load_settings().webhook_concurrency
     rows = [
-        ["accepted (202)", len(clients.accepted)],
-        ["answers 503 (back-pressure or a dependency down)", clients.statuses[503]],
+        ["accepted (202)", len(accepted)],
+        ["… of them by the fifth client", ", ".join(f"{kind} {n}" for kind, n in sorted(mixed.by_kind.items()))],
+        ["answers 503 (back-pressure or a dependency down)", statuses[503]],
         ["answers ≥ 500 other than 503", server_errors],
-        ["connection errors (a gunicorn worker killed mid-request)", clients.statuses[0]],
+        ["connection errors (a gunicorn worker killed mid-request)", statuses[0]],
         ["lost (accepted, not in PostgreSQL)", found["lost"]],
         ["not final", found["not final"]],
         ["jobs finished twice", twice],
@@ -347,14 +365,16 @@ def main(argv: list[str] | None = None) -> int:
         ["final webhook event doubled (two events for one job)", found["doubled"]],
         ["final webhook event re-sent (one event received twice)", found["re-sent"]],
         ["invalid signatures", found["invalid signatures"]],
+        ["failed jobs", sum(failed.values())],
+        *([name, n] for name, n in findings.items()),
         ["end of load → all final and delivered (s)", f"{drained:.0f}"],
     ]
     text = table(["chaos run", "value"], [[name, str(value)] for name, value in rows])
     restarts = ", ".join(f"{m.spec.kind} {m.restarts}" for m in chaos.supervised)
     notes = (
-        f"{args.seconds:.0f} s of load by 4 clients; restarts by the supervisor: {restarts}; "
+        f"{args.seconds:.0f} s of load by 4 text clients and the mixed one; restarts by the supervisor: {restarts}; "
         f"attempts per job: {dict(sorted(attempts.items()))}; "
-        f"answers by status: {dict(sorted(clients.statuses.items()))}. "
+        f"answers by status: {dict(sorted(statuses.items()))}; failed jobs by error code: {dict(failed)}. "
         "Doubled and re-sent count final events the receiver accepted (2xx) more than once, by whether the "
         "copies carry two webhook-ids (a second event: a broken invariant) or one (a re-send, which Standard "
         "Webhooks receivers drop by webhook-id): attempts a SIGKILLed deliverer had in flight, or delivered and "
@@ -366,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         record("Chaos (CPU)", "python -m bench.chaos " + " ".join(argv or sys.argv[1:]), text, notes)
     storm = found["re-sent"] > in_flight  # more than one killed deliverer could have had in flight
-    ok = server_errors == 0 and not (found["lost"] or found["missing"] or found["doubled"] or twice or storm)
+    broken = found["lost"] or found["missing"] or found["doubled"] or twice or storm or any(findings.values())
+    ok = server_errors == 0 and not broken and not failed
     return 0 if ok and not math.isnan(drained) else 1
 
 
