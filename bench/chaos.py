@@ -12,7 +12,8 @@ what they never do: audio (a file upload and base64 in a batch), call-record fil
 worker, repeated texts (cache hits, attached jobs), Idempotency-Keys retried until answered, and
 cancels. Kills, in seconds from the start: 8 inference worker (SIGKILL to its group), 18 Redis
 (SIGKILL, back empty 3 s later), 25 one gunicorn worker (SIGKILL), 32 PostgreSQL (immediate stop, back
-3 s later), 38 tabular worker, 42 webhook worker, 50 maintenance worker. Then it waits until every
+3 s later), 38 tabular worker, 42 webhook worker, 50 maintenance worker; 53 Redis frozen (SIGSTOP) for
+4 s, 58 PostgreSQL frozen for 8 s, past the end of the load. Then it waits until every
 accepted job is final and its final event delivered, and reads jobs, webhook events and the
 receiver's log. See ../shared/notes/fault-run.md for the run it mirrors; this one is harder.
 """
@@ -177,6 +178,24 @@ def kill_one_gunicorn_worker(member: Supervised) -> None:
         os.kill(int(children[0]), signal.SIGKILL)
 
 
+def freeze(pids: list[int], seconds: float) -> None:
+    """SIGSTOP, then SIGCONT: a server that hangs without closing a socket (a stalled host, a long GC, a
+    partition that drops packets), which no statement_timeout and no closed connection reports."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def postgres_pids(datadir: Path) -> list[int]:
+    """The postmaster and every backend and helper it started."""
+    postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
+    found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
+    return [postmaster, *(int(pid) for pid in found.stdout.split())]
+
+
 def outcome(db: Engine, accepted: list[str], receiver: Receiver) -> dict[str, int]:
     with db.connect() as conn:
         rows = dict(conn.execute(select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(accepted))).all())
@@ -313,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         kill_group(deliverer)
         at(50)
         kill_group(maintenance)
+        at(53)
+        assert broker.process is not None
+        freeze([broker.process.pid], 4)
+        at(58)
+        freeze(postgres_pids(pg.server.datadir), 8)
         at(60)
         clients.stop.set()
         for thread in threads:
