@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from typing import Any
@@ -18,6 +19,11 @@ from store.secrets_box import SecretsKeyError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
+#: A file the server writes (a spooled upload, a temporary file of the form parser) that the disk refused
+#: for lack of room: the server's trouble, and over once an operator or the upload sweep frees space.
+STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+#: Longer than a dependency's restart: space comes back when someone acts, not in two seconds.
+STORAGE_RETRY_AFTER_SECONDS = 30
 
 
 class ApiError(Exception):
@@ -91,6 +97,13 @@ def register_error_handlers(app: Flask) -> None:
         elif isinstance(exc, RedisError):
             log.warning("Redis unavailable", extra={"error": type(exc).__name__})
             response = error_response(503, "broker_unavailable", "the broker is unavailable; retry shortly")
+        elif isinstance(exc, OSError) and exc.errno in STORAGE_FULL:
+            log.error("upload storage refused a write", extra={"error": str(exc)})
+            response = error_response(
+                503, "storage_unavailable", "the server has no room to store this upload now; retry later"
+            )
+            response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
+            return response
         elif isinstance(exc, (ParseException, NoMoreData)):
             # gunicorn found the body's chunked framing broken while the app read it: the client's fault,
             # and the rest of the connection cannot be parsed either.

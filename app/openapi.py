@@ -48,7 +48,8 @@ ERRORS: dict[int, str] = {
     422: "well-formed but not a valid job (`validation_error`, `unknown_analysis`, `invalid_audio`, ...)",
     429: "a per-key rate limit (`rate_limited`), too many open long-polls/streams (`too_many_open`) or the "
     "tenant's queued-job quota (`tenant_queue_full`); see Retry-After and RateLimit-*",
-    503: "back-pressure (`queue_full`) or a dependency down (`database_unavailable`); see Retry-After",
+    503: "back-pressure (`queue_full`), a dependency down (`database_unavailable`) or no room for an upload "
+    "(`storage_unavailable`); see Retry-After",
 }
 
 

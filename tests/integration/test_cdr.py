@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -329,3 +330,34 @@ def test_the_cli_uploads_call_records_one_job_per_file_and_resumes(
     again = run()
     assert "0 new, 2 already submitted" in again.stderr, again.stderr
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [line["id"] for line in lines]
+
+
+def test_a_full_upload_disk_is_a_503_the_client_can_retry_and_leaves_nothing(
+    stack: Stack, new_key, db, settings: Settings, calls, tmp_path: Path
+) -> None:
+    """A spool folder that refuses writes (here a file-size limit on the API workers, which fails a write
+    with EFBIG as a full disk fails it with ENOSPC) is the server's trouble: 503 `storage_unavailable` with
+    Retry-After in the JSON error shape, no job and no file left, for a multipart upload and a raw body."""
+    spool = tmp_path / "spool"
+    api, url = stack.api(ASSAY_UPLOAD_DIR=str(spool))
+    limit = 1 << 20
+    workers = subprocess.run(["pgrep", "-P", str(api.pid)], capture_output=True, text=True, check=False).stdout.split()
+    assert workers
+    for pid in workers:
+        resource.prlimit(int(pid), resource.RLIMIT_FSIZE, (limit, limit))
+    columns, _ = generate(60_000, sim_boxes=2, call_centres=0, auto_diallers=0, borderline=0, days=1)
+    path = tmp_path / "calls.csv"
+    write(columns, path)
+    data = path.read_bytes()
+    assert len(data) > 2 * limit
+    client = Client(url, new_key("disk-full"))
+    multipart = upload(client, data)
+    raw = client.post("/v1/jobs", params={"analysis": "cdr_fraud"}, data=data, headers={"Content-Type": "text/csv"})
+    for response in (multipart, raw):
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "storage_unavailable", response.text
+        assert int(response.headers["Retry-After"]) > 0
+    assert client.get("/v1/jobs").json()["data"] == []
+    assert not [p.name for p in spool.iterdir()]
+    small = upload(client, calls[0][:200_000].rsplit(b"\n", 1)[0] + b"\n")  # under the limit: accepted as usual
+    assert small.status_code == 202, small.text
