@@ -1,9 +1,12 @@
 """File submissions to POST /v1/jobs, in either of two shapes:
 
 - multipart/form-data: `analysis`, `file` (audio or call records), optional `metadata` and `webhook`
-  (JSON); call records also take `columns` and `parameters` (JSON);
+  (JSON); audio also takes `options`, call records `columns` and `parameters` (JSON);
 - the file as the request body (`Content-Type: text/csv`, `application/gzip`, `audio/wav`, …), the same
-  fields as query parameters: `POST /v1/jobs?analysis=cdr_fraud&parameters={…}`.
+  fields as query parameters, and `filename`: `POST /v1/jobs?analysis=cdr_fraud&parameters={…}`.
+
+Any other field is refused (422), as an unknown JSON field is: a misspelt `parameters` or `options`
+would otherwise run the job with the defaults, and nobody would know.
 
 Why a raw body as well: it is what `curl --data-binary @file`, S3-style clients and streaming producers
 send, with no form encoding to get right. It skips multipart decoding, but the socket read, the hash and
@@ -24,8 +27,8 @@ from app.cdr_input import cdr_spec
 from app.errors import ApiError
 from app.request_json import check_text_param, parse_json
 from app.resources import Resources
-from app.schemas import WebhookSpec
-from app.validation import EntryError, audio_spec, check_webhook
+from app.schemas import JobOptions, WebhookSpec
+from app.validation import EntryError, audio_spec, check_webhook, with_options
 from store.api import JobSpec
 
 #: Body types taken as the file itself (audio/* as well). The format is read from the bytes, not the type.
@@ -41,6 +44,11 @@ RAW_FILE_TYPES = frozenset(
         "application/octet-stream",
     }
 )
+
+
+#: The fields a file submission takes, by the kind of input its analysis reads.
+_COMMON_FIELDS = frozenset({"analysis", "metadata", "webhook"})
+FIELDS = {"audio": _COMMON_FIELDS | {"options"}, "cdr": _COMMON_FIELDS | {"columns", "parameters"}}
 
 
 def is_raw_file(mimetype: str) -> bool:
@@ -72,6 +80,18 @@ def _from_body() -> Submission:
     return Submission(request.stream, request.args.get("filename"), request.mimetype)
 
 
+def _check_fields(fields: Mapping[str, str], where: str, kind: str, *, raw_body: bool) -> None:
+    known = FIELDS[kind] | ({"filename"} if raw_body else set())
+    unknown = sorted(set(fields) - known) + ([] if raw_body else sorted(set(request.files) - {"file"}))
+    if unknown:
+        raise EntryError(
+            422,
+            "validation_error",
+            f"unknown {where}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+            {"unknown": unknown, "known": sorted(known | ({"file"} if not raw_body else set()))},
+        )
+
+
 def _json_field(fields: Mapping[str, str], where: str, name: str) -> Any:
     raw = fields.get(name)
     if raw is None:
@@ -94,6 +114,7 @@ def upload_spec(svc: Resources, key: str | None, *, raw_body: bool = False) -> J
     if kind == "text":
         raise EntryError(422, "validation_error", f"{analysis} takes text: send it as application/json")
     sub = _from_body() if raw_body else _from_form(kind)
+    _check_fields(fields, where, kind, raw_body=raw_body)
     metadata = _json_field(fields, where, "metadata")
     if metadata is None:
         metadata = {}
@@ -119,6 +140,15 @@ def upload_spec(svc: Resources, key: str | None, *, raw_body: bool = False) -> J
             idempotency_key=key,
         )
         return replace(spec, webhook=webhook)
+    try:
+        options = _options(_json_field(fields, where, "options"))
+    except ValidationError as exc:
+        details = [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
+        raise EntryError(422, "validation_error", f"{where} 'options' is not valid", details) from None
     data = sub.stream.read(svc.settings.max_audio_bytes + 1)
     spec = audio_spec(analysis, data, filename, sub.mimetype, metadata, svc.settings, key)
-    return replace(spec, webhook=webhook)
+    return with_options(replace(spec, webhook=webhook), options, svc.catalog, svc.settings)
+
+
+def _options(raw: Any) -> JobOptions | None:
+    return None if raw is None else JobOptions.model_validate(raw)

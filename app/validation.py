@@ -157,18 +157,21 @@ def _audio_job(
         data = base64.b64decode(job.input.audio_base64, validate=True)
     except (binascii.Error, ValueError):
         raise EntryError(422, "invalid_base64", "input.audio_base64 is not valid base64") from None
-    options, use_cache = check_options(job.options, catalog[job.analysis], settings)
+    check_options(job.options, catalog[job.analysis], settings)  # before the probe: an option error costs nothing
     spec = audio_spec(job.analysis, data, job.input.filename, None, job.metadata, settings, idempotency_key)
+    return with_options(replace(spec, webhook=check_webhook(job.webhook, settings)), job.options, catalog, settings)
+
+
+def with_options(
+    spec: JobSpec, options: JobOptions | None, catalog: dict[str, AnalysisConfig], settings: Settings
+) -> JobSpec:
+    """`spec` with the request's options (what the worker honours, whether the cache may serve it), and the
+    options in its Idempotency-Key hash: the same key with other options is another request."""
+    wanted, use_cache = check_options(options, catalog[spec.analysis], settings)
     request_hash = spec.request_hash
-    if request_hash and job.options is not None:
-        request_hash = canonical_hash([request_hash, job.options.model_dump()])
-    return replace(
-        spec,
-        webhook=check_webhook(job.webhook, settings),
-        options=options,
-        use_cache=use_cache,
-        request_hash=request_hash,
-    )
+    if request_hash and options is not None:
+        request_hash = canonical_hash([request_hash, options.model_dump()])
+    return replace(spec, options=wanted, use_cache=use_cache, request_hash=request_hash)
 
 
 def _cdr_job(

@@ -209,6 +209,57 @@ def test_text_analysis_by_multipart_and_audio_without_file_are_refused(user: Cli
     assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
 
 
+def test_an_upload_refuses_fields_it_does_not_know_and_creates_nothing(user: Client) -> None:
+    """A misspelt form field or query parameter is a 422, as an unknown JSON field is, not silently dropped."""
+    cases = [
+        upload(user, "transcription", "hello.wav", metdata='{"x": 1}'),
+        upload(user, "transcription", "hello.wav", parameters="{}"),  # call records take it, audio does not
+        user.post(
+            "/v1/jobs",
+            data={"analysis": "transcription"},
+            files={"file": ("a.wav", (AUDIO / "hello.wav").read_bytes()), "file2": ("b.wav", b"x")},
+        ),
+        user.post(
+            "/v1/jobs",
+            params={"analysis": "cdr_fraud", "paramters": '{"min_calls": 3}'},
+            data=b"caller,callee,start_time,duration\n1,2,2024-01-01T00:00:00Z,3\n",
+            headers={"Content-Type": "text/csv"},
+        ),
+    ]
+    unknown = [["metdata"], ["parameters"], ["file2"], ["paramters"]]
+    for response, names in zip(cases, unknown, strict=True):
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and error["details"]["unknown"] == names, error
+    assert user.get("/v1/jobs").json()["data"] == []
+
+
+def test_an_upload_takes_options_as_a_json_job_does(user: Client, db) -> None:
+    """`options` on a multipart or raw-body upload: opting out of the cache runs the same clip twice, and
+    diagnostics come back. (The field was dropped: the second clip was attached to the first.)"""
+    from sqlalchemy import select
+
+    from store.tables import jobs
+
+    options = '{"cache": false, "return_diagnostics": true}'
+    first = upload(user, "transcription", "benign.wav", options=options)
+    second = user.post(
+        "/v1/jobs",
+        params={"analysis": "transcription", "options": options},
+        data=(AUDIO / "benign.wav").read_bytes(),
+        headers={"Content-Type": "audio/wav"},
+    )
+    ids = [first.json()["id"], second.json()["id"]]
+    done = [user.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json() for job_id in ids]
+    assert all(job["status"] == "succeeded" and "diagnostics" in job["result"] for job in done), done
+    assert not any(job["result"].get("cached") for job in done), done
+    with db.connect() as conn:
+        found = conn.execute(select(jobs.c.coalesced_into, jobs.c.attempts).where(jobs.c.id.in_(ids))).all()
+    assert sorted(found) == [(None, 1), (None, 1)]
+    bad = upload(user, "transcription", "benign.wav", options='{"cache": "no"}')
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error", bad.text
+
+
 def test_an_hf_classifier_model_serves_an_analysis_through_the_worker(
     stack: Stack, new_key, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
