@@ -8,6 +8,8 @@ stack already knows by name: `DATABASE_URL` and `REDIS_URL`.
 from __future__ import annotations
 
 import functools
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -341,6 +343,16 @@ def _env_name(loc: tuple[object, ...]) -> str:
     if field in ("database_url", "redis_url"):
         return field.upper()
     return f"ASSAY_{field.upper()}" if field else "settings"
+
+
+def run_command(main: Callable[..., int], *args: object) -> int:
+    """A command's exit code. A configuration error (a bad value, a missing key) is its one-line message
+    on stderr and exit 2: the operator's to fix, and under a traceback the message was easy to miss."""
+    try:
+        return main(*args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 @functools.cache

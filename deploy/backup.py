@@ -37,6 +37,7 @@ from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 from config import Settings, get_settings
+from config.settings import run_command
 
 FORMAT = "assay-backup/1"
 DUMP_NAME = "assay.dump"
@@ -240,4 +241,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -9,6 +9,7 @@ import sys
 from sqlalchemy import Connection, Engine, select
 
 from config import get_settings
+from config.settings import run_command
 from store.db import make_engine
 from store.keys import create_key, list_keys, revoke_key
 from store.limits import OVERRIDABLE, overrides_for, set_overrides
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 def tenant_limits_command(conn: Connection, args: argparse.Namespace) -> int:
     tenant = conn.execute(select(tenants.c.id).where(tenants.c.name == args.tenant)).scalar_one_or_none()
     if tenant is None:
-        print(f"no tenant named {args.tenant!r}", file=sys.stderr)
+        print(
+            f"no tenant named {args.tenant!r}: a tenant exists once it has a key "
+            f"(python -m store.cli keys create --tenant {args.tenant}, or make key TENANT={args.tenant})",
+            file=sys.stderr,
+        )
         return 1
     if args.action == "set":
         given = {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name) is not None}
@@ -104,4 +109,4 @@ def reencrypt_all(engine: Engine, box: SecretBox, chunk: int = 500) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 
 from config import Settings, get_settings
+from config.settings import run_command
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -44,4 +45,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main, sys.argv[1:]))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from config.settings import SettingsError
 
-class SecretsKeyError(RuntimeError):
+
+class SecretsKeyError(SettingsError):
     """No usable key: what the operator must set is in the message."""
 
 

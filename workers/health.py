@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import get_args
 
 from config import Settings, get_settings
+from config.settings import run_command
 from workers.processes import ProcessKind, ProcessSpec, role_process
 
 TIMEOUT_SECONDS = 5.0
@@ -119,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from config import Settings, get_settings
-from config.settings import ROOT
+from config.settings import ROOT, run_command
 from workers.processes import ProcessSpec, inference_processes
 from workers.supervisor import Supervisor
 
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -13,6 +13,7 @@ import sys
 from typing import cast, get_args
 
 from config import get_settings
+from config.settings import run_command
 from workers.launch import detect_gpus
 from workers.processes import ProcessKind
 
@@ -42,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from config.settings import ROOT, load_settings
+from config.settings import ROOT, load_settings, run_command
 from deploy.local.services import running
 from store.db import make_engine
 from store.keys import create_key, tenant_for_key
@@ -111,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from config.settings import SettingsError, load_settings
+from config.settings import ROOT, SettingsError, load_settings
 
 
 def test_defaults_work_on_a_developer_machine() -> None:
@@ -33,3 +37,27 @@ def test_visibility_timeout_must_outlast_leases() -> None:
 def test_production_refuses_the_default_flower_password() -> None:
     with pytest.raises(SettingsError, match="FLOWER_PASSWORD"):
         load_settings(environment="production")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["store.cli", "keys", "list"], {"ASSAY_MAX_BATCH_SIZE": "abc"}, "error: invalid configuration: ASSAY_MAX"),
+        (["store.cli", "secrets", "reencrypt"], {"ASSAY_SECRETS_KEYS": ""}, "error: ASSAY_SECRETS_KEYS is not set"),
+        (["store.migrate", "current"], {"ASSAY_LEASE_SECONDS": "-1"}, "error: invalid configuration: ASSAY_LEASE"),
+        (["deploy.local.run"], {"ASSAY_API_WORKERS": "many"}, "error: invalid configuration: ASSAY_API_WORKERS"),
+    ],
+)
+def test_a_command_with_a_bad_setting_says_so_in_one_line(argv: list[str], env: dict[str, str], message: str) -> None:
+    """Exit 2 and the message, no traceback: the message used to be the last line under thirty others."""
+    done = subprocess.run(
+        [sys.executable, "-m", *argv],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith(message) and "Traceback" not in done.stderr, done.stderr
