@@ -9,13 +9,14 @@ any database or Redis it started.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from config.settings import ROOT, load_settings, run_command
+from config.settings import ROOT, Settings, load_settings, run_command
 from deploy.local.services import running
 from store.db import make_engine
 from store.keys import create_key, tenant_for_key
@@ -56,6 +57,18 @@ def dev_secrets_key(key_file: Path) -> str:
     return key_file.read_text().strip()
 
 
+def local_webhooks(settings: Settings) -> bool:
+    """Whether webhooks may reach this machine and its network: yes when the API only listens on loopback
+    and nobody set ASSAY_WEBHOOK_ALLOW_PRIVATE. Only someone on this machine can submit a job then, and
+    they can reach those addresses anyway; a receiver on localhost is how webhooks are tried out."""
+    if "webhook_allow_private" in settings.model_fields_set:
+        return False
+    host = settings.api_bind.rsplit(":", 1)[0].strip("[]")
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return host == "localhost"
+
+
 def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
     """Print the banner only once the API answers (or say why it did not)."""
     deadline = time.monotonic() + timeout
@@ -69,7 +82,8 @@ def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
     print(f"[run] {url} did not answer within {timeout:.0f}s", file=sys.stderr)
 
 
-def banner(api: str, flower: str, user: str, password: str, key: str) -> str:
+def banner(api: str, flower: str, user: str, password: str, key: str, local_hooks: bool) -> str:
+    hooks = "\n  Webhooks may target this machine (the API listens on loopback only).\n" if local_hooks else ""
     return f"""
   Assay is running.
     API      {api}            (OpenAPI: {api}/openapi.json, metrics: {api}/metrics)
@@ -80,7 +94,7 @@ def banner(api: str, flower: str, user: str, password: str, key: str) -> str:
     curl -s -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
          -d '{{"analysis":"sentiment","input":{{"text":"I love this product"}}}}' {api}/v1/jobs
     curl -s -H "Authorization: Bearer {key}" "{api}/v1/jobs/<id>?wait=10"
-
+{hooks}
   Ctrl-C stops everything.
 """
 
@@ -92,10 +106,14 @@ def main() -> int:
         env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         if not settings.secrets_key_list:
             env["ASSAY_SECRETS_KEYS"] = dev_secrets_key(settings.var_dir / "secrets-key")
+        local_hooks = local_webhooks(settings)
+        if local_hooks:
+            env["ASSAY_WEBHOOK_ALLOW_PRIVATE"] = "true"
         live = load_settings(
             database_url=services.database_url,
             redis_url=services.redis_url,
             secrets_keys=env.get("ASSAY_SECRETS_KEYS", ""),
+            webhook_allow_private=settings.webhook_allow_private or local_hooks,
         )
         upgrade(live)  # migrations read the secrets key from `live` where they re-encrypt
         key = dev_api_key(services.database_url, settings.var_dir / "dev-api-key")
@@ -106,7 +124,8 @@ def main() -> int:
         api = f"http://{live.api_bind}"
         flower = f"http://127.0.0.1:{live.flower_port}"
         wait_healthy(api + "/health", supervisor)
-        print(banner(api, flower, live.flower_user, live.flower_password, key), file=sys.stderr, flush=True)
+        text = banner(api, flower, live.flower_user, live.flower_password, key, local_hooks)
+        print(text, file=sys.stderr, flush=True)
         return supervisor.wait()
 
 
