@@ -204,11 +204,12 @@ def _cdr_job(
 
 
 def _too_large(settings: Settings, actual: int) -> EntryError:
+    """413; an upload is read only to one byte past the limit, so its real size is not known: no `actual`."""
+    limit = settings.max_audio_bytes
+    if actual == limit + 1:
+        return EntryError(413, "audio_too_large", f"the audio is over {limit} bytes, the limit", {"limit": limit})
     return EntryError(
-        413,
-        "audio_too_large",
-        f"the audio is {actual} bytes; the limit is {settings.max_audio_bytes}",
-        {"limit": settings.max_audio_bytes, "actual": actual},
+        413, "audio_too_large", f"the audio is {actual} bytes; the limit is {limit}", {"limit": limit, "actual": actual}
     )
 
 
@@ -233,7 +234,8 @@ def audio_spec(
             probe_audio, data, max_seconds=settings.max_audio_seconds, deadline_seconds=settings.audio_probe_seconds
         )
     except InvalidAudio as exc:
-        raise EntryError(422, exc.code, exc.message) from None
+        # Too long is a limit passed (413, as when the header states the length); the rest is unusable audio.
+        raise EntryError(413 if exc.code == "audio_too_long" else 422, exc.code, exc.message) from None
     if info.duration_seconds > settings.max_audio_seconds:
         raise EntryError(
             413,

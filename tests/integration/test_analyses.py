@@ -198,6 +198,7 @@ def test_audio_over_the_byte_limit_is_413(strict_api: str, new_key) -> None:
     assert len(big) > 2_000_000
     response = user.post("/v1/jobs", data={"analysis": "transcription"}, files={"file": ("big.wav", big)})
     assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_large"
+    assert response.json()["error"]["details"] == {"limit": 2_000_000}, response.text  # not a made-up size
 
 
 def test_text_analysis_by_multipart_and_audio_without_file_are_refused(user: Client) -> None:

@@ -192,8 +192,9 @@ def test_an_upload_that_would_decode_for_minutes_is_refused_within_a_second_whil
         )
         took = time.perf_counter() - started
         other.result()
-    assert response.status_code in (413, 422), response.text
-    assert response.json()["error"]["code"] in ("audio_too_long", "audio_probe_timeout")
+    # Too long is a limit passed (413) however it was found; a length not found in time is unusable (422).
+    found = (response.status_code, response.json()["error"]["code"])
+    assert found in {(413, "audio_too_long"), (422, "audio_probe_timeout")}, response.text
     assert took < 2.0, f"the upload held the API for {took:.2f}s"
     assert len(latencies) > 5 and max(latencies) < 1.0, f"other requests waited up to {max(latencies):.2f}s"
     assert Client(url, key).get("/v1/jobs").json()["data"] == [], "nothing was created"
