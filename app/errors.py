@@ -59,10 +59,10 @@ _HTTP_CODES = {
 }
 
 
-#: Paths shaped like a job's or an event's route whose id no job or event could have.
+#: Paths shaped like a job's or an event's route whose id no job or event could have: (shape, code, noun).
 _NOT_FOUND_UNDER = (
-    (re.compile(r"/v1/jobs/[^/]+(/cancel|/webhooks)?"), "job_not_found"),
-    (re.compile(r"/v1/webhooks/[^/]+/redeliver"), "webhook_event_not_found"),
+    (re.compile(r"/v1/jobs/(?P<id>[^/]+)(/cancel|/webhooks)?"), "job_not_found", "job"),
+    (re.compile(r"/v1/webhooks/(?P<id>[^/]+)/redeliver"), "webhook_event_not_found", "webhook event"),
 )
 
 
@@ -77,9 +77,13 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "http_error")
+        message = exc.description or exc.name
         if status == 404:  # an id no job or event could have: say what was not found, as for any unknown id
-            code = next((name for shape, name in _NOT_FOUND_UNDER if shape.fullmatch(request.path)), code)
-        response = error_response(status, code, exc.description or exc.name)
+            for shape, name, noun in _NOT_FOUND_UNDER:
+                if found := shape.fullmatch(request.path):
+                    code, message = name, f"no {noun} {found['id'][:80]!r}"
+                    break
+        response = error_response(status, code, message)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

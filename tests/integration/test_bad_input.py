@@ -256,6 +256,8 @@ READ_CASES: list[tuple[str, str, str, dict[str, Any] | None, int, str | None]] =
     ("redeliver nul", "POST", "/v1/webhooks/msg_%00/redeliver", None, 404, "webhook_event_not_found"),
     ("redeliver long", "POST", "/v1/webhooks/msg_" + "c" * 5000 + "/redeliver", None, 404, "webhook_event_not_found"),
     ("redeliver unknown", "POST", "/v1/webhooks/msg_unknown/redeliver", None, 404, "webhook_event_not_found"),
+    ("redeliver other prefix", "POST", "/v1/webhooks/wh_nope/redeliver", None, 404, "webhook_event_not_found"),
+    ("ellipsis id", "GET", "/v1/jobs/job_\u2026", None, 404, "job_not_found"),
     ("put jobs", "PUT", "/v1/jobs", None, 405, "method_not_allowed"),
     ("patch job", "PATCH", "/v1/jobs/job_abc", None, 405, "method_not_allowed"),
     ("delete list", "DELETE", "/v1/jobs", None, 405, "method_not_allowed"),
@@ -339,7 +341,11 @@ def test_batches(user: Client, db: Engine, name, kwargs, status, code) -> None:
     ("name", "method", "path", "params", "status", "code"), READ_CASES, ids=[c[0] for c in READ_CASES]
 )
 def test_reads_and_actions(user: Client, name, method, path, params, status, code) -> None:
-    assert_4xx(user.request(method, path, params=params), status, code)
+    response = user.request(method, path, params=params)
+    assert_4xx(response, status, code)
+    if code in ("job_not_found", "webhook_event_not_found"):  # not werkzeug's "requested URL was not found"
+        noun = "job" if code == "job_not_found" else "webhook event"
+        assert response.json()["error"]["message"].startswith(f"no {noun} '"), response.text
 
 
 @pytest.mark.parametrize(("name", "headers", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
