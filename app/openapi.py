@@ -35,6 +35,7 @@ _RESPONSE_MODELS: list[type[BaseModel]] = [
     schemas.WebhookSecret,
     schemas.AnalysisList,
     schemas.Redelivery,
+    schemas.Stats,
 ]
 
 ERRORS: dict[int, str] = {
@@ -420,6 +421,35 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "listAnalyses",
                 "summary": "Analyses served",
                 "responses": {"200": _json("AnalysisList", "catalog"), **_errors(401), **busy},
+            }
+        },
+        "/v1/stats": {
+            "get": {
+                "operationId": "getStats",
+                "summary": "The tenant's queued and running jobs, the last minute's throughput, queue depths",
+                "responses": {"200": _json("Stats", "figures"), **_errors(401), **busy},
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "Server-sent events: a frame per change of any of the tenant's jobs, as it commits",
+                "description": "`event: job` frames, `data` {job_id, analysis, status, at, error_code?}, each "
+                "with an `id`; reconnect with `Last-Event-ID` to resume. `event: reset` when the events "
+                "since that id are no longer kept (list the jobs again). `: keepalive` comments meanwhile.",
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _plain("the stream", "text/event-stream", {"type": "string"}),
+                    **_errors(400, 401),
+                    **busy,
+                },
             }
         },
         "/metrics": {

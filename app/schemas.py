@@ -189,3 +189,20 @@ class Redelivery(BaseModel):
     id: str
     status: Literal["pending"]
     previous_status: Literal["pending", "delivered", "failed", "stopped"]
+
+
+class Quota(BaseModel):
+    queued_jobs: int = Field(description="jobs the tenant may have waiting for a worker")
+    jobs_per_minute: int
+
+
+class Stats(BaseModel):
+    """GET /v1/stats: the tenant's jobs now and over the last minute, and each shared queue's depth."""
+
+    queued: int
+    running: int
+    finished_last_minute: int
+    failed_last_minute: int
+    throughput_per_second: float
+    queue_depth: dict[str, int] = Field(description="messages waiting in each model family's queue (all tenants)")
+    quota: Quota

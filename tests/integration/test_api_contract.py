@@ -7,6 +7,7 @@ listing deterministic.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 import pytest
@@ -158,6 +159,21 @@ def test_meta_endpoints(idle: Client, idle_api: str) -> None:
     sentiment = next(a for a in analyses if a["name"] == "sentiment")
     assert sentiment["input"] == "text" and set(sentiment["labels"]) == {"positive", "negative", "neutral"}
     assert sentiment["limits"]["max_text_chars"] > 0
+
+
+def test_every_v1_route_is_in_the_openapi_document(idle_api: str) -> None:
+    """/v1/events and /v1/stats were served and missing from it: a client generated from it lacked them."""
+    from app.factory import create_app
+
+    served = {
+        (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method.lower())
+        for rule in create_app().url_map.iter_rules()
+        if rule.rule.startswith("/v1/")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    spec = Client(idle_api, None).get("/openapi.json").json()
+    documented = {(path, method) for path, operations in spec["paths"].items() for method in operations}
+    assert served - documented == set()
 
 
 def test_ready_names_the_failed_dependency(stack: Stack) -> None:
