@@ -81,9 +81,9 @@ manifests: $(STAMP) ## render the Kubernetes overlays and check them (schemas + 
 backup: $(STAMP) ## pg_dump (custom format) + manifest.json into backups/assay-<UTC time>/ (DATABASE_URL, or local)
 	$(PY) -m deploy.local.services exec -- $(PY) -m deploy.backup dump --root $(or $(BACKUP_ROOT),backups)
 
-restore: $(STAMP) ## restore a backup: make restore BACKUP=backups/assay-<time> (checks its manifest first)
-	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/assay-<time>"; exit 2; }
-	$(PY) -m deploy.local.services exec -- $(PY) -m deploy.backup restore $(BACKUP)
+restore: $(STAMP) ## restore a backup: make restore BACKUP=backups/assay-<time> [CLEAN=1] (checks its manifest first)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/assay-<time> [CLEAN=1]"; exit 2; }
+	$(PY) -m deploy.local.services exec -- $(PY) -m deploy.backup restore $(BACKUP) $(if $(CLEAN),--clean)
 
 clean: ## remove var/ (local databases) and caches; keeps .venv
 	rm -rf var .pytest_cache .ruff_cache

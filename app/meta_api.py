@@ -12,6 +12,7 @@ from app.resources import resources
 from config import Settings
 from config.catalog import model_choice, model_label
 from config.production import bind_port
+from models.cdr.spec import CdrParameters
 
 bp = Blueprint("meta", __name__)
 
@@ -126,7 +127,8 @@ def analyses() -> Response:
             "flag_label": a.flag_label,
             "verdicts": a.verdicts,
             "pipeline": {"steps": a.steps, "then": a.then} if a.engine == "pipeline" else None,
-            "parameters": a.parameters or None,
+            # As a job's result reports them: whole numbers where the parameter is one (50, not 50.0).
+            "parameters": CdrParameters.resolve(None, a.parameters).to_json() if a.input == "cdr" else None,
             "limits": _limits(a.input, s),
         }
         for a in svc.catalog.values()

@@ -177,7 +177,7 @@ class Analysis(BaseModel):
     flag_label: str | None
     verdicts: dict[str, float]
     pipeline: dict[str, list[str]] | None
-    parameters: dict[str, float] | None = Field(None, description="call records: the parameters' defaults")
+    parameters: dict[str, int | float] | None = Field(None, description="call records: the parameters' defaults")
     limits: dict[str, float]
 
 

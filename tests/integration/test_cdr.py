@@ -71,6 +71,8 @@ def test_planted_sim_boxes_are_flagged_and_nothing_else(client: Client, tabular:
         "max_avg_duration_seconds": 3.0,
         "min_calls": 0,
     }
+    listed = next(a for a in client.get("/v1/analyses").json()["data"] if a["name"] == "cdr_fraud")["parameters"]
+    assert {k: (v, type(v)) for k, v in listed.items()} == {k: (v, type(v)) for k, v in result["parameters"].items()}
     risks = [entry["risk_score"] for entry in result["flagged_callers"]]
     assert risks == sorted(risks, reverse=True)
     evidence = result["flagged_callers"][0]["evidence"]
