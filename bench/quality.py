@@ -6,10 +6,12 @@ or, for prompt injection (181 rows, too few to split), refits the whole head in 
 repeated 5-fold cross-validation (train/head.py), as is toxicity on its hand-written rows; the catalog's
 prototypes are scored on exactly the same rows. Records the table in docs/BENCHMARKS.md.
 
-    .venv/bin/python -m bench.quality
+    .venv/bin/python -m bench.quality [analysis ...]
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -36,11 +38,12 @@ def prototype_probs(analysis: str, x: np.ndarray, labels: list[str]) -> np.ndarr
 
 def subsets(task: Task, rows: list[int]) -> dict[str, list[int]]:
     """Positions in `rows` (the held-out rows) of the slices the issue asks to see separately."""
+    if task.slices:
+        position = {row: k for k, row in enumerate(rows)}
+        return {name: [position[i] for i in pick] for name, pick in task.slices.items()}
     out = {"held-out": list(range(len(rows)))}
     if task.analysis == "prompt_injection":
         out["held-out, English only"] = [k for k, i in enumerate(rows) if task.rows[i].group == "en"]
-    if task.analysis == "phishing":
-        out["held-out, hard ham only"] = [k for k, i in enumerate(rows) if task.rows[i].group == "hard-ham-1"]
     return out
 
 
@@ -78,15 +81,16 @@ def rows_for(task: Task) -> list[str]:
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    names = argv or list(TRAINED)
     header = (
         "| analysis | evaluation data | n | head accuracy | head macro-F1 | head ECE "
         "| prototype accuracy | prototype macro-F1 | prototype ECE |\n|---|---|---|---|---|---|---|---|---|"
     )
-    lines = [line for name in TRAINED for line in rows_for(prepare(name))]
+    lines = [line for name in names for line in rows_for(prepare(name))]
     record(
         "Quality of the trained heads (bench/quality.py)",
-        ".venv/bin/python -m bench.quality",
+        " ".join([".venv/bin/python -m bench.quality", *(argv or [])]),
         "\n".join([header, *lines]),
         "Held-out rows were never used for fitting, choosing C or calibrating; prompt injection's figures are "
         "the mean of 3 repeats of 5-fold cross-validation, each fold refitting the whole head without its rows; "
@@ -95,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -11,7 +11,7 @@ from importlib.metadata import version
 import numpy as np
 
 from config.settings import ROOT
-from train.head import CV_FOLDS, CV_REPEATS, fit_head, held_out_probs, metrics
+from train.head import CV_FOLDS, CV_REPEATS, fit_head, held_out_probs, slice_metrics
 from train.profanity import export as export_profanity
 from train.sample import SEED
 from train.tasks import TRAINED, Task, prepare
@@ -23,7 +23,7 @@ def train(task: Task) -> dict:
     """Measure the head on held-out rows, then fit the shipped one (on every training row for CV tasks)."""
     head, fitted = fit_head(task, task.train, task.val)
     rows, repeats = held_out_probs(task, head)  # CV tasks refit per fold; others score this head on the test rows
-    measured = metrics(task, rows, repeats, head.labels)
+    measured = slice_metrics(task, rows, repeats, head.labels)
     HEADS.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         HEADS / f"{task.analysis}.npz",

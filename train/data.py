@@ -32,6 +32,7 @@ class Example:
     label: str
     group: str  # source or sub-corpus, for stratified splits and separate reporting
     value: float = 0.0  # the mean human rating for sentiment
+    subject: str = ""  # an email's subject line (phishing)
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -126,7 +127,8 @@ def load_spam() -> list[Example]:
         record = json.loads(path.read_text())
         group = record["group"]
         label = "phishing" if group.startswith("spam") else "legitimate"
-        rows.append(Example(email_text(record["text"]), label, group))
+        subject = email.message_from_string(record["text"], policy=email.policy.default).get("subject", "")
+        rows.append(Example(email_text(record["text"]), label, group, subject=_SPACE.sub(" ", str(subject)).strip()))
     return rows
 
 

@@ -143,3 +143,14 @@ def metrics(task: Task, rows: list[int], repeats: list[np.ndarray], labels: list
     if task.analysis == "sentiment":
         out["binary"] = binary_sentiment(y, repeats[0], labels)
     return out
+
+
+def slice_metrics(task: Task, rows: list[int], repeats: list[np.ndarray], labels: list[str]) -> dict:
+    """`metrics` of the held-out rows, or of each of the task's named slices of them (first: the headline)."""
+    if not task.slices:
+        return metrics(task, rows, repeats, labels)
+    position = {row: k for k, row in enumerate(rows)}
+    return {
+        name: metrics(task, pick, [probs[[position[i] for i in pick]] for probs in repeats], labels)
+        for name, pick in task.slices.items()
+    }

@@ -42,6 +42,8 @@ class Task:
     mlp: bool = False  # also try a one-hidden-layer MLP on the validation rows
     rating: bool = False  # rows carry a continuous rating (Example.value) the tfidf model also regresses
     decision_offsets: bool = False  # choose per-class decision offsets on the validation rows (train.fit)
+    #: Named subsets of `test` reported on their own (the first is the headline figure); empty: `test` whole.
+    slices: dict[str, list[int]] = field(default_factory=dict)
 
 
 CURATED = Path(__file__).resolve().parent / "curated"
@@ -98,22 +100,42 @@ def prepare(analysis: str) -> Task:
             decision_offsets=True,
         )
     if analysis == "phishing":
-        rows = stratified_sample(load_spam(), SPAM_ROWS)
-        train, test = split(rows, 0.2)
-        fit_rows, val = _val_split(rows, train)
+        emails = stratified_sample(load_spam(), SPAM_ROWS)
+        train, test = split(emails, 0.2)
+        fit_rows, val = _val_split(emails, train)
         extra = _curated("phishing")
+        # Scored, never trained on: short texts, which the email corpus does not hold but chats, SMS and voicemail
+        # transcripts (what audio_threat hands this head) are. Real ones: the subject lines of the held-out
+        # emails (both classes) and everyday sentences (VADER's, legitimate); hand-written messages beside them.
+        subjects = [Example(emails[i].subject, emails[i].label, "subject") for i in test if emails[i].subject]
+        everyday = [Example(r.text, "legitimate", "everyday") for r in load_sentiment()[5::40]]
+        notes = [Example(r.text, r.label, "message") for r in _curated_file("phishing_messages")]
+        messages = subjects + everyday + notes
+        rows = emails + messages
+        start = len(emails)
         return Task(
             analysis,
             f"SpamAssassin ({SPAM_NPM}), 20 % held out",
             "CC0-1.0 / PDDL (corpus), Apache-2.0 (package)",
             rows,
-            embed([r.text for r in rows], "spam"),
+            np.concatenate([embed([r.text for r in emails], "spam"), embed([r.text for r in messages], "messages")]),
             fit_rows,
             val,
-            test,
+            test + list(range(len(emails), len(rows))),
             [],
             extra,
             embed([r.text for r in extra], "phishing-curated"),
+            slices={
+                "held-out": test,
+                "held-out, hard ham only": [i for i in test if emails[i].group == "hard-ham-1"],
+                "subject lines of the held-out emails alone": list(range(start, start + len(subjects))),
+                f"everyday sentences ({VADER_SDIST}, every 40th from the 5th; all legitimate)": list(
+                    range(start + len(subjects), start + len(subjects) + len(everyday))
+                ),
+                "short messages (train/curated/phishing_messages.json, hand-written)": list(
+                    range(len(rows) - len(notes), len(rows))
+                ),
+            },
         )
     if analysis == "prompt_injection":
         # 181 rows are too few to split: every row trains the shipped head, and the reported figures come
