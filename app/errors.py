@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 2
 #: A file the server writes (a spooled upload, a temporary file of the form parser) that the disk refused
 #: for lack of room: the server's trouble, and over once an operator or the upload sweep frees space.
-STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: A file larger than the file system or the process's file-size limit takes: the same upload fails every
+#: time, so it is a 413 (larger than this server is able to process), not a 503 to retry.
+FILE_TOO_LARGE = errno.EFBIG
 #: Longer than a dependency's restart: space comes back when someone acts, not in two seconds.
 STORAGE_RETRY_AFTER_SECONDS = 30
 
@@ -108,6 +111,9 @@ def register_error_handlers(app: Flask) -> None:
             )
             response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
             return response
+        elif isinstance(exc, OSError) and exc.errno == FILE_TOO_LARGE:
+            log.error("upload larger than the server can store", extra={"error": str(exc)})
+            return error_response(413, "request_too_large", "the upload is larger than this server can store")
         elif isinstance(exc, (ParseException, NoMoreData)):
             # gunicorn found the body's chunked framing broken while the app read it: the client's fault,
             # and the rest of the connection cannot be parsed either.

@@ -109,6 +109,15 @@ def _limits(kind: str, s: Settings) -> dict[str, float]:
     return {**common, "max_text_chars": s.max_text_chars, "max_model_tokens": s.max_model_tokens}
 
 
+def _parameter_defaults(defaults: dict[str, float]) -> dict[str, float] | None:
+    """As a job's result reports them: whole numbers where the parameter is one (50, not 50.0). A catalog
+    default out of range is listed as written (its jobs are refused with invalid_parameters), not a 500."""
+    try:
+        return CdrParameters.resolve(None, defaults).to_json()
+    except ValueError:
+        return defaults or None
+
+
 @bp.get("/v1/analyses")
 def analyses() -> Response:
     authenticate()
@@ -127,8 +136,7 @@ def analyses() -> Response:
             "flag_label": a.flag_label,
             "verdicts": a.verdicts,
             "pipeline": {"steps": a.steps, "then": a.then} if a.engine == "pipeline" else None,
-            # As a job's result reports them: whole numbers where the parameter is one (50, not 50.0).
-            "parameters": CdrParameters.resolve(None, a.parameters).to_json() if a.input == "cdr" else None,
+            "parameters": _parameter_defaults(a.parameters) if a.input == "cdr" else None,
             "limits": _limits(a.input, s),
         }
         for a in svc.catalog.values()

@@ -251,6 +251,7 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "webhook": _optional("WebhookSpec"),
                 "columns": cdr_columns | {"description": "call records only: " + cdr_columns["description"]},
                 "parameters": cdr_parameters | {"description": "call records only: detection thresholds"},
+                "options": _optional("JobOptions") | {"description": "audio only: cache opt-out, diagnostics"},
             },
         },
     }
@@ -306,6 +307,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                                 "webhook": {"contentType": "application/json"},
                                 "columns": {"contentType": "application/json"},
                                 "parameters": {"contentType": "application/json"},
+                                "options": {"contentType": "application/json"},
                             },
                         },
                     },

@@ -22,13 +22,14 @@ from typing import IO, Any
 
 from flask import request
 from pydantic import ValidationError
+from werkzeug.datastructures import MultiDict
 
 from app.cdr_input import cdr_spec
 from app.errors import ApiError
 from app.request_json import check_text_param, parse_json
 from app.resources import Resources
 from app.schemas import JobOptions, WebhookSpec
-from app.validation import EntryError, audio_spec, check_webhook, with_options
+from app.validation import EntryError, audio_spec, check_options, check_webhook, with_options
 from store.api import JobSpec
 
 #: Body types taken as the file itself (audio/* as well). The format is read from the bytes, not the type.
@@ -80,9 +81,22 @@ def _from_body() -> Submission:
     return Submission(request.stream, request.args.get("filename"), request.mimetype)
 
 
-def _check_fields(fields: Mapping[str, str], where: str, kind: str, *, raw_body: bool) -> None:
+def _check_fields(fields: MultiDict[str, str], where: str, kind: str, *, raw_body: bool) -> None:
+    """Each field a name this kind takes, given once, as text; one file (multipart) named `file`."""
     known = FIELDS[kind] | ({"filename"} if raw_body else set())
-    unknown = sorted(set(fields) - known) + ([] if raw_body else sorted(set(request.files) - {"file"}))
+    files = MultiDict() if raw_body else request.files
+    twice = sorted(name for name in set(fields) | set(files) if len(fields.getlist(name) + files.getlist(name)) > 1)
+    if twice:
+        raise EntryError(422, "validation_error", f"{where}s given more than once: {', '.join(map(repr, twice))}")
+    as_files = sorted(set(files) & known)
+    if as_files:
+        raise EntryError(
+            422,
+            "validation_error",
+            f"{', '.join(map(repr, as_files))} came as a file part: send it as a text field "
+            "(curl -F 'name=value', not -F name=@file)",
+        )
+    unknown = sorted(set(fields) - known) + sorted(set(files) - {"file"})
     if unknown:
         raise EntryError(
             422,
@@ -145,6 +159,7 @@ def upload_spec(svc: Resources, key: str | None, *, raw_body: bool = False) -> J
     except ValidationError as exc:
         details = [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
         raise EntryError(422, "validation_error", f"{where} 'options' is not valid", details) from None
+    check_options(options, svc.catalog[analysis], svc.settings)  # before the audio is read and probed
     data = sub.stream.read(svc.settings.max_audio_bytes + 1)
     spec = audio_spec(analysis, data, filename, sub.mimetype, metadata, svc.settings, key)
     return with_options(replace(spec, webhook=webhook), options, svc.catalog, svc.settings)

@@ -56,9 +56,11 @@ def rows_for(task: Task) -> list[str]:
         picked = [rows[k] for k in pick]
         h = metrics(task, picked, [probs[pick] for probs in repeats], head.labels)
         p = report([task.rows[i].label for i in picked], base[pick], head.labels)
+        one_label = len({task.rows[i].label for i in picked}) == 1  # macro-F1 has no meaning there
+        hf, pf = ("–", "–") if one_label else (f"{h['macro_f1']:.3f}", f"{p['macro_f1']:.3f}")
         lines.append(
-            f"| {task.analysis} | {task.data}; {name} | {h['n']} | {h['accuracy']:.1%} | {h['macro_f1']:.3f} | "
-            f"{h['ece']:.3f} | {p['accuracy']:.1%} | {p['macro_f1']:.3f} | {p['ece']:.3f} |"
+            f"| {task.analysis} | {task.data}; {name} | {h['n']} | {h['accuracy']:.1%} | {hf} | "
+            f"{h['ece']:.3f} | {p['accuracy']:.1%} | {pf} | {p['ece']:.3f} |"
         )
         if task.analysis == "toxicity" and name == "held-out":
             from models.profanity import packaged_scorer

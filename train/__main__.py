@@ -58,7 +58,7 @@ def train(task: Task) -> dict:
             "test (never used for fitting or tuning)": f"{CV_REPEATS} x {CV_FOLDS}-fold cross-validation, "
             "every fold refitting the whole head without its rows"
             if task.cross_validate
-            else len(task.test),
+            else {name: len(pick) for name, pick in task.slices.items()} or len(task.test),
             "curated extra training rows": len(task.extra_train),
         },
         "C" if head.hidden_weights is None else "alpha": fitted.C,

@@ -7,6 +7,7 @@ are exactly the rows the head never saw (neither for fitting, choosing C, nor ca
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def _curated(analysis: str) -> list[Example]:
     return [Example(r.text, label, "curated") for label in labels for r in rows if r.label == label]
 
 
+def _thread(subject: str) -> str:
+    """A subject without its reply/forward prefixes, case and spacing: what a thread's emails share."""
+    return re.sub(r"^(?:\s*(?:re|fwd?|aw)\s*(?:\[\d+\])?\s*:\s*)+", "", " ".join(subject.lower().split()))
+
+
 def _val_split(rows: list[Example], train: list[int]) -> tuple[list[int], list[int]]:
     sub = [rows[i] for i in train]
     fit_part, val_part = split(sub, 0.25, seed=SEED + 7)
@@ -107,7 +113,13 @@ def prepare(analysis: str) -> Task:
         # Scored, never trained on: short texts, which the email corpus does not hold but chats, SMS and voicemail
         # transcripts (what audio_threat hands this head) are. Real ones: the subject lines of the held-out
         # emails (both classes) and everyday sentences (VADER's, legitimate); hand-written messages beside them.
-        subjects = [Example(emails[i].subject, emails[i].label, "subject") for i in test if emails[i].subject]
+        # A held-out email's subject that a training email also has (a mailing-list thread, "Re: …") was seen.
+        seen = {_thread(emails[i].subject) for i in train}
+        subjects = [
+            Example(emails[i].subject, emails[i].label, "subject")
+            for i in test
+            if emails[i].subject and _thread(emails[i].subject) not in seen
+        ]
         everyday = [Example(r.text, "legitimate", "everyday") for r in load_sentiment()[5::40]]
         notes = [Example(r.text, r.label, "message") for r in _curated_file("phishing_messages")]
         messages = subjects + everyday + notes
@@ -128,7 +140,9 @@ def prepare(analysis: str) -> Task:
             slices={
                 "held-out": test,
                 "held-out, hard ham only": [i for i in test if emails[i].group == "hard-ham-1"],
-                "subject lines of the held-out emails alone": list(range(start, start + len(subjects))),
+                "subject lines of the held-out emails alone (no thread a training email is in)": list(
+                    range(start, start + len(subjects))
+                ),
                 f"everyday sentences ({VADER_SDIST}, every 40th from the 5th; all legitimate)": list(
                     range(start + len(subjects), start + len(subjects) + len(everyday))
                 ),

@@ -232,6 +232,15 @@ def test_an_upload_refuses_fields_it_does_not_know_and_creates_nothing(user: Cli
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert error["code"] == "validation_error" and error["details"]["unknown"] == names, error
+    clip = (AUDIO / "hello.wav").read_bytes()
+    two_files = user.post("/v1/jobs", data={"analysis": "transcription"}, files=[("file", ("a.wav", clip))] * 2)
+    metadata_file = user.post(
+        "/v1/jobs",
+        data={"analysis": "transcription"},
+        files=[("file", ("a.wav", clip)), ("metadata", ("m.json", b'{"a": 1}'))],  # curl -F metadata=@m.json
+    )
+    for response, says in ((two_files, "more than once: 'file'"), (metadata_file, "'metadata' came as a file part")):
+        assert response.status_code == 422 and says in response.json()["error"]["message"], response.text
     assert user.get("/v1/jobs").json()["data"] == []
 
 

@@ -334,12 +334,12 @@ def test_the_cli_uploads_call_records_one_job_per_file_and_resumes(
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [line["id"] for line in lines]
 
 
-def test_a_full_upload_disk_is_a_503_the_client_can_retry_and_leaves_nothing(
+def test_an_upload_the_spool_folder_cannot_hold_is_refused_in_the_json_shape_and_leaves_nothing(
     stack: Stack, new_key, db, settings: Settings, calls, tmp_path: Path
 ) -> None:
-    """A spool folder that refuses writes (here a file-size limit on the API workers, which fails a write
-    with EFBIG as a full disk fails it with ENOSPC) is the server's trouble: 503 `storage_unavailable` with
-    Retry-After in the JSON error shape, no job and no file left, for a multipart upload and a raw body."""
+    """A file-size limit on the API workers fails the spool's write with EFBIG (as a full disk fails it with
+    ENOSPC, app/errors.py answers that 503): 413 `request_too_large`, not a 500, no job and no file left, for
+    a multipart upload and a raw body; a smaller file is accepted as usual."""
     spool = tmp_path / "spool"
     api, url = stack.api(ASSAY_UPLOAD_DIR=str(spool))
     limit = 1 << 20
@@ -356,9 +356,8 @@ def test_a_full_upload_disk_is_a_503_the_client_can_retry_and_leaves_nothing(
     multipart = upload(client, data)
     raw = client.post("/v1/jobs", params={"analysis": "cdr_fraud"}, data=data, headers={"Content-Type": "text/csv"})
     for response in (multipart, raw):
-        assert response.status_code == 503, response.text
-        assert response.json()["error"]["code"] == "storage_unavailable", response.text
-        assert int(response.headers["Retry-After"]) > 0
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "request_too_large", response.text
     assert client.get("/v1/jobs").json()["data"] == []
     assert not [p.name for p in spool.iterdir()]
     small = upload(client, calls[0][:200_000].rsplit(b"\n", 1)[0] + b"\n")  # under the limit: accepted as usual
