@@ -25,7 +25,7 @@ from app.resources import Resources, resources
 from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
 from app.uploads import is_raw_file, upload_spec
-from app.validation import EntryError, check_webhook, idempotency_key_from, validate_job
+from app.validation import EntryError, check_webhook, idempotency_key_from, pydantic_details, validate_job
 from app.waiting import wait_until_final
 from contract.documents import job_document, webhook_event_document
 from pipeline.lifecycle import Change, Unit
@@ -117,10 +117,6 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
     return [job_document(r) for r in rows], created
 
 
-def _details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
-
-
 @bp.post("")
 def create_job() -> Response:
     svc = resources()
@@ -157,7 +153,7 @@ def create_batch() -> Response:
             WebhookSpec.model_validate(body["webhook"]) if body.get("webhook") is not None else None, svc.settings
         )
     except ValidationError as exc:
-        raise ApiError(422, "validation_error", "webhook is not valid", _details(exc)) from None
+        raise ApiError(422, "validation_error", "webhook is not valid", pydantic_details(exc)) from None
     except EntryError as exc:
         raise exc.as_api_error() from None
     if not entries:

@@ -29,7 +29,7 @@ from app.errors import ApiError
 from app.request_json import check_text_param, parse_json
 from app.resources import Resources
 from app.schemas import JobOptions, WebhookSpec
-from app.validation import EntryError, audio_spec, check_options, check_webhook, with_options
+from app.validation import EntryError, audio_spec, check_options, check_webhook, pydantic_details, with_options
 from store.api import JobSpec
 
 #: Body types taken as the file itself (audio/* as well). The format is read from the bytes, not the type.
@@ -157,8 +157,7 @@ def upload_spec(svc: Resources, key: str | None, *, raw_body: bool = False) -> J
     try:
         options = _options(_json_field(fields, where, "options"))
     except ValidationError as exc:
-        details = [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
-        raise EntryError(422, "validation_error", f"{where} 'options' is not valid", details) from None
+        raise EntryError(422, "validation_error", f"{where} 'options' is not valid", pydantic_details(exc)) from None
     check_options(options, svc.catalog[analysis], svc.settings)  # before the audio is read and probed
     data = sub.stream.read(svc.settings.max_audio_bytes + 1)
     spec = audio_spec(analysis, data, filename, sub.mimetype, metadata, svc.settings, key)

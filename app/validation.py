@@ -23,7 +23,7 @@ from store.api import JobSpec
 from webhooks.urlguard import UnsafeURLError, check_webhook_url
 
 
-def _pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
+def pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in exc.errors()]
 
 
@@ -88,7 +88,7 @@ def _validate_job(
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise EntryError(422, "validation_error", "the job is not valid", _pydantic_details(exc)) from None
+        raise EntryError(422, "validation_error", "the job is not valid", pydantic_details(exc)) from None
     text = job.input.text
     if not text.strip():
         raise EntryError(422, "empty_text", "input.text is empty")
@@ -149,7 +149,7 @@ def _audio_job(
         job = AudioJobCreate.model_validate(payload)
     except ValidationError as exc:
         raise EntryError(
-            422, "validation_error", "an audio job needs input.audio_base64", _pydantic_details(exc)
+            422, "validation_error", "an audio job needs input.audio_base64", pydantic_details(exc)
         ) from None
     if len(job.input.audio_base64) > settings.max_audio_bytes * 4 // 3 + 4:
         raise _too_large(settings, len(job.input.audio_base64) * 3 // 4)
@@ -184,7 +184,7 @@ def _cdr_job(
         job = CdrJobCreate.model_validate(payload)
     except ValidationError as exc:
         raise EntryError(
-            422, "validation_error", "a call-record job needs input.cdr_base64", _pydantic_details(exc)
+            422, "validation_error", "a call-record job needs input.cdr_base64", pydantic_details(exc)
         ) from None
     try:
         data = base64.b64decode(job.input.cdr_base64, validate=True)
