@@ -89,3 +89,15 @@ def test_locks_pin_exactly_requirements_txt_with_hashes(target: str) -> None:
     assert pinned and all(lines[i].endswith("\\") and "--hash=sha256:" in lines[i + 1] for i in pinned)
     assert ("+cpu" in locked["torch"]) == (target == "cpu")
     assert any(name.startswith("nvidia-") for name in locked) == (target == "cuda")
+
+
+def test_the_header_names_every_role_the_image_runs() -> None:
+    """Whoever starts the processes as Dockerfile.prod lists them starts all of them (it lacked `tabular`,
+    without which call-record jobs never run)."""
+    from typing import get_args
+
+    from workers.processes import ProcessKind
+
+    listed = re.search(r"docker run assay:cpu ([a-z|]+)", DOCKERFILE.read_text())
+    assert listed is not None
+    assert set(listed.group(1).split("|")) == set(get_args(ProcessKind))
