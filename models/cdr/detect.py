@@ -127,7 +127,8 @@ def _reader(source: CdrSource, max_line_bytes: int) -> str:
              cols["duration"]: "DOUBLE"}  # fmt: skip
     spec = ", ".join(f"{_literal(name)}: {_literal(typed.get(name, 'VARCHAR'))}" for name in s.header)
     return (
-        f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, delim=',', quote='\"', "
+        f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, delim={_literal(s.delimiter)}, "
+        "quote='\"', "
         f"escape='\"', columns={{{spec}}}, compression={_literal(compression)}, strict_mode=true, "
         f"max_line_size={max_line_bytes}, null_padding=false)"
     )

@@ -11,6 +11,7 @@ import csv
 import json
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -114,6 +115,13 @@ class Sniffed:
     compression: Compression
     header: tuple[str, ...]  # CSV: the header's columns, in order; JSON lines: the first object's keys
     time_format: TimeFormat
+    delimiter: str = ","  # CSV: one of DELIMITERS
+
+
+#: Field separators a CSV may use, in the order tried: switch and billing exports are often `;` or `|`
+#: separated, spreadsheets in many locales write `;`, and TSV is common. The first that makes the header
+#: name every column the job reads wins, so an ordinary comma file never depends on the others.
+DELIMITERS = (",", ";", "\t", "|")
 
 
 #: Lines `sniff` reads: the header and the first records, enough to find a start time when the first few leave it empty.
@@ -187,9 +195,10 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
             raise CdrInputError("line 1 is not a JSON object", 1)
         _check_columns(tuple(record), columns, "the first JSON line has keys")
         return Sniffed("jsonl", compression, tuple(record), _time_format(record.get(columns["start_time"])))
+    delimiter = _delimiter(lines[0], columns.values())
     try:
-        header = tuple(next(csv.reader([lines[0]])))
-        rows = [next(csv.reader([line])) for line in lines[1:] if line.strip()]
+        header = tuple(next(csv.reader([lines[0]], delimiter=delimiter)))
+        rows = [next(csv.reader([line], delimiter=delimiter)) for line in lines[1:] if line.strip()]
     except (csv.Error, StopIteration) as exc:  # a NUL byte, an empty first line
         raise CdrInputError(f"the first lines are not CSV: {exc}", 1) from None
     _check_columns(header, columns, "the CSV header has columns")
@@ -200,7 +209,20 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
     index = header.index(columns["start_time"])
     # The first start time given decides: a first record may leave it empty (a skipped row, counted).
     given = next((row[index] for row in rows if index < len(row) and row[index].strip()), None)
-    return Sniffed("csv", compression, header, _time_format(given) if given is not None else "iso8601")
+    time_format = _time_format(given) if given is not None else "iso8601"
+    return Sniffed("csv", compression, header, time_format, delimiter)
+
+
+def _delimiter(line: str, wanted: Iterable[str]) -> str:
+    """The first of DELIMITERS whose split of the header line names every wanted column; "," if none does
+    (the missing columns are then reported as the comma split shows them)."""
+    for delimiter in DELIMITERS:
+        try:
+            if set(wanted) <= set(next(csv.reader([line], delimiter=delimiter))):
+                return delimiter
+        except (csv.Error, StopIteration):
+            continue
+    return ","
 
 
 def _check_columns(found: tuple[str, ...], columns: dict[str, str], what: str) -> None:

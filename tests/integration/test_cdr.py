@@ -93,6 +93,16 @@ def test_planted_sim_boxes_are_flagged_and_nothing_else(client: Client, tabular:
     wait_for(counted, 10, what="cdr metrics")
 
 
+def test_a_pipe_separated_export_is_read_like_the_comma_one(client: Client, tabular: Proc, calls) -> None:
+    """A switch's `|`-separated export, uploaded as is: the same SIM boxes (it was a 422, one column found)."""
+    data, truth = calls
+    response = upload(client, data.replace(b",", b"|"), "calls.txt")
+    assert response.status_code == 202, response.text
+    done = finished(client, response.json())
+    assert done["status"] == "succeeded" and flagged(done) == set(truth.sim_boxes), done
+    assert done["result"]["totals"]["records"] == truth.records
+
+
 def test_parameters_and_column_names_come_from_the_request(client: Client, tabular: Proc, calls) -> None:
     data, truth = calls
     renamed = data.replace(b"caller,callee,start_time,duration", b"a_number,b_number,start,secs", 1)

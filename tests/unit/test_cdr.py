@@ -52,6 +52,39 @@ def test_the_generated_fixture_is_separated_exactly(fixture_file) -> None:
     assert len(top.first_destinations) == 5 and len(set(top.first_destinations)) == 5
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_semicolon_tab_and_pipe_separated_files_read_as_the_comma_one(fixture_file, tmp_path, delimiter) -> None:
+    """Switch and billing exports are often `;` or `|` separated (and a `;` file has commas in its values
+    here: a quoted field keeps them); the file was refused, its header read as one column."""
+    path, truth = fixture_file
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header, rows = lines[0], lines[1:]
+    converted = [header.replace(",", delimiter)] + [
+        row.replace(",", delimiter) if delimiter != ";" else _with_a_comma_value(row) for row in rows
+    ]
+    other = tmp_path / "calls.txt"
+    other.write_text("\n".join(converted) + "\n")
+    sniffed = sniff(other.read_bytes()[:300_000], COLUMNS, max_line_bytes=65_536, complete=True)
+    assert sniffed.delimiter == delimiter and sniffed.header == tuple(header.split(","))
+    comma, report = _run(path), _run(other)
+    assert {f.caller for f in report.flagged_callers} == set(truth.sim_boxes)
+    assert report.totals == comma.totals and [f.risk_score for f in report.flagged_callers] == [
+        f.risk_score for f in comma.flagged_callers
+    ]
+
+
+def _with_a_comma_value(row: str) -> str:
+    """A `;`-separated record whose last column (call_type) is quoted and holds a comma."""
+    *fields, last = row.split(",")
+    return ";".join([*fields, f'"{last}, outgoing"'])
+
+
+def test_a_header_no_delimiter_splits_into_our_columns_reports_the_comma_split(tmp_path: Path) -> None:
+    path = _csv(tmp_path, ["1:2:3:4"], header="caller:callee:start_time:duration")
+    with pytest.raises(CdrInputError, match="missing"):
+        sniff(path.read_bytes(), COLUMNS, max_line_bytes=65_536, complete=True)
+
+
 def test_lower_thresholds_catch_the_near_misses(fixture_file) -> None:
     path, truth = fixture_file
     report = _run(path, CdrParameters(min_unique_destinations=40))
