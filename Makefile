@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 
 install: $(STAMP) ## create .venv and install the pinned requirements
 
-run: $(STAMP) ## run the whole service: PostgreSQL + Redis (found or started), migrations, API, worker, sweeper, Flower
+run: $(STAMP) ## run the whole service: PostgreSQL + Redis (found or started), migrations, API, workers (inference, call records, webhooks), sweeper, Flower
 	$(PY) -m deploy.local.run
 
 test: $(STAMP) ## run the whole test suite against real PostgreSQL, Redis, Celery workers and gunicorn
