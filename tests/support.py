@@ -62,6 +62,19 @@ class Proc(ManagedProcess):
                         found.append(record)
         return found
 
+    def batches_logged(self, jobs: int, since: int = 0, timeout: float = 60) -> list[dict[str, Any]]:
+        """The 'batch processed' records after the first `since`, once they account for `jobs` jobs.
+
+        The worker logs a batch after its commit lands, so a test that saw the jobs final in the
+        database may read the log a moment before the line is there.
+        """
+
+        def enough() -> list[dict[str, Any]] | None:
+            records = self.log_events("batch processed")[since:]
+            return records if sum(r["size"] for r in records) >= jobs else None
+
+        return wait_for(enough, timeout, what=f"'batch processed' lines for {jobs} jobs")
+
 
 @dataclass
 class Stack:

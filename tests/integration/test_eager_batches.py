@@ -11,7 +11,7 @@ import time
 from sqlalchemy import Engine
 
 from tests.integration.helpers import wait_all_final
-from tests.support import Client, Stack, wait_for
+from tests.support import Client, Stack
 
 LONG_WAIT_MS = "10000"
 
@@ -34,8 +34,7 @@ def test_lone_jobs_run_at_once_and_a_backlog_fills_whole_batches(stack: Stack, n
     before = len(worker.log_events("batch processed"))
     ids = [job["id"] for job in client.submit_batch([f"backlog ticket {i}" for i in range(256)])]
     assert set(wait_all_final(db, ids, timeout=120).values()) == {"succeeded"}
-    wait_for(lambda: sum(r["size"] for r in worker.log_events("batch processed")[before:]) >= 256, 30)
-    sizes = [r["size"] for r in worker.log_events("batch processed")[before:]]
+    sizes = [r["size"] for r in worker.batches_logged(256, since=before, timeout=30)]
     mean = sum(sizes) / len(sizes)
     print(f"eager batches: backlog of 256 in {len(sizes)} batches, mean {mean:.1f}: {sizes}")
     assert mean >= 24, sizes

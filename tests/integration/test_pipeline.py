@@ -60,13 +60,7 @@ def test_500_jobs_through_the_batch_endpoint_all_succeed_in_real_batches(
         > 180
     )
 
-    # The worker logs after its commit lands, so the log may trail the database by a moment.
-    wait_for(
-        lambda: set(ids) <= {r["job_id"] for r in worker.log_events("job finished")},
-        60,
-        what="every job's 'job finished' log line",
-    )
-    sizes = [r["size"] for r in worker.log_events("batch processed")]
+    sizes = [r["size"] for r in worker.batches_logged(len(ids))]
     mean = sum(sizes) / len(sizes)
     assert mean >= 8, f"mean model batch {mean:.1f} over {len(sizes)} batches"
 
@@ -78,7 +72,7 @@ def test_single_submissions_are_batched_across_requests(client: Client, worker: 
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(lambda i: clients[i % 8].submit(f"message {i}: this is fine")["id"], range(160)))
     assert set(wait_all_final(db, ids, timeout=120).values()) == {"succeeded"}
-    sizes = [r["size"] for r in worker.log_events("batch processed")[before:]]
+    sizes = [r["size"] for r in worker.batches_logged(len(ids), since=before)]
     assert max(sizes) > 1, sizes
 
 

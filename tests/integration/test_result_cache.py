@@ -107,7 +107,7 @@ def test_identical_jobs_in_flight_coalesce_into_one_model_input_and_each_gets_it
     assert len(results) == 1 and json.loads(results.pop())["label"] == "positive"
 
     # Model inputs, from the worker's own batch log: 200 + 3 + 3 jobs submitted, 5 keys ran.
-    sizes = [r["size"] for r in scene.worker.log_events("batch processed")]
+    sizes = [r["size"] for r in scene.worker.batches_logged(5)]
     assert sum(sizes) == 5, sizes
 
     def delivered() -> list[Any]:
