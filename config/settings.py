@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="a queued job whose message is in no queue and held by no worker for this long is re-sent",
     )
     max_attempts: int = Field(3, ge=1, le=100)
+    transient_retry_seconds: int = Field(
+        30,
+        ge=1,
+        description="a job whose run hit a transient error (memory, disk full) runs again after about this long",
+    )
     sweep_interval_seconds: float = Field(15.0, gt=0)
     sweep_limit: int = Field(5_000, ge=1)
     retention_days: float = Field(30.0, ge=0, description="erase finished jobs this old; 0 keeps them forever")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from contract.documents import job_document
 from models.base import InputError
+from models.transient import is_transient
 from pipeline.annotate import Timing, annotate
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome, run_audio, run_text
@@ -17,7 +18,7 @@ from pipeline.lifecycle import Change
 from pipeline.tabular import cdr_counts, discard_inputs, run_cdr
 from store.db import retry_while_unreachable
 from store.tables import JobStatus
-from store.worker import ClaimedJob, Outcome, claim_jobs, load_blobs, write_outcomes
+from store.worker import ClaimedJob, Outcome, claim_jobs, load_blobs, renew_leases, write_outcomes
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -29,26 +30,49 @@ class BatchReport:
     claimed: int = 0
     written: dict[str, str] = field(default_factory=dict)
     model_batches: list[int] = field(default_factory=list)
+    handed_back: list[str] = field(default_factory=list)
 
 
-def run_batch(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome]:
+@dataclass
+class Ran:
+    """One model batch's outcomes, and the jobs handed back for another attempt (models.transient)."""
+
+    outcomes: list[Outcome]
+    handed_back: list[ClaimedJob] = field(default_factory=list)
+
+
+def run_batch(ctx: WorkerContext, claimed: list[ClaimedJob]) -> Ran:
     """Outcomes for one claimed model batch; if anything in it raises, its jobs run one at a time.
 
     A bad item (a decoder, tokenizer or model error the engines did not turn into an input error)
-    then fails alone, with `inference_error`, and never takes its neighbours down with it.
+    then fails alone, with `inference_error`, and never takes its neighbours down with it. A job
+    whose run raised a transient error (memory, disk: models.transient) is handed back instead,
+    unless this was its last attempt: then it fails with that error.
     """
     try:
-        return _run_together(ctx, claimed)
+        return Ran(_run_together(ctx, claimed))
     except Exception:
         log.exception("batch failed; running its jobs one at a time", extra={"size": len(claimed)})
-    outcomes: list[Outcome] = []
+    ran = Ran([])
     for job in claimed:
         try:
-            outcomes += _run_together(ctx, [job])
+            ran.outcomes += _run_together(ctx, [job])
         except Exception as exc:
+            if is_transient(exc) and job.attempt < ctx.settings.max_attempts:
+                log.warning(
+                    "job handed back",
+                    exc_info=True,
+                    extra={
+                        "job_id": job.id,
+                        "attempt": job.attempt,
+                        "retry_after_seconds": ctx.settings.transient_retry_seconds,
+                    },
+                )
+                ran.handed_back.append(job)
+                continue
             log.warning("job failed in inference", exc_info=True, extra={"job_id": job.id})
-            outcomes.append(outcome(job, InputError("inference_error", f"{type(exc).__name__}: {exc}"[:500])))
-    return outcomes
+            ran.outcomes.append(outcome(job, InputError("inference_error", f"{type(exc).__name__}: {exc}"[:500])))
+    return ran
 
 
 def _run_together(ctx: WorkerContext, claimed: list[ClaimedJob]) -> list[Outcome]:
@@ -97,6 +121,7 @@ class _Computed:
     claimed: list[ClaimedJob]
     outcomes: list[Outcome]
     seconds: float
+    handed_back: list[ClaimedJob] = field(default_factory=list)
 
 
 def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
@@ -118,9 +143,17 @@ def _write(ctx: WorkerContext, batch: _Computed, report: BatchReport) -> None:
         metrics.INFERENCE.labels(family).observe(batch.seconds)
     metrics.record_gpu_memory()
     report.written.update(written)
+    report.handed_back += [job.id for job in batch.handed_back]
+    for job in batch.handed_back:
+        metrics.JOBS_HANDED_BACK.labels(job.analysis).inc()
     log.info(
         "batch processed",
-        extra={"size": len(batch.claimed), "written": len(written), "seconds": round(batch.seconds, 4)},
+        extra={
+            "size": len(batch.claimed),
+            "written": len(written),
+            "handed_back": len(batch.handed_back),
+            "seconds": round(batch.seconds, 4),
+        },
     )
 
 
@@ -129,6 +162,9 @@ def _finish(ctx: WorkerContext, batch: _Computed) -> dict[str, str]:
     with ctx.lifecycle.transaction() as unit:
         rows = write_outcomes(unit.conn, batch.outcomes)
         written = {job_id: row["status"] for job_id, row in rows.items()}
+        if batch.handed_back:  # still `running`, its lease now short: the sweeper requeues it when it lapses
+            retry = ctx.settings.transient_retry_seconds
+            renew_leases(unit.conn, {job.id: job.attempt for job in batch.handed_back}, retry)
         unit.finished(
             [
                 Change(
@@ -216,10 +252,11 @@ def process_jobs(ctx: WorkerContext, job_ids: list[str]) -> BatchReport:
                 _observe_claimed(ctx, claimed)
                 try:
                     began = time.perf_counter()
-                    outcomes = run_batch(ctx, claimed)
+                    ran = run_batch(ctx, claimed)
                     timing = Timing(claim=claim_seconds, model=time.perf_counter() - began)
-                    outcomes = annotate(ctx.settings, ctx.catalog, claimed, outcomes, timing)
-                    batch = _Computed(claimed, outcomes, timing.model)
+                    outcomes = annotate(ctx.settings, ctx.catalog, claimed, ran.outcomes, timing)
+                    batch = _Computed(claimed, outcomes, timing.model, ran.handed_back)
+                    ctx.leases.release([job.id for job in ran.handed_back])  # no renewal may undo the hand-back
                     if pending is not None:
                         pending, previous = None, pending
                         previous.result()  # one write in flight at most; re-raises its error here

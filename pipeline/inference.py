@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from config.catalog import AnalysisConfig
 from models.base import Embedding, Engines, InputError, TextPrediction, Transcript
+from models.transient import is_transient
 from store.worker import ClaimedJob, Outcome
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,10 @@ def outcome(job: ClaimedJob, value: dict[str, Any] | InputError) -> Outcome:
 def guarded(
     call: Callable[[list[Item]], list[Result | InputError]], items: list[Item], label: str
 ) -> list[Result | InputError]:
-    """Call with the whole batch; if that raises, call item by item to isolate the culprit."""
+    """Call with the whole batch; if that raises, call item by item to isolate the culprit.
+
+    An item that raises a transient error (models.transient: memory, disk) re-raises it: the job is
+    not at fault, and the batch loop hands it back for another attempt instead of failing it."""
     try:
         return call(items)
     except Exception:
@@ -39,6 +43,8 @@ def guarded(
         try:
             results.extend(call([item]))
         except Exception as exc:
+            if is_transient(exc):
+                raise
             results.append(InputError("inference_error", f"{type(exc).__name__}: {exc}"))
     return results
 
@@ -97,6 +103,8 @@ def run_audio(
         except InvalidAudio as exc:
             values[i] = InputError(exc.code, exc.message)
         except Exception as exc:  # FFmpeg or PyAV failing in a way we did not foresee: this job only
+            if is_transient(exc):
+                raise
             log.warning("audio decoding failed", exc_info=True, extra={"job_id": job.id})
             values[i] = InputError("invalid_audio", f"audio could not be decoded: {type(exc).__name__}")
     order = list(audio)

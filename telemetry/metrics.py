@@ -21,6 +21,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 JOBS_SUBMITTED = Counter("assay_jobs_submitted_total", "Jobs accepted by the API", ["analysis"])
 JOBS_FINISHED = Counter("assay_jobs_finished_total", "Jobs that reached a final state", ["analysis", "status"])
+JOBS_HANDED_BACK = Counter(
+    "assay_jobs_handed_back_total",
+    "Jobs a worker handed back for another attempt after a transient error (memory, disk)",
+    ["analysis"],
+)
 QUEUE_WAIT = Histogram(
     "assay_queue_wait_seconds", "Submission to start of the run", ["analysis"], buckets=LATENCY_BUCKETS
 )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from models.cdr.spec import CdrInputError, CdrParameters, Sniffed
+from models.transient import is_transient
 
 FIRST_DESTINATIONS = 5
 _LINE = re.compile(r"(?:CSV Error on Line|line)[: ]+(\d+)", re.IGNORECASE)
@@ -235,6 +236,8 @@ def detect(
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
             raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
+            if is_transient(exc):  # its spill files met a full disk: not the file's fault, try again later
+                raise
             raise CdrInputError(f"the file cannot be read: {_input_error(exc, source.path).message}") from None
         except duckdb.BinderException as exc:  # our query refused for the columns as mapped: still the input's fault
             reason = _input_error(exc, source.path).message
@@ -250,7 +253,10 @@ def detect(
         return report
     finally:
         # Closing frees the tables (~40 ms at a million rows): done on a thread, after the result is out.
-        threading.Thread(target=_close, args=(con, own_temp), name="duckdb-close", daemon=True).start()
+        # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside DuckDB's C++
+        # when the interpreter finalises aborts the process ("terminate called ... exception not
+        # rethrown", exit 134), which a worker stopping after a failed detection did.
+        threading.Thread(target=_close, args=(con, own_temp), name="duckdb-close").start()
 
 
 def _close(con: Any, temp: Path | None) -> None:

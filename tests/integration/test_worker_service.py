@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import secrets
+import time
+from dataclasses import replace
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from config.settings import Settings
 from pipeline.batch import process_jobs
 from pipeline.context import WorkerContext
 from store import api as q
 from store.keys import ensure_tenant
+from store.maintenance import sweep
 from store.tables import jobs
 from tests.integration.helpers import worker_context
 
@@ -72,10 +75,11 @@ class PoisonedEngines:
 
     POISON = "a text this model chokes on"
 
-    def __init__(self, real) -> None:
+    def __init__(self, real, error: Exception | None = None) -> None:
         self.real = real
         self.load_seconds = real.load_seconds
         self.calls: list[int] = []
+        self.error = error or RuntimeError("CUDA error: device-side assert triggered")
 
     def load(self, families=None) -> None:
         self.real.load(families)
@@ -86,7 +90,7 @@ class PoisonedEngines:
     def predict_text(self, items):
         self.calls.append(len(items))
         if any(text == self.POISON for _, text in items):
-            raise RuntimeError("CUDA error: device-side assert triggered")
+            raise self.error
         return self.real.predict_text(items)
 
     @property
@@ -95,8 +99,6 @@ class PoisonedEngines:
 
 
 def test_one_item_whose_engine_raises_fails_alone(ctx: WorkerContext, db: Engine) -> None:
-    from dataclasses import replace
-
     poisoned = replace(ctx, _engines=PoisonedEngines(ctx.engines))
     texts = ["I love this product", PoisonedEngines.POISON, "awful, broken", "fine, thanks"]
     ids = make(db, [{"text": t} for t in texts])
@@ -109,3 +111,37 @@ def test_one_item_whose_engine_raises_fails_alone(ctx: WorkerContext, db: Engine
         assert rows[ids[i]]["status"] == "succeeded", rows[ids[i]]
     assert rows[ids[0]]["result"]["label"] == "positive" and rows[ids[2]]["result"]["label"] == "negative"
     assert poisoned._engines.calls[0] == 4, "the whole batch was tried first"
+
+
+def test_a_job_that_runs_out_of_memory_is_handed_back_and_fails_only_on_its_last_attempt(
+    ctx: WorkerContext, db: Engine
+) -> None:
+    """Memory or disk running out is not the job's fault: no outcome is written, its lease is cut to
+    ASSAY_TRANSIENT_RETRY_SECONDS and the sweeper requeues it; its last attempt fails with the error."""
+    settings = ctx.settings.model_copy(update={"transient_retry_seconds": 1, "max_attempts": 2})
+    starved = replace(ctx, settings=settings, _engines=PoisonedEngines(ctx.engines, MemoryError("could not allocate")))
+    texts = ["I love this product", PoisonedEngines.POISON, "awful, broken"]
+    ids = make(db, [{"text": t} for t in texts])
+
+    first = process_jobs(starved, ids)
+    rows = stored(db, ids)
+    assert first.handed_back == [ids[1]] and set(first.written) == {ids[0], ids[2]}
+    assert rows[ids[0]]["status"] == rows[ids[2]]["status"] == "succeeded"
+    assert rows[ids[1]]["status"] == "running" and rows[ids[1]]["attempts"] == 1 and rows[ids[1]]["result"] is None
+    with db.connect() as conn:
+        lease_left = conn.execute(
+            text("SELECT extract(epoch FROM lease_expires_at - now()) FROM jobs WHERE id = :id"), {"id": ids[1]}
+        ).scalar_one()
+    assert 0 < lease_left <= 1.5, f"the lease is cut to the retry delay, not renewed: {lease_left:.1f} s left"
+
+    time.sleep(1.2)
+    with db.begin() as conn:
+        found = sweep(conn, epoch=None, drained=[], requeue_after_seconds=120, max_attempts=2, limit=1000)
+    assert ids[1] not in {job_id for job_id, _ in found.exhausted}
+    assert stored(db, [ids[1]])[ids[1]]["status"] == "queued"
+
+    last = process_jobs(starved, [ids[1]])
+    row = stored(db, [ids[1]])[ids[1]]
+    assert last.handed_back == [] and row["attempts"] == 2
+    assert row["status"] == "failed" and row["error_code"] == "inference_error"
+    assert row["error_message"].startswith("MemoryError: could not allocate")
