@@ -19,6 +19,7 @@ Windows are tumbling, aligned to the epoch (UTC): window k covers [k·W, (k+1)·
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 import secrets
@@ -184,6 +185,31 @@ _REASONS = (
 )
 
 
+def mixed_line_endings(source: CdrSource, chunk_bytes: int = 1 << 20) -> int | None:
+    """The first line whose ending (CRLF or LF) differs from the first line's, or None.
+
+    DuckDB's strict reader stops on such a file with "the CSV Parser state machine reached an invalid
+    state", which tells a user nothing; this scan runs only after that error, to say what it was.
+    Quoted fields holding line breaks are not told apart (call records do not have them)."""
+    opener = gzip.open if source.sniffed.compression == "gzip" else open
+    first: bool | None = None  # the first line ends in CRLF
+    line, previous = 1, b""
+    with opener(source.path, "rb") as file:
+        while chunk := file.read(chunk_bytes):
+            start = 0
+            while (newline := chunk.find(b"\n", start)) != -1:
+                before = chunk[newline - 1 : newline] if newline else previous
+                crlf = before == b"\r"
+                if first is None:
+                    first = crlf
+                elif crlf != first:
+                    return line
+                line += 1
+                start = newline + 1
+            previous = chunk[-1:]
+    return None
+
+
 def _input_error(exc: Exception, path: Path) -> CdrInputError:
     """DuckDB's reader errors as ours: the line number and what is wrong, never the row or the file's path."""
     text = _QUERY_CONTEXT.sub("", str(exc).replace(str(path), "the file"))
@@ -234,6 +260,12 @@ def detect(
         try:
             con.execute(_load_sql(source, max_line_bytes, params.window_seconds))
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+            if "state machine" in str(exc) and (line := mixed_line_endings(source)) is not None:
+                raise CdrInputError(
+                    f"line {line}: the file mixes line endings (CRLF and LF), as files joined from two systems do; "
+                    "convert it to one (dos2unix, or save it again) and send it again",
+                    line,
+                ) from None
             raise _input_error(exc, source.path) from None
         except duckdb.IOException as exc:
             if is_transient(exc):  # its spill files met a full disk: not the file's fault, try again later

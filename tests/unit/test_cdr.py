@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cdr_data import generate, write
-from models.cdr.detect import CdrSource, detect, risk_score
+from models.cdr.detect import CdrSource, detect, mixed_line_endings, risk_score
 from models.cdr.spec import CdrInputError, CdrParameters, column_map, sniff
 
 COLUMNS = column_map(None)
@@ -71,6 +71,32 @@ def test_semicolon_tab_and_pipe_separated_files_read_as_the_comma_one(fixture_fi
     assert report.totals == comma.totals and [f.risk_score for f in report.flagged_callers] == [
         f.risk_score for f in comma.flagged_callers
     ]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_file_mixing_line_endings_names_the_line_where_they_change(fixture_file, tmp_path, compressed) -> None:
+    """Two exports joined (one from Windows): DuckDB's strict reader said only "the CSV Parser state
+    machine reached an invalid state"; the error now says what is wrong and where."""
+    path, _ = fixture_file
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    data = b"".join(line + b"\n" for line in lines[:1500]) + b"".join(line + b"\r\n" for line in lines[1500:])
+    mixed = tmp_path / ("mixed.csv.gz" if compressed else "mixed.csv")
+    mixed.write_bytes(gzip.compress(data) if compressed else data)
+    sniffed = sniff(mixed.read_bytes()[:300_000], COLUMNS, max_line_bytes=65_536, complete=False)
+    with pytest.raises(CdrInputError) as refused:
+        detect(CdrSource(mixed, sniffed, COLUMNS), CdrParameters(), threads=1, memory_limit_mb=128)
+    assert refused.value.row == 1501
+    assert "mixes line endings" in refused.value.message and "line 1501" in refused.value.message
+    assert mixed_line_endings(CdrSource(mixed, sniffed, COLUMNS), chunk_bytes=7) == 1501  # \r\n split by a read
+
+
+def test_one_kind_of_line_ending_throughout_is_not_mixed(fixture_file, tmp_path) -> None:
+    path, truth = fixture_file
+    crlf = tmp_path / "windows.csv"
+    crlf.write_bytes(gzip.decompress(path.read_bytes()).replace(b"\n", b"\r\n"))
+    sniffed = sniff(crlf.read_bytes()[:300_000], COLUMNS, max_line_bytes=65_536, complete=False)
+    assert mixed_line_endings(CdrSource(crlf, sniffed, COLUMNS), chunk_bytes=7) is None
+    assert _run(crlf).totals["records"] == truth.records
 
 
 def _with_a_comma_value(row: str) -> str:
