@@ -49,7 +49,8 @@ def _write(unit: Unit, svc: Resources, tenant: str, specs: list[store.JobSpec]) 
         # Only jobs that run are published: a hit is complete, an attached job finishes with its source.
         pairs = list(zip(created.rows, specs, strict=True))
         unit.publish_jobs([(r["id"], r["analysis"]) for r, s in pairs if s.cached is None and s.attach_to is None])
-        unit.created([Change(r["id"], r["analysis"], r["status"], tenant=tenant) for r in created.rows])
+        # A hit is created finished: the stream hears of it once, as `succeeded`, from `finished` below.
+        unit.created([Change(r["id"], r["analysis"], r["status"], tenant=tenant) for r, s in pairs if s.cached is None])
         unit.finished(
             [
                 Change(

@@ -110,6 +110,26 @@ def test_each_tenant_sees_only_its_own_jobs(api_url: str, worker: Proc, new_key)
     assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))) and len(set(ids)) == len(ids)
 
 
+def test_a_cache_hit_is_one_succeeded_event(api_url: str, worker: Proc, new_key) -> None:
+    """A text analysed before is created succeeded (the result cache): its stream carried the
+    `succeeded` twice, once as created and once as finished, so a client counting events counted it twice."""
+    key = new_key()
+    user = Client(api_url, key)
+    first = user.submit("a text this tenant sends twice, word for word")
+    assert user.get(f"/v1/jobs/{first['id']}", params={"wait": 20}).json()["status"] == "succeeded"
+    stream = Stream(api_url, key).start()
+    try:
+        hit = user.submit("a text this tenant sends twice, word for word")
+        (batched,) = user.submit_batch(["a text this tenant sends twice, word for word"])
+        assert hit["status"] == batched["status"] == "succeeded", (hit, batched)
+        marker = user.submit("a later job, so the stream has caught up once it is seen")["id"]
+        wait_for(lambda: stream.final({marker}), 30, what="the later job on the stream")
+    finally:
+        stream.close()
+    assert stream.jobs()[hit["id"]] == ["succeeded"]
+    assert stream.jobs()[batched["id"]] == ["succeeded"]
+
+
 def test_reconnect_with_last_event_id_misses_nothing(api_url: str, worker: Proc, new_key) -> None:
     key = new_key()
     user = Client(api_url, key)
