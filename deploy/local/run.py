@@ -9,8 +9,10 @@ any database or Redis it started.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
+import socket
 import sys
 import time
 import urllib.request
@@ -69,17 +71,55 @@ def local_webhooks(settings: Settings) -> bool:
     return host == "localhost"
 
 
-def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> None:
-    """Print the banner only once the API answers (or say why it did not)."""
+def wait_healthy(url: str, supervisor: Supervisor, timeout: float = 90) -> str | None:
+    """Wait until the API answers; the name of a child that exited first, or None.
+
+    The banner is printed only when this returns None: it said "Assay is running" above the
+    supervisor's own "api exited with 1" when port 8000 was taken."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.popen.poll() is not None for child in supervisor.children):
-            return  # supervisor.wait() reports which one died
+        for child in supervisor.children:
+            if child.popen is not None and child.popen.poll() is not None:
+                return child.name
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
             if response.status == 200:
-                return
+                return None
         time.sleep(0.3)
     print(f"[run] {url} did not answer within {timeout:.0f}s", file=sys.stderr)
+    return None
+
+
+def _taken(host: str, port: int) -> bool:
+    """Whether another program already listens on host:port (binding it fails with EADDRINUSE)."""
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def startup_failure(name: str, settings: Settings) -> str:
+    """What to tell a user whose `make run` lost a process before the API answered."""
+    host, _, port = settings.api_bind.rpartition(":")
+    ports = [(host, int(port), "ASSAY_API_BIND", f"{host or '127.0.0.1'}:{int(port) + 1}")]
+    ports.append((settings.flower_address, settings.flower_port, "ASSAY_FLOWER_PORT", str(settings.flower_port + 1)))
+    if settings.worker_metrics_port:
+        port = settings.worker_metrics_port
+        ports.append(("0.0.0.0", port, "ASSAY_WORKER_METRICS_PORT", str(port + 1)))
+    lines = [f"[run] {name} stopped before the API answered (its output is above); nothing is running."]
+    for address, number, variable, other in ports:
+        if _taken(address, number):
+            lines.append(
+                f"[run] {address}:{number} is taken by another program: choose another, "
+                f"e.g. {variable}={other} make run"
+            )
+            if variable == "ASSAY_API_BIND":
+                lines.append(f"[run] then point the CLI and the README's examples at it: ASSAY_URL=http://{other}")
+    return "\n".join(lines)
 
 
 def banner(api: str, flower: str, user: str, password: str, key: str, local_hooks: bool) -> str:
@@ -123,10 +163,13 @@ def main() -> int:
             supervisor.start(spec.name, spec.argv(), {**env, **spec.env})
         api = f"http://{live.api_bind}"
         flower = f"http://127.0.0.1:{live.flower_port}"
-        wait_healthy(api + "/health", supervisor)
-        text = banner(api, flower, live.flower_user, live.flower_password, key, local_hooks)
-        print(text, file=sys.stderr, flush=True)
-        return supervisor.wait()
+        died = wait_healthy(api + "/health", supervisor)
+        if died is None:
+            print(banner(api, flower, live.flower_user, live.flower_password, key, local_hooks), file=sys.stderr)
+        code = supervisor.wait()
+        if died is not None:
+            print(startup_failure(died, live), file=sys.stderr, flush=True)
+        return code
 
 
 if __name__ == "__main__":

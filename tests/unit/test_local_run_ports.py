@@ -1,0 +1,38 @@
+"""`make run` with a port another program holds: no "Assay is running" banner, and which variable to set."""
+
+from __future__ import annotations
+
+import socket
+
+from config.settings import load_settings
+from deploy.local.run import startup_failure
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_taken_api_port_names_the_variable_and_the_url_to_use() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = load_settings(api_bind=f"127.0.0.1:{port}", flower_port=_free_port(), worker_metrics_port=0)
+        message = startup_failure("api", settings)
+    assert "api stopped before the API answered" in message
+    assert f"127.0.0.1:{port} is taken by another program" in message
+    assert f"ASSAY_API_BIND=127.0.0.1:{port + 1} make run" in message
+    assert f"ASSAY_URL=http://127.0.0.1:{port + 1}" in message
+
+
+def test_a_taken_flower_port_is_named_and_free_ports_are_not() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = load_settings(api_bind=f"127.0.0.1:{_free_port()}", flower_port=port, worker_metrics_port=0)
+        message = startup_failure("flower", settings)
+    assert f"ASSAY_FLOWER_PORT={port + 1}" in message
+    assert "ASSAY_API_BIND" not in message
