@@ -120,7 +120,13 @@ class RateLimits:
 
     # -- rates ---------------------------------------------------------------------------------------------
     def charge(self, item: RateLimitItem, key_id: str, cost: int, what: str) -> dict[str, str]:
-        """Count `cost` against the key's window; the RateLimit-* headers, or 429 `rate_limited`."""
+        """Count `cost` against the key's window; the RateLimit-* headers, or 429 `rate_limited`.
+
+        A request costing more than the whole window can never pass: 413 `batch_too_large`, not a 429
+        that clients retry until they give up."""
+        if cost > item.amount:
+            rule = f"this API key may send {item.amount} {what} per {item.get_expiry()} s"
+            raise _larger_than_allowed(cost, item.amount, rule, what)
         if not self.redis_usable():
             return {}
         try:
@@ -139,10 +145,7 @@ class RateLimits:
         if allowed:
             return headers
         retry = max(1, reset)
-        if cost > item.amount:
-            message = f"{cost} {what} in one request; the limit is {item.amount} per {item.get_expiry()} s"
-        else:
-            message = f"more than {item.amount} {what} per {item.get_expiry()} s for this API key; retry in {retry} s"
+        message = f"more than {item.amount} {what} per {item.get_expiry()} s for this API key; retry in {retry} s"
         raise ApiError(
             429,
             "rate_limited",
@@ -170,6 +173,8 @@ class RateLimits:
     def check_queued(self, svc: Resources, tenant: str, adding: int) -> None:
         """429 `tenant_queue_full` if `adding` more queued jobs would pass the tenant's quota."""
         quota = self.for_tenant(svc, tenant).tenant_max_queued_jobs
+        if adding > quota:
+            raise _larger_than_allowed(adding, quota, f"this tenant may have {quota} jobs queued", "tenant_queued_jobs")
         now = time.monotonic()
         cached = self._queued.get(tenant)
         if cached and now - cached[1] < QUEUED_CACHE_SECONDS:
@@ -189,6 +194,15 @@ class RateLimits:
         if len(self._queued) > 10_000:
             self._queued.clear()
         self._queued[tenant] = (queued + adding, read_at)
+
+
+def _larger_than_allowed(count: int, limit: int, rule: str, kind: str) -> ApiError:
+    return ApiError(
+        413,
+        "batch_too_large",
+        f"{count} jobs in one request; {rule}: send them in smaller requests",
+        {"limit": limit, "actual": count, "kind": kind},
+    )
 
 
 class OpenSlot:

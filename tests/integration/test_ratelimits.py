@@ -96,6 +96,27 @@ def test_batch_entries_count_as_jobs_per_minute(limited: str, new_key, db: Engin
     assert len(user.submit_batch(_texts(5, "fits"))) == 5, "the refused batch was counted"
 
 
+def test_a_request_larger_than_a_limit_can_ever_allow_is_413_not_a_429_to_retry(limited: str, new_key) -> None:
+    """More jobs in one request than the tenant may have queued (5), or than the key may send in a
+    whole window (20 a minute), can never pass: a 429 with Retry-After had clients retry it for minutes."""
+    user = Client(limited, new_key())
+    over_quota = user.post(
+        "/v1/jobs/batch", json={"jobs": [{"analysis": "sentiment", "input": {"text": t}} for t in _texts(6, "q")]}
+    )
+    assert over_quota.status_code == 413, over_quota.text
+    assert "Retry-After" not in over_quota.headers
+    error = over_quota.json()["error"]
+    assert error["code"] == "batch_too_large"
+    assert error["details"] == {"limit": 5, "actual": 6, "kind": "tenant_queued_jobs"}, error
+
+    over_rate = user.post(
+        "/v1/jobs/batch", json={"jobs": [{"analysis": "sentiment", "input": {"text": t}} for t in _texts(21, "r")]}
+    )
+    assert over_rate.status_code == 413, over_rate.text
+    assert over_rate.json()["error"]["details"] == {"limit": 20, "actual": 21, "kind": "jobs"}
+    assert len(user.submit_batch(_texts(5, "fits"))) == 5, "no job of the refused requests was queued"
+
+
 def test_open_long_polls_are_capped_per_key(limited: str, new_key) -> None:
     key = new_key()
     user = Client(limited, key)
