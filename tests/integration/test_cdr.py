@@ -372,3 +372,34 @@ def test_an_upload_the_spool_folder_cannot_hold_is_refused_in_the_json_shape_and
     assert not [p.name for p in spool.iterdir()]
     small = upload(client, calls[0][:200_000].rsplit(b"\n", 1)[0] + b"\n")  # under the limit: accepted as usual
     assert small.status_code == 202, small.text
+
+
+def test_the_cli_refuses_call_records_it_cannot_upload_and_says_how(client: Client, tmp_path: Path) -> None:
+    """Standard input, a file name given as a text argument, no file at all, a missing file: each became
+    text jobs (a 422 per CSV line) or a wrong message; each is now exit 1 with what to do."""
+    env = {
+        **os.environ,
+        "ASSAY_URL": client.base,
+        "ASSAY_API_KEY": client.session.headers["Authorization"].split()[1],
+        "HOME": str(tmp_path),
+    }
+    assay = str(Path(sys.executable).parent / "assay")
+    (tmp_path / "calls.csv").write_text("caller,callee,start_time,duration\n1,2,1700000000,3\n")
+    cases = [
+        (["--file", "-"], "caller,callee\n", "not standard input"),
+        ([str(tmp_path / "calls.csv")], None, "--file PATH or --dir DIR"),
+        ([], None, "--file PATH or --dir DIR"),
+        (["--file", str(tmp_path / "nope.csv")], None, "nope.csv: no such file"),
+    ]
+    for args, stdin, message in cases:
+        done = subprocess.run(
+            [assay, "submit", "cdr_fraud", *args],
+            input=stdin,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1 and message in done.stderr, (args, done.returncode, done.stderr)
+        assert "invalid_jobs" not in done.stderr, done.stderr

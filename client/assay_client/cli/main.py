@@ -201,7 +201,9 @@ def submit(
         _check_writable(out)
     display = Display(analysis, 0, waiting=wait, enabled=progress)
     client = state.client(RetryPolicy(max_attempts=None, max_elapsed=retry_for), display.on_retry)
-    uploads = (file not in (None, "-") or bool(directory)) and _input_kind(client, analysis) == "cdr"
+    uploads = _input_kind(client, analysis) == "cdr"
+    if uploads and (texts or not (file or directory)):  # a file name as an argument became a text job
+        raise click.UsageError(f"{analysis} analyses call-record files: give them with --file PATH or --dir DIR")
     items = _record_items(file, directory, recursive) if uploads else _items(texts, file, directory, fmt, recursive)
     display.set_total(len(items))
     options = SubmitOptions(

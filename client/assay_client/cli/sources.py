@@ -108,8 +108,12 @@ def record_files(file: str | None, directory: str | None, recursive: bool = Fals
     """Call-record files, one job each: the file itself, or a folder's by suffix, sorted by path."""
     if file is not None:
         path = Path(file)
-        if file == "-" or not path.is_file():
-            raise InputError(f"{file}: a call-record job takes a file (not standard input)")
+        if file == "-":
+            raise InputError("a call-record job takes a file, not standard input: --file PATH or --dir DIR")
+        if not path.exists():
+            raise InputError(f"{file}: no such file")
+        if not path.is_file():
+            raise InputError(f"{file} is not a file")
         paths = [path]
     else:
         root = Path(directory or ".")
