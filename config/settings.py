@@ -345,6 +345,8 @@ def load_settings(**overrides: object) -> Settings:
 def _env_name(loc: tuple[object, ...]) -> str:
     """The environment variable a validation error is about, as the operator typed it."""
     field = str(loc[0]) if loc else ""
+    if field.isupper():  # an alias, as found in the environment (DATABASE_URL, ASSAY_DATABASE_URL)
+        return field
     if field in ("database_url", "redis_url"):
         return field.upper()
     return f"ASSAY_{field.upper()}" if field else "settings"
@@ -358,6 +360,28 @@ def run_command(main: Callable[..., int], *args: object) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        reason = unreachable_reason(exc)
+        if reason is None:
+            raise
+        print(f"error: {reason}", file=sys.stderr)
+        return 2
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """A server the command needs refused it or did not answer: one line saying which, not a traceback
+    of a hundred lines of SQLAlchemy and psycopg2 frames."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        detail = str(exc.orig or exc).strip().splitlines()
+        first = detail[0] if detail else type(exc).__name__
+        return f"PostgreSQL: {first} (is DATABASE_URL right and the server up?)"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return f"Redis: {exc} (is REDIS_URL right and the server up?)"
+    return None
 
 
 @functools.cache

@@ -483,6 +483,24 @@ def test_keys_without_the_server_code_say_so(tmp_path: Path) -> None:
     assert "server code" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+def test_keys_with_the_database_down_or_misconfigured_say_so_in_one_line(tmp_path: Path) -> None:
+    """`assay keys list` printed 139 lines of SQLAlchemy and psycopg2 frames when nothing answered."""
+    for database_url, message in [
+        ("postgresql://postgres@127.0.0.1:1/assay", "Error: PostgreSQL: "),
+        ("foo", "Error: invalid configuration: DATABASE_URL"),
+    ]:
+        done = subprocess.run(
+            [str(ASSAY), "keys", "list"],
+            env={**os.environ, "DATABASE_URL": database_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(message) and "Traceback" not in done.stderr, done.stderr
+
+
 # -- the library ---------------------------------------------------------------------------------
 
 

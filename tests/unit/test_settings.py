@@ -25,8 +25,8 @@ def test_bad_value_names_the_environment_variable(monkeypatch: pytest.MonkeyPatc
 
 def test_non_postgres_database_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/x")
-    with pytest.raises(SettingsError, match=r"DATABASE_URL: .*postgresql"):
-        load_settings()
+    with pytest.raises(SettingsError, match=r"^invalid configuration: DATABASE_URL: .*postgresql"):
+        load_settings()  # the variable as set: it said ASSAY_DATABASE_URL
 
 
 def test_visibility_timeout_must_outlast_leases() -> None:
@@ -39,6 +39,9 @@ def test_production_refuses_the_default_flower_password() -> None:
         load_settings(environment="production")
 
 
+NOTHING_THERE = "postgresql://postgres@127.0.0.1:1/assay"
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
@@ -46,6 +49,9 @@ def test_production_refuses_the_default_flower_password() -> None:
         (["store.cli", "secrets", "reencrypt"], {"ASSAY_SECRETS_KEYS": ""}, "error: ASSAY_SECRETS_KEYS is not set"),
         (["store.migrate", "current"], {"ASSAY_LEASE_SECONDS": "-1"}, "error: invalid configuration: ASSAY_LEASE"),
         (["deploy.local.run"], {"ASSAY_API_WORKERS": "many"}, "error: invalid configuration: ASSAY_API_WORKERS"),
+        # Nothing listens on port 1: a server the command needs is down is one line too, not 130 lines of frames.
+        (["store.cli", "keys", "list"], {"DATABASE_URL": NOTHING_THERE}, "error: PostgreSQL: "),
+        (["store.migrate", "current"], {"DATABASE_URL": NOTHING_THERE}, "error: PostgreSQL: "),
     ],
 )
 def test_a_command_with_a_bad_setting_says_so_in_one_line(argv: list[str], env: dict[str, str], message: str) -> None:

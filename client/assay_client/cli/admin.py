@@ -13,9 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import click
+
 
 class ServerCodeMissingError(Exception):
     pass
+
+
+class AdminError(click.ClickException):
+    """What the operator fixes (bad settings, the database not answering): one line, not a traceback."""
 
 
 def server_modules(cwd: Path) -> SimpleNamespace:
@@ -36,11 +42,14 @@ def server_modules(cwd: Path) -> SimpleNamespace:
 
 def _import() -> SimpleNamespace:
     from config import get_settings
+    from config.settings import SettingsError, unreachable_reason
     from store.db import make_engine
     from store.keys import create_key, list_keys, revoke_key
 
     return SimpleNamespace(
         get_settings=get_settings,
+        settings_error=SettingsError,
+        unreachable_reason=unreachable_reason,
         make_engine=make_engine,
         create_key=create_key,
         list_keys=list_keys,
@@ -51,9 +60,17 @@ def _import() -> SimpleNamespace:
 @contextlib.contextmanager
 def transaction(server: SimpleNamespace) -> Iterator[object]:
     """One connection in one transaction, the engine disposed after: a CLI call is one unit of work."""
-    engine = server.make_engine(server.get_settings(), pool_size=1)
+    try:
+        engine = server.make_engine(server.get_settings(), pool_size=1)
+    except server.settings_error as exc:
+        raise AdminError(str(exc)) from None
     try:
         with engine.begin() as conn:
             yield conn
+    except Exception as exc:
+        reason = server.unreachable_reason(exc)
+        if reason is None:
+            raise
+        raise AdminError(reason) from None
     finally:
         engine.dispose()
