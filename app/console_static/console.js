@@ -80,11 +80,21 @@ function fillAnalyses() {
   onAnalysisChange();
 }
 
+// What a file-input analysis is called on the form, and which files the picker offers.
+const FILE_INPUTS = {
+  audio: { label: "Audio file", accept: "audio/*" },
+  cdr: { label: "Call-record file (CSV or JSON lines, may be gzip)", accept: ".csv,.tsv,.txt,.jsonl,.json,.gz" },
+};
+
 function onAnalysisChange() {
   const chosen = state.analyses.find((a) => a.name === $("analysis").value);
-  const audio = chosen && chosen.input === "audio";
-  $("text-field").hidden = audio;
-  $("file-field").hidden = !audio;
+  const upload = chosen && FILE_INPUTS[chosen.input];
+  $("text-field").hidden = Boolean(upload);
+  $("file-field").hidden = !upload;
+  if (upload) {
+    $("file-label").textContent = upload.label;
+    $("file").accept = upload.accept;
+  }
 }
 
 // -- jobs list ---------------------------------------------------------------------------------------------
@@ -204,9 +214,9 @@ async function submit(event) {
   const webhookUrl = $("webhook").value.trim();
   try {
     let job;
-    if (analysis.input === "audio") {
+    if (FILE_INPUTS[analysis.input]) {
       const file = $("file").files[0];
-      if (!file) throw new Error("choose an audio file");
+      if (!file) throw new Error(`choose a file: ${FILE_INPUTS[analysis.input].label.toLowerCase()}`);
       const form = new FormData();
       form.append("analysis", analysis.name);
       form.append("file", file);

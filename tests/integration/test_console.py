@@ -140,6 +140,32 @@ def test_sign_in_submit_watch_open_and_isolation(browser, console_url: str, rece
     context.close()
 
 
+def test_a_call_record_file_is_submitted_from_the_console(
+    browser, console_url: str, stack: Stack, new_key, tmp_path
+) -> None:
+    """cdr_fraud was offered with a text box, and its submission refused ("needs input.cdr_base64"):
+    a call-record analysis now gets the file picker and goes as an upload, like audio."""
+    from bench.cdr_data import generate, write
+
+    stack.tabular("console-tabular", ASSAY_WORKER_METRICS_PORT=str(free_port()), **ENV)
+    columns, truth = generate(2000, sim_boxes=2, intensity=80, call_centres=1, auto_diallers=1, borderline=1, days=1)
+    path = tmp_path / "calls.csv"
+    write(columns, path)
+    key = new_key()
+    context, page = _sign_in(browser, console_url, key)
+    page.select_option("#analysis", "cdr_fraud")
+    assert page.is_hidden("#text-field") and page.is_visible("#file-field")
+    assert "Call-record" in page.text_content("#file-label") and ".csv" in page.get_attribute("#file", "accept")
+    page.set_input_files("#file", str(path))
+    page.click("#submit button[type=submit]")
+    page.wait_for_selector("#jobs tbody tr[data-status=succeeded]", timeout=60_000)
+    assert page.text_content("#submit-error") == ""
+    job_id = page.get_attribute("#jobs tbody tr", "data-id")
+    context.close()
+    result = Client(console_url, key).get(f"/v1/jobs/{job_id}").json()["result"]
+    assert {caller["caller"] for caller in result["flagged_callers"]} == set(truth.sim_boxes), result["totals"]
+
+
 def test_a_wrong_key_is_refused_on_the_sign_in_form(browser, console_url: str) -> None:
     context = browser.new_context()
     page = context.new_page()
