@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -108,12 +109,10 @@ def connection_error(exc: httpx.TransportError, call: Call) -> APIConnectionErro
 
 
 def multipart_upload(
-    analysis: str, data: bytes, filename: str, metadata: dict[str, Any] | None, webhook: dict[str, Any] | None
+    analysis: str, data: bytes, filename: str, json_fields: Mapping[str, Any | None]
 ) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
-    """Form fields and file for POST /v1/jobs as multipart/form-data: raw bytes, no base64."""
+    """Form fields and file for POST /v1/jobs as multipart/form-data: raw bytes, no base64. `json_fields`
+    (metadata, webhook, options, columns, parameters) go as JSON text; empty ones are left out."""
     fields = {"analysis": analysis}
-    if metadata:
-        fields["metadata"] = json.dumps(metadata)
-    if webhook:
-        fields["webhook"] = json.dumps(webhook)
+    fields.update({name: json.dumps(value) for name, value in json_fields.items() if value})
     return fields, {"file": (filename, data, "application/octet-stream")}

@@ -112,8 +112,10 @@ class AsyncClient:
         metadata: Mapping[str, Any] | None = None,
         webhook: WebhookLike | None = None,
         idempotency_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Job:
-        return Job.from_dict(await self._call(job_call(analysis, text, audio, metadata, webhook, idempotency_key)))
+        call = job_call(analysis, text, audio, metadata, webhook, idempotency_key, options=options)
+        return Job.from_dict(await self._call(call))
 
     async def submit_many(
         self,
@@ -128,6 +130,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
         salt: str = "",
         on_chunk: Callable[[ChunkResult], None] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Job]:
         jobs: list[Job] = []
         for chunk in plan_chunks(
@@ -135,6 +138,7 @@ class AsyncClient:
             items,
             metadata=metadata,
             webhook=webhook_dict(webhook),
+            options=options,
             chunk_size=chunk_size,
             chunk_bytes=chunk_bytes,
             keys=keys,

@@ -49,6 +49,7 @@ def plan_chunks(
     *,
     metadata: Mapping[str, Any] | None = None,
     webhook: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     keys: KeyMode = "random",
@@ -63,7 +64,7 @@ def plan_chunks(
     """
     start = 0
     for index, requests in enumerate(chunks((as_request(i) for i in items), chunk_size, chunk_bytes)):
-        entries = [r.entry(analysis, metadata) for r in requests]
+        entries = [r.entry(analysis, metadata, options) for r in requests]
         if key_prefix is not None:
             key = f"{key_prefix}.{index}"
         elif keys == "content":

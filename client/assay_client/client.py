@@ -57,23 +57,39 @@ def job_call(
     metadata: Mapping[str, Any] | None,
     webhook: WebhookLike | None,
     idempotency_key: str | None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    columns: Mapping[str, str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Call:
-    """POST /v1/jobs: JSON for text, multipart for audio. Always keyed, so a retry cannot duplicate it."""
+    """POST /v1/jobs: JSON for text, multipart for a file. Always keyed, so a retry cannot duplicate it.
+
+    `options` are the API's job options ({"cache": false}, {"return_diagnostics": true}, ...); `columns`
+    and `parameters` belong to call-record files (cdr_fraud): the file's column names and thresholds."""
     if (text is None) == (audio is None):
         raise ValueError("submit needs exactly one of text= or audio=")
     headers = {"Idempotency-Key": idempotency_key or random_key()}
     hook = webhook_dict(webhook)
     if audio is not None:
         clip = Audio.of(audio)
-        fields, files = _http.multipart_upload(
-            analysis, clip.read(), clip.filename or "audio", dict(metadata or {}), hook
-        )
+        json_fields = {
+            "metadata": dict(metadata or {}),
+            "webhook": hook,
+            "options": options,
+            "columns": columns,
+            "parameters": parameters,
+        }
+        fields, files = _http.multipart_upload(analysis, clip.read(), clip.filename or "audio", json_fields)
         return Call("POST", "/v1/jobs", data=fields, files=files, headers=headers)
+    if columns or parameters:
+        raise ValueError("columns= and parameters= describe a call-record file: use submit_file")
     body: dict[str, Any] = {"analysis": analysis, "input": {"text": text}}
     if metadata:
         body["metadata"] = dict(metadata)
     if hook:
         body["webhook"] = hook
+    if options:
+        body["options"] = dict(options)
     return Call("POST", "/v1/jobs", json=body, headers=headers)
 
 
@@ -178,9 +194,12 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         webhook: WebhookLike | None = None,
         idempotency_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Job:
-        """One job. Give `idempotency_key` to make a repeat of this call (another process, tomorrow) safe."""
-        return Job.from_dict(self._call(job_call(analysis, text, audio, metadata, webhook, idempotency_key)))
+        """One job. Give `idempotency_key` to make a repeat of this call (another process, tomorrow) safe;
+        `options` as the API takes them, e.g. {"cache": False} or {"return_diagnostics": True}."""
+        call = job_call(analysis, text, audio, metadata, webhook, idempotency_key, options=options)
+        return Job.from_dict(self._call(call))
 
     def submit_file(
         self,
@@ -190,10 +209,27 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         webhook: WebhookLike | None = None,
         idempotency_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        columns: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
     ) -> tuple[Job, bool]:
         """One job from a file sent as a multipart upload (audio, or call records for `cdr_fraud`), and whether
-        it was created (False: the Idempotency-Key was used before, and this is the job it made then)."""
-        response = self._send(job_call(analysis, None, file, metadata, webhook, idempotency_key))
+        it was created (False: the Idempotency-Key was used before, and this is the job it made then).
+
+        Call records: `columns` maps the file's names ({"caller": "a_number", ...}), `parameters` override
+        the thresholds; audio: `options` as for `submit`."""
+        call = job_call(
+            analysis,
+            None,
+            file,
+            metadata,
+            webhook,
+            idempotency_key,
+            options=options,
+            columns=columns,
+            parameters=parameters,
+        )
+        response = self._send(call)
         return Job.from_dict(decode(response)), response.status_code == 202
 
     def submit_many(
@@ -209,6 +245,7 @@ class Client:
         idempotency_key: str | None = None,
         salt: str = "",
         on_chunk: Callable[[ChunkResult], None] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Job]:
         """Many jobs through POST /v1/jobs/batch, in input order. Items: str (text), bytes/Path/Audio, JobRequest.
 
@@ -221,6 +258,7 @@ class Client:
             items,
             metadata=metadata,
             webhook=webhook_dict(webhook),
+            options=options,
             chunk_size=chunk_size,
             chunk_bytes=chunk_bytes,
             keys=keys,
@@ -290,7 +328,7 @@ class Client:
         return CancelResult(Job.from_dict(payload["job"]), payload["cancellation"])
 
     def delete(self, job_id: str) -> Job:
-        """Erase input, result and metadata; the bare record remains (and answers GET)."""
+        """Erase input, result and metadata; the bare record remains: GET then raises `Gone` (410) carrying it."""
         return Job.from_dict(self._call(Call("DELETE", job_path(job_id))))
 
     def webhook_attempts(self, job_id: str) -> list[WebhookEvent]:

@@ -90,8 +90,10 @@ class JobRequest:
         assert self.text is not None
         return len(self.text.encode()) + 100
 
-    def entry(self, analysis: str, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The JSON object the batch endpoint takes for this job."""
+    def entry(
+        self, analysis: str, metadata: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The JSON object the batch endpoint takes for this job (`options`: the API's job options)."""
         if self.audio is not None:
             audio = self.audio
             payload: dict[str, Any] = {"audio_base64": base64.b64encode(audio.read()).decode("ascii")}
@@ -103,6 +105,8 @@ class JobRequest:
         merged = {**(metadata or {}), **self.metadata}
         if merged:
             body["metadata"] = merged
+        if options:
+            body["options"] = dict(options)
         return body
 
 

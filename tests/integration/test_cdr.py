@@ -403,3 +403,36 @@ def test_the_cli_refuses_call_records_it_cannot_upload_and_says_how(client: Clie
         )
         assert done.returncode == 1 and message in done.stderr, (args, done.returncode, done.stderr)
         assert "invalid_jobs" not in done.stderr, done.stderr
+
+
+def test_the_cli_and_the_client_send_columns_and_parameters(
+    client: Client, tabular: Proc, calls, tmp_path: Path
+) -> None:
+    """A switch export names its columns a_number, b_number, ...: neither the CLI nor the Python client
+    could say so (nor change a threshold), so such a file could not be analysed without curl."""
+    from assay_client import Client as AssayClient
+
+    data, truth = calls
+    header, _, rest = data.partition(b"\n")
+    renamed = header.replace(b"caller", b"a_number").replace(b"callee", b"b_number") + b"\n" + rest
+    path = tmp_path / "switch.csv"
+    path.write_bytes(renamed)
+    columns = {"caller": "a_number", "callee": "b_number"}
+    key = client.session.headers["Authorization"].split()[1]
+    env = {**os.environ, "ASSAY_URL": client.base, "ASSAY_API_KEY": key, "HOME": str(tmp_path)}
+    argv = [
+        str(Path(sys.executable).parent / "assay"), "submit", "cdr_fraud", "--file", str(path), "--wait",
+        "--columns", json.dumps(columns), "--parameters", json.dumps({"min_unique_destinations": 1000}),
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(text) for text in done.stdout.splitlines()]
+    assert line["status"] == "succeeded" and flagged(line) == set(), line  # no caller reaches 1,000 callees
+
+    with AssayClient(client.base, api_key=key) as assay:
+        job, created = assay.submit_file("cdr_fraud", path, columns=columns)
+        assert created
+        final = assay.wait(job.id, timeout=60)
+    assert final.status == "succeeded" and {c["caller"] for c in final.result["flagged_callers"]} == set(
+        truth.sim_boxes
+    )

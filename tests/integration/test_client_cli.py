@@ -366,6 +366,27 @@ def test_audio_folder_by_extension(api_url: str, worker: Proc, key: str, tmp_pat
     assert re.search(r"\b(seven|7) days\b", lines[1]["result"]["text"].lower())
 
 
+def test_job_options_from_the_cli_and_the_client(api_url: str, worker: Proc, key: str, tmp_path: Path) -> None:
+    """`{"cache": false}` and `{"return_diagnostics": true}` were curl-only: neither the CLI nor the
+    client sent job options."""
+    env = cli_env(api_url, key, tmp_path)
+    text = f"{POSITIVE} ({secrets.token_hex(3)})"
+    done = assay(["submit", "sentiment", text, "--wait", "--options", '{"return_diagnostics": true}'], env)
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(row) for row in done.stdout.splitlines()]
+    assert line["result"]["label"] == "positive" and line["result"]["diagnostics"]["batch_size"] >= 1, line
+    refused = assay(["submit", "sentiment", text, "--columns", '{"caller": "a"}'], env)
+    assert refused.returncode == 1 and "call-record files" in refused.stderr, refused.stderr
+
+    with Client(api_url, key) as client:
+        client.wait(client.submit("sentiment", text).id, timeout=30)  # options are in the key: plain, this time
+        (hit,) = client.submit_many("sentiment", [text])
+        (ran,) = client.submit_many("sentiment", [text], options={"cache": False})
+        single = client.submit("sentiment", text, options={"cache": False})
+    assert hit.status == "succeeded", hit
+    assert ran.status == "queued" and single.status == "queued", "cache: false was not sent"
+
+
 def test_jobs_analyses_and_errors_from_the_cli(api_url: str, worker: Proc, key: str, tmp_path: Path) -> None:
     env = cli_env(api_url, key, tmp_path)
     listed = assay(["analyses", "--json"], env)

@@ -143,6 +143,18 @@ def _json_object(value: str | None, name: str) -> dict[str, Any] | None:
 @click.option("--metadata", metavar="JSON", help="a JSON object set on every job (a JSONL line's own metadata wins)")
 @click.option("--webhook", metavar="URL", help="POST each job's completion to this URL")
 @click.option(
+    "--options",
+    "job_options",
+    metavar="JSON",
+    help="job options, e.g. '{\"cache\": false}' or '{\"return_diagnostics\": true}'",
+)
+@click.option(
+    "--columns",
+    metavar="JSON",
+    help='call records: the file\'s column names, e.g. \'{"caller": "a_number", "callee": "b_number"}\'',
+)
+@click.option("--parameters", metavar="JSON", help="call records: thresholds, e.g. '{\"min_unique_destinations\": 30}'")
+@click.option(
     "--chunk-size",
     type=click.IntRange(1, 1000),
     default=250,
@@ -182,6 +194,9 @@ def submit(
     out: str | None,
     metadata: str | None,
     webhook: str | None,
+    job_options: str | None,
+    columns: str | None,
+    parameters: str | None,
     chunk_size: int,
     concurrency: int,
     wait_timeout: float | None,
@@ -204,6 +219,8 @@ def submit(
     uploads = _input_kind(client, analysis) == "cdr"
     if uploads and (texts or not (file or directory)):  # a file name as an argument became a text job
         raise click.UsageError(f"{analysis} analyses call-record files: give them with --file PATH or --dir DIR")
+    if not uploads and (columns or parameters):
+        raise click.UsageError("--columns and --parameters describe call-record files (cdr_fraud)")
     items = _record_items(file, directory, recursive) if uploads else _items(texts, file, directory, fmt, recursive)
     display.set_total(len(items))
     options = SubmitOptions(
@@ -216,6 +233,9 @@ def submit(
         timeout=wait_timeout,
         concurrency=concurrency,
         salt=secrets.token_hex(8) if fresh else "",
+        job_options=_json_object(job_options, "--options"),
+        columns=_json_object(columns, "--columns"),
+        parameters=_json_object(parameters, "--parameters"),
     )
     began = time.monotonic()
     # --out is opened at the first result: a run that fails before one (a bad key, the server down)

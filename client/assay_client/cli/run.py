@@ -20,7 +20,7 @@ from assay_client.cli.sources import Item
 from assay_client.client import Client
 from assay_client.errors import WaitTimeout
 from assay_client.idempotency import content_key, entry_digest
-from assay_client.inputs import WebhookLike, webhook_dict
+from assay_client.inputs import Audio, WebhookLike, webhook_dict
 from assay_client.models import Job
 
 
@@ -35,6 +35,9 @@ class SubmitOptions:
     concurrency: int = 8
     salt: str = ""  # non-empty: new jobs even for content sent before (--fresh)
     uploads: bool = False  # one file upload per item (call records), not the batch endpoint
+    job_options: Mapping[str, Any] | None = None  # the API's "options" ({"cache": false}, ...)
+    columns: Mapping[str, str] | None = None  # call records: the file's column names
+    parameters: Mapping[str, Any] | None = None  # call records: detection thresholds
 
 
 def record(item: Item, job: Job) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def submit_items(
             keys="content",
             salt=options.salt,
             on_chunk=on_chunk,
+            options=options.job_options,
         )
 
     if not options.wait:
@@ -132,15 +136,35 @@ def upload_each(
         assert upload is not None
         metadata = {**(options.metadata or {}), **item.request.metadata}
         webhook = webhook_dict(options.webhook)
-        digest = entry_digest(
-            {"analysis": options.analysis, "sha256": hashlib.sha256(upload.read()).hexdigest(), "metadata": metadata}
-        )
+        described = {"analysis": options.analysis, "sha256": _sha256(upload), "metadata": metadata}
+        # What else shapes the job changes its key (a re-run with other columns is a new job, not a replay);
+        # left out when unset, so keys made before these options existed still resume.
+        extra = {"options": options.job_options, "columns": options.columns, "parameters": options.parameters}
+        digest = entry_digest({**described, **{name: value for name, value in extra.items() if value}})
         key = content_key([digest], chunk_index=index, webhook=webhook, salt=options.salt)
         job, created = client.submit_file(
-            options.analysis, upload, metadata=metadata, webhook=webhook, idempotency_key=key
+            options.analysis,
+            upload,
+            metadata=metadata,
+            webhook=webhook,
+            idempotency_key=key,
+            options=options.job_options,
+            columns=options.columns,
+            parameters=options.parameters,
         )
         chunk = Chunk(index=index, start=index, key=key, body={"jobs": [upload.filename]})
         on_chunk(ChunkResult(chunk, [job], created=created))
+
+
+def _sha256(upload: Audio) -> str:
+    """The file's digest, read a megabyte at a time: a 2 GiB call-record file is not held in memory for it."""
+    if upload.path is None:
+        return hashlib.sha256(upload.read()).hexdigest()
+    digest = hashlib.sha256()
+    with upload.path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def exit_code(display: Display) -> int:
