@@ -6,11 +6,13 @@ try again, and what an answer means is decided here once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -31,9 +33,22 @@ class Call:
     params: dict[str, Any] | None = None
     json: Any = None
     data: dict[str, str] | None = None
-    files: dict[str, tuple[str, bytes, str]] | None = None
+    files: dict[str, tuple[str, bytes | Path, str]] | None = None  # a Path is read as it is sent
     headers: dict[str, str] = field(default_factory=dict)
     wait: float = 0.0  # a long-poll: the server may hold the answer this long
+
+    @contextlib.contextmanager
+    def opened_files(self) -> Iterator[dict[str, tuple[str, bytes | BinaryIO, str]] | None]:
+        """The files as httpx takes them, a Path opened afresh for each try: httpx streams an open file
+        in blocks, so a 2 GiB call-record file is never held in memory (it was, three times over)."""
+        if not self.files:
+            yield self.files  # type: ignore[misc]
+            return
+        with contextlib.ExitStack() as stack:
+            yield {
+                name: (filename, stack.enter_context(body.open("rb")) if isinstance(body, Path) else body, kind)
+                for name, (filename, body, kind) in self.files.items()
+            }
 
     @property
     def repeatable(self) -> bool:
@@ -109,8 +124,8 @@ def connection_error(exc: httpx.TransportError, call: Call) -> APIConnectionErro
 
 
 def multipart_upload(
-    analysis: str, data: bytes, filename: str, json_fields: Mapping[str, Any | None]
-) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
+    analysis: str, data: bytes | Path, filename: str, json_fields: Mapping[str, Any | None]
+) -> tuple[dict[str, str], dict[str, tuple[str, bytes | Path, str]]]:
     """Form fields and file for POST /v1/jobs as multipart/form-data: raw bytes, no base64. `json_fields`
     (metadata, webhook, options, columns, parameters) go as JSON text; empty ones are left out."""
     fields = {"analysis": analysis}

@@ -75,16 +75,17 @@ class AsyncClient:
         while True:
             attempts += 1
             try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    json=call.json,
-                    data=call.data,
-                    files=call.files,
-                    headers=call.headers,
-                    timeout=call.timeout(self._timeout),
-                )
+                with call.opened_files() as files:
+                    response = await self._http.request(
+                        call.method,
+                        call.path,
+                        params=call.params,
+                        json=call.json,
+                        data=call.data,
+                        files=files,
+                        headers=call.headers,
+                        timeout=call.timeout(self._timeout),
+                    )
             except httpx.TransportError as exc:
                 decision = retry_delay(call, self.retry, attempts=attempts, elapsed=time.monotonic() - started, exc=exc)
                 if decision is None:

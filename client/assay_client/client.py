@@ -79,7 +79,8 @@ def job_call(
             "columns": columns,
             "parameters": parameters,
         }
-        fields, files = _http.multipart_upload(analysis, clip.read(), clip.filename or "audio", json_fields)
+        body = clip.path if clip.data is None and clip.path is not None else clip.read()
+        fields, files = _http.multipart_upload(analysis, body, clip.filename or "audio", json_fields)
         return Call("POST", "/v1/jobs", data=fields, files=files, headers=headers)
     if columns or parameters:
         raise ValueError("columns= and parameters= describe a call-record file: use submit_file")
@@ -155,16 +156,17 @@ class Client:
             attempts += 1
             response: httpx.Response | None = None
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    json=call.json,
-                    data=call.data,
-                    files=call.files,
-                    headers=call.headers,
-                    timeout=call.timeout(self._timeout),
-                )
+                with call.opened_files() as files:
+                    response = self._http.request(
+                        call.method,
+                        call.path,
+                        params=call.params,
+                        json=call.json,
+                        data=call.data,
+                        files=files,
+                        headers=call.headers,
+                        timeout=call.timeout(self._timeout),
+                    )
             except httpx.TransportError as exc:
                 decision = retry_delay(call, self.retry, attempts=attempts, elapsed=time.monotonic() - started, exc=exc)
                 if decision is None:
