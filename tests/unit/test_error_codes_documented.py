@@ -61,3 +61,24 @@ def test_the_scan_finds_codes_at_all() -> None:
     codes = raised_codes()
     assert {"invalid_json", "queue_full", "invalid_base64", "rate_limited", "webhook_url_forbidden"} <= set(codes)
     assert codes["queue_full"] == {503}
+
+
+def failed_job_codes() -> set[str]:
+    """The `error.code`s a job can fail with: set by workers, the sweeper and the result-size check."""
+    found: set[str] = set()
+    for folder in ("pipeline", "models", "store", "workers"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            found |= set(re.findall(r"(?:InputError|InvalidAudio)\(\s*\"([a-z_]+)\"", text))
+            found |= set(re.findall(r"error_code=\"([a-z_]+)\"", text))
+    # models.registry's placeholder (replaced before any outcome is written); the upload probe's timeout
+    # (raised at intake only, a 422 in the Errors table).
+    return found - {"internal", "audio_probe_timeout"}
+
+
+def test_every_failed_job_code_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("Failed jobs carry `error.code`") :].split("\n\n")[0]
+    listed = set(re.findall(r"`([a-z_]+)`", paragraph))
+    assert {"inference_error", "attempts_exhausted", "result_too_large"} <= failed_job_codes()
+    assert not failed_job_codes() - listed, f"README's failed-job codes lack: {sorted(failed_job_codes() - listed)}"
