@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,11 +35,17 @@ def _headers(api_key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **(extra or {})}
 
 
+_ENTRY_LOC = re.compile(r"body\.jobs\[(\d+)\]")
+
+
 def in_input(exc: AssayError, start: int, size: int, accepted: int) -> AssayError:
     """A chunk's error said of the whole input: per-entry `index` counted from the input's start (the API counts
     from the chunk's), and how many earlier entries were accepted (the API's "none was created" is the chunk's)."""
     if isinstance(exc.details, list):
         exc.details = [_shifted(entry, start) for entry in exc.details]
+    elif isinstance(exc.details, dict) and (entry := _ENTRY_LOC.match(str(exc.details.get("loc", "")))):
+        # A check of the whole body (a NUL character, say) names the entry by its place: `body.jobs[29]...`.
+        exc.details = {**exc.details, "index": int(entry.group(1)) + start}
     if start:
         exc.message += f" (input entries {start}-{start + size - 1}; the {accepted} before them were accepted)"
     return exc

@@ -459,6 +459,14 @@ def test_errors_exit_1_and_a_failed_run_keeps_the_last_results(api_url: str, tmp
     details = json.loads(mixed.stderr.split("details: ", 1)[1].splitlines()[0])
     assert details[0]["index"] == 7 and details[0]["source"] == f"{lines}:8", details
 
+    # A check of the whole body (a NUL character) names its entry by place, not index: the line is named too.
+    nul = tmp_path / "nul.jsonl"
+    nul.write_text("".join(json.dumps({"text": "bad \u0000 one" if i == 6 else f"ok {i}"}) + "\n" for i in range(8)))
+    refused = assay(["submit", "sentiment", "--file", str(nul), "--chunk-size", "4", "--fresh"], env)
+    assert refused.returncode == 1 and "invalid_characters" in refused.stderr, refused.stderr
+    details = json.loads(refused.stderr.split("details: ", 1)[1].splitlines()[0])
+    assert details["index"] == 6 and details["source"] == f"{nul}:7", details
+
 
 def test_a_wait_that_runs_out_still_writes_the_accepted_jobs(stack: Stack, key: str, tmp_path: Path) -> None:
     """No worker reads this API's queue: the jobs stay queued, and their ids must not be lost with the wait."""

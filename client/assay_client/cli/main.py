@@ -264,6 +264,8 @@ def submit(
             except AssayError as exc:  # name each refused entry by its line or file, not by its index
                 if isinstance(exc.details, list):
                     exc.details = [_with_source(entry, items) for entry in exc.details]
+                elif isinstance(exc.details, dict):
+                    exc.details = _with_source(exc.details, items)
                 raise
             else:
                 code = exit_code(display)
