@@ -27,6 +27,17 @@ def pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in exc.errors()]
 
 
+def _invalid(what: str, exc: ValidationError) -> EntryError:
+    """422 naming the first problem in the message: "a call-record job needs input.cdr_base64" was said
+    of a job whose only fault was an `options` field call records do not take."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    more = f" (and {exc.error_count() - 1} more in details)" if exc.error_count() > 1 else ""
+    return EntryError(
+        422, "validation_error", f"{what} is not valid: {where}: {first['msg']}{more}", pydantic_details(exc)
+    )
+
+
 def has_visible_characters(text: str) -> bool:
     """Whether the text holds anything a model reads: a letter, digit, punctuation mark or symbol.
 
@@ -88,7 +99,7 @@ def _validate_job(
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise EntryError(422, "validation_error", "the job is not valid", pydantic_details(exc)) from None
+        raise _invalid("the job", exc) from None
     text = job.input.text
     if not text.strip():
         raise EntryError(422, "empty_text", "input.text is empty")
@@ -148,9 +159,7 @@ def _audio_job(
     try:
         job = AudioJobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise EntryError(
-            422, "validation_error", "an audio job needs input.audio_base64", pydantic_details(exc)
-        ) from None
+        raise _invalid("an audio job (input.audio_base64)", exc) from None
     if len(job.input.audio_base64) > settings.max_audio_bytes * 4 // 3 + 4:
         raise _too_large(settings, len(job.input.audio_base64) * 3 // 4)
     try:
@@ -183,9 +192,7 @@ def _cdr_job(
     try:
         job = CdrJobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise EntryError(
-            422, "validation_error", "a call-record job needs input.cdr_base64", pydantic_details(exc)
-        ) from None
+        raise _invalid("a call-record job (input.cdr_base64)", exc) from None
     try:
         data = base64.b64decode(job.input.cdr_base64, validate=True)
     except (binascii.Error, ValueError):

@@ -365,6 +365,27 @@ def test_a_valid_submission_still_goes_through(user: Client) -> None:
     assert user.post("/v1/jobs", json=job(metadata={"n": 10**100, "s": "ünïcødé ✓"})).status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"analysis": "cdr_fraud", "input": {"cdr_base64": "YSxi"}, "options": {"cache": False}},
+            "a call-record job (input.cdr_base64) is not valid: options: Extra inputs are not permitted",
+        ),
+        (
+            {"analysis": "transcription", "input": {"audio_base64": "AAAA", "lang": "en"}},
+            "an audio job (input.audio_base64) is not valid: input.lang: Extra inputs are not permitted",
+        ),
+        ({"analysis": "sentiment", "input": {"txt": "hi"}}, "the job is not valid: input.text: Field required"),
+    ],
+)
+def test_the_message_names_the_first_problem(user: Client, body: dict[str, Any], message: str) -> None:
+    """A call-record job whose only fault was an `options` field was told it "needs input.cdr_base64"."""
+    answer = user.post("/v1/jobs", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["message"].startswith(message), answer.json()
+
+
 def _send_raw(url: str, request: bytes) -> tuple[int, dict[str, Any] | None]:
     """One HTTP/1.1 request written byte for byte (framing no client library would send): (status, JSON body)."""
     parts = urlsplit(url)
