@@ -8,6 +8,7 @@ turns it into one exception class per HTTP status (and a few per code), so calle
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,6 +138,17 @@ _BY_CODE: dict[str, type[AssayError]] = {
 }
 
 
+def _plain_text(body: bytes) -> str:
+    """A body that is not the API's error, in a line: an HTML page (a proxy's, another server's at the URL)
+    as its text without tags, and said to be not Assay's, so a wrong ASSAY_URL is recognisable."""
+    text = body[:4096].decode("utf-8", "replace")
+    if "<" in text and re.search(r"<(html|head|body|title|h1|p)\b", text, re.IGNORECASE):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        words = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
+        return f"not an Assay API answer (an HTML page: {' '.join(words.split())[:120]}); is the URL right?"
+    return " ".join(text.split())[:300]
+
+
 def error_from_response(
     status: int, body: bytes, headers: Mapping[str, str], retry_after: float | None = None
 ) -> AssayError:
@@ -152,7 +164,7 @@ def error_from_response(
         message = str(error.get("message") or "")
         details = error.get("details")
     else:
-        message = body[:300].decode("utf-8", "replace").strip()
+        message = _plain_text(body)
     cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or (ServerError if status >= 500 else AssayError)
     return cls(
         message or f"HTTP {status}",

@@ -400,6 +400,9 @@ def test_jobs_analyses_and_errors_from_the_cli(api_url: str, worker: Proc, key: 
         check=False,
     )
     assert as_module.returncode == 0 and as_module.stdout == listed.stdout, as_module.stderr
+    table = assay(["analyses"], env)  # piped, as here: rich assumed 80 columns and cut model names short
+    models = {json.loads(line)["model"] for line in listed.stdout.splitlines()}
+    assert all(model in table.stdout for model in models), table.stdout
 
     submitted = assay(["submit", "sentiment", POSITIVE, NEGATIVE, "--wait"], env)
     assert submitted.returncode == 0, submitted.stderr

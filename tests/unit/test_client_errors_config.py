@@ -125,3 +125,12 @@ def test_settings_no_request_could_use_are_refused_at_once(flags: dict, words: s
 def test_a_key_read_with_its_newline_is_used_without_it() -> None:
     config = resolve(url=None, api_key=None, timeout=None, config_path=None, env={**ENV, "ASSAY_API_KEY": "k1\n"})
     assert config.api_key == "k1"
+
+
+def test_an_html_page_is_said_to_be_not_the_api_and_plain_text_is_kept() -> None:
+    """A wrong ASSAY_URL (another server, a proxy's error page) dumped the page's HTML as the message."""
+    page = b"<!DOCTYPE HTML><html><head><title>Error response</title></head><body><h1>404</h1></body></html>"
+    assert str(errors.error_from_response(404, page, {})).endswith(
+        "not an Assay API answer (an HTML page: Error response); is the URL right?"
+    )
+    assert errors.error_from_response(502, b"Bad gateway\n", {}).message == "Bad gateway"

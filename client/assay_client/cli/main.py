@@ -398,7 +398,10 @@ def analyses(state: _State, as_json: bool) -> None:
     table = Table("analysis", "input", "labels", "model", box=None)
     for a in found:
         table.add_row(a.name, a.input, ", ".join(a.labels), a.model)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: rich assumes 80 columns and cut the model names short
+        console = Console(width=Console(width=10_000).measure(table).maximum)
+    console.print(table)
 
 
 # -- keys (admin) ------------------------------------------------------------------------------
