@@ -12,6 +12,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import re
 import socket
 import sys
 import time
@@ -122,13 +123,22 @@ def startup_failure(name: str, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def banner(api: str, flower: str, user: str, password: str, key: str, local_hooks: bool) -> str:
+def _masked(url: str) -> str:
+    """A URL for the terminal: its password, if it has one, replaced by ***."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
+def banner(
+    api: str, flower: str, user: str, password: str, key: str, local_hooks: bool, database_url: str, redis_url: str
+) -> str:
     hooks = "\n  Webhooks may target this machine (the API listens on loopback only).\n" if local_hooks else ""
     return f"""
   Assay is running.
     API      {api}            (OpenAPI: {api}/openapi.json, metrics: {api}/metrics)
     Flower   {flower}         (user {user}, password {password})
     API key  {key}
+    Data     DATABASE_URL={_masked(database_url)} REDIS_URL={_masked(redis_url)}
+             (`make key`, `make backup` find these; prefix other admin commands with them)
 
   Try it:
     curl -s -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
@@ -165,7 +175,17 @@ def main() -> int:
         flower = f"http://127.0.0.1:{live.flower_port}"
         died = wait_healthy(api + "/health", supervisor)
         if died is None:
-            print(banner(api, flower, live.flower_user, live.flower_password, key, local_hooks), file=sys.stderr)
+            text = banner(
+                api,
+                flower,
+                live.flower_user,
+                live.flower_password,
+                key,
+                local_hooks,
+                services.database_url,
+                services.redis_url,
+            )
+            print(text, file=sys.stderr)
         code = supervisor.wait()
         if died is not None:
             print(startup_failure(died, live), file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""`make run` with a port another program holds: no "Assay is running" banner, and which variable to set."""
+"""`make run`: a port another program holds (no "Assay is running" banner, which variable to set); the banner."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def test_a_taken_flower_port_is_named_and_free_ports_are_not() -> None:
         message = startup_failure("flower", settings)
     assert f"ASSAY_FLOWER_PORT={port + 1}" in message
     assert "ASSAY_API_BIND" not in message
+
+
+def test_the_banner_names_the_database_and_redis_it_uses_without_passwords() -> None:
+    """Admin commands need DATABASE_URL; make run never said which server it had found or started."""
+    from deploy.local.run import banner
+
+    text = banner(
+        "http://127.0.0.1:8000", "http://127.0.0.1:5555", "admin", "pw", "assay_k", False,
+        "postgresql://ops:hunter2@db:5432/assay", "redis://:s3cret@cache:6379/0",
+    )  # fmt: skip
+    assert "DATABASE_URL=postgresql://ops:***@db:5432/assay REDIS_URL=redis://:***@cache:6379/0" in text
+    assert "hunter2" not in text and "s3cret" not in text
