@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds of a claim's lock beyond the attempt's own deadline: time to wait in a lane and to be recorded.
 LOCK_MARGIN_SECONDS = 30.0
+#: An event whose tenant's signing secret does not decrypt waits this long, costing no attempt: during a
+#: key rotation the pods that know the new key take it once they are up; an operator fixing the keys
+#: finds it still pending, not failed.
+UNREADABLE_SECRET_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,10 @@ def deliver_batch(ctx: WorkerContext, d: Deliverer, event_ids: list[str]) -> Cou
     start_by = time.monotonic() + LOCK_MARGIN_SECONDS - 5.0
     d.recorder.expect(len(claimed))
     for event in claimed:
+        if event.owner not in secrets:  # its secret does not decrypt (store.webhook_secrets): wait, unsigned never
+            d.recorder.add(event.owner, _deferred(event, UNREADABLE_SECRET_RETRY_SECONDS))
+            handed["defer"] += 1
+            continue
         receiver = receiver_of(event.url)
         work = Work(event, secrets[event.owner], start_by)
         offer = d.lanes.offer(receiver, work)

@@ -4,6 +4,7 @@ however many rotations happen meanwhile."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +14,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from store.db import interval
 from store.ids import new_webhook_secret
-from store.secrets_box import SecretBox
+from store.secrets_box import SecretBox, SecretsKeyError
 from store.tables import webhook_secrets
 
 _CURRENT = webhook_secrets.c.expires_at.is_(None)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,11 @@ def _ensure(conn: Connection, tenant_id: str, box: SecretBox) -> None:
 
 
 def signing_secrets(conn: Connection, tenant_ids: list[str], box: SecretBox) -> dict[str, list[str]]:
-    """Each tenant's live secrets, current first, for the `webhook-signature` header."""
+    """Each tenant's live secrets, current first, for the `webhook-signature` header.
+
+    A tenant whose current secret does not decrypt with ASSAY_SECRETS_KEYS (a key rotation half rolled
+    out, a database restored under other keys) is left out, and a previous secret that does not decrypt
+    is skipped: one tenant's secret raising for the whole batch stopped every tenant's deliveries."""
     for tenant_id in sorted(set(tenant_ids)):
         _ensure(conn, tenant_id, box)
     rows = conn.execute(
@@ -46,9 +52,18 @@ def signing_secrets(conn: Connection, tenant_ids: list[str], box: SecretBox) -> 
         .order_by(webhook_secrets.c.tenant_id, webhook_secrets.c.expires_at.desc().nulls_first())
     )
     found: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    unreadable: set[str] = set()
     for tenant_id, encrypted in rows:
-        found[tenant_id].append(box.decrypt(encrypted))
-    return dict(found)
+        current = tenant_id not in seen  # rows come current first
+        seen.add(tenant_id)
+        try:
+            found[tenant_id].append(box.decrypt(encrypted))
+        except SecretsKeyError:
+            log.error("webhook secret does not decrypt", extra={"tenant_id": tenant_id, "current": current})
+            if current:
+                unreadable.add(tenant_id)
+    return {tenant_id: secrets for tenant_id, secrets in found.items() if tenant_id not in unreadable}
 
 
 def secret_info(conn: Connection, tenant_id: str, box: SecretBox) -> SecretInfo:

@@ -212,3 +212,29 @@ def test_the_encryption_key_rotates_while_the_api_keeps_serving(
     assert shown in {SecretBox([new]).decrypt(row) for row in rows}
     with pytest.raises(SecretsKeyError):
         SecretBox([old]).decrypt(rows[0])
+
+
+def test_a_tenant_whose_secret_does_not_decrypt_does_not_stop_the_others(db: Engine, env: dict[str, str]) -> None:
+    """A secret written under a key this deployment lacks (a half-rolled key rotation, a restore under
+    other keys) raised for the whole batch of events: every tenant in it stopped getting deliveries."""
+    from store.keys import ensure_tenant
+    from store.webhook_secrets import signing_secrets
+
+    box = SecretBox([env["ASSAY_SECRETS_KEYS"]])
+    foreign = SecretBox([Fernet.generate_key().decode()])
+    with db.begin() as conn:
+        good, bad, stale = (ensure_tenant(conn, f"wbk-{name}-{secrets.token_hex(3)}") for name in ("a", "b", "c"))
+        signing_secrets(conn, [good, bad, stale], box)  # each gets its current secret
+        conn.execute(
+            webhook_secrets.update()
+            .where(webhook_secrets.c.tenant_id == bad)
+            .values(encrypted=foreign.encrypt("whsec_unreadable"))
+        )
+        conn.execute(  # a previous secret that does not decrypt: the current one still signs
+            webhook_secrets.insert().values(
+                tenant_id=stale, encrypted=foreign.encrypt("whsec_old"), expires_at=datetime(2999, 1, 1)
+            )
+        )
+        found = signing_secrets(conn, [good, bad, stale], box)
+    assert set(found) == {good, stale}
+    assert len(found[good]) == 1 and len(found[stale]) == 1 and found[stale][0].startswith("whsec_")
