@@ -79,7 +79,9 @@ def metrics() -> Response:
         multiprocess.MultiProcessCollector(registry)
     queues = sorted({svc.settings.queue_name(a.family) for a in svc.catalog.values()})
     registry.register(QueueDepthCollector(svc.redis, [*queues, svc.settings.maintenance_queue]))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: werkzeug appends "; charset=utf-8" to a mimetype, and the doubled charset
+    # makes Prometheus 3 (Go's mime.ParseMediaType) refuse the scrape.
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class _Forward:

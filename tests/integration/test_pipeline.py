@@ -132,7 +132,12 @@ def test_metrics_on_the_api_and_on_the_worker_have_real_values(client: Client, w
     assert "assay_queue_depth{" in worker_text
 
     assert client.get(f"/v1/jobs/{ids[-1]}").json()["status"] == "succeeded"
-    api_text = requests.get(f"{api_url}/metrics", timeout=5).text
+    scraped = requests.get(f"{api_url}/metrics", timeout=5)
+    api_text = scraped.text
+    # One charset parameter: werkzeug added a second, and Prometheus 3 refuses a doubled parameter.
+    for answer in (scraped, requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5)):
+        content_type = answer.headers["Content-Type"]
+        assert content_type.startswith("text/plain") and content_type.count("charset") == 1, content_type
     assert metric(api_text, "assay_jobs_submitted_total", analysis="sentiment") >= 40
     assert metric(api_text, "assay_http_requests_total", route="/v1/jobs/batch", status="202") >= 1
     assert metric(api_text, "assay_http_request_seconds_count", route="/v1/jobs/<job_id>") >= 1
