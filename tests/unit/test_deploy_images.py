@@ -101,3 +101,28 @@ def test_the_header_names_every_role_the_image_runs() -> None:
     listed = re.search(r"docker run assay:cpu ([a-z|]+)", DOCKERFILE.read_text())
     assert listed is not None
     assert set(listed.group(1).split("|")) == set(get_args(ProcessKind))
+
+
+def test_secrets_and_dumps_stay_out_of_the_build_context() -> None:
+    """`COPY deploy /app/deploy` put deploy/.env (the one-host secrets OPERATIONS has you fill in) in a layer."""
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {"deploy/.env", "backups"} <= ignored
+
+
+def test_the_image_owns_every_path_compose_mounts_a_named_volume_on() -> None:
+    """A named volume's root is created root-owned unless the image has the path: uploads were not writable."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    owned = {
+        path for line in re.findall(r"chown 10001:10001 ([^\n]+)", (ROOT / "Dockerfile.prod").read_text())
+        for path in line.split()
+    }  # fmt: skip
+    volumes = set(compose.get("volumes", {}))
+    for name, service in compose["services"].items():
+        if not str(service.get("image", "")).startswith("assay") and "build" not in service:
+            continue
+        for mount in service.get("volumes", []):
+            source, _, target = str(mount).split()[0].partition(":")
+            if source in volumes:
+                assert target.split(":")[0] in owned, (name, target, owned)
