@@ -9,6 +9,9 @@ is served on its own listener (ASSAY_METRICS_BIND), which the public Service nev
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 MIN_PASSWORD_CHARS = 16
 MIN_DISTINCT_CHARS = 8
 #: Substrings that make a password guessable whatever surrounds them (lower case).
@@ -63,4 +66,18 @@ def production_problems(
         problems.append(metrics)
     if not secrets_keys:
         problems.append("set ASSAY_SECRETS_KEYS in production: it encrypts webhook signing secrets at rest")
+    elif bad := [key for key in secrets_keys.split(",") if not _is_fernet_key(key.strip())]:
+        problems.append(
+            f"ASSAY_SECRETS_KEYS holds {len(bad)} value(s) that are not Fernet keys (e.g. the example's "
+            "CHANGE_ME): make one with `python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`"
+        )
     return problems
+
+
+def _is_fernet_key(key: str) -> bool:
+    """32 bytes in URL-safe base64, as Fernet takes them: checked at start, not at the first delivery."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32 and len(key) == 44
+    except (binascii.Error, ValueError):
+        return False

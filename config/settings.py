@@ -8,11 +8,13 @@ stack already knows by name: `DATABASE_URL` and `REDIS_URL`.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import pydantic_settings
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -340,6 +342,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"invalid configuration: {problems}") from None
+    except pydantic_settings.SettingsError as exc:  # a list or mapping variable that is not JSON
+        field = re.search(r'field "([a-z_]+)"', str(exc))
+        name = _env_name((field.group(1),)) if field else "a setting"
+        raise SettingsError(f"invalid configuration: {name}: not valid JSON ({exc.__cause__ or exc})") from None
 
 
 def _env_name(loc: tuple[object, ...]) -> str:

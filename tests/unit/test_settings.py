@@ -39,6 +39,18 @@ def test_production_refuses_the_default_flower_password() -> None:
         load_settings(environment="production")
 
 
+@pytest.mark.parametrize("keys", ["CHANGE_ME", "not-a-key,also-not"])
+def test_production_refuses_secrets_keys_that_are_not_fernet_keys(keys: str) -> None:
+    """The example's CHANGE_ME passed the start-up check and failed at the first webhook delivery."""
+    from cryptography.fernet import Fernet
+
+    good = {"flower_password": "Xk3-long-and-random-enough-9q", "metrics_bind": "0.0.0.0:9102"}
+    with pytest.raises(SettingsError, match="not Fernet keys"):
+        load_settings(environment="production", secrets_keys=keys, **good)
+    fine = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
+    assert load_settings(environment="production", secrets_keys=fine, **good).environment == "production"
+
+
 NOTHING_THERE = "postgresql://postgres@127.0.0.1:1/assay"
 
 
@@ -49,6 +61,11 @@ NOTHING_THERE = "postgresql://postgres@127.0.0.1:1/assay"
         (["store.cli", "secrets", "reencrypt"], {"ASSAY_SECRETS_KEYS": ""}, "error: ASSAY_SECRETS_KEYS is not set"),
         (["store.migrate", "current"], {"ASSAY_LEASE_SECONDS": "-1"}, "error: invalid configuration: ASSAY_LEASE"),
         (["deploy.local.run"], {"ASSAY_API_WORKERS": "many"}, "error: invalid configuration: ASSAY_API_WORKERS"),
+        (
+            ["workers.role", "worker", "--dry-run"],
+            {"ASSAY_WORKER_FAMILIES": "text"},
+            "error: invalid configuration: ASSAY_WORKER_FAMILIES: not valid JSON",
+        ),
         # Nothing listens on port 1: a server the command needs is down is one line too, not 130 lines of frames.
         (["store.cli", "keys", "list"], {"DATABASE_URL": NOTHING_THERE}, "error: PostgreSQL: "),
         (["store.migrate", "current"], {"DATABASE_URL": NOTHING_THERE}, "error: PostgreSQL: "),
