@@ -109,7 +109,11 @@ class Settings(BaseSettings):
     gpus: str = Field(
         "", pattern=r"^[0-9, ]*$", description="GPU indices for the launcher; empty: all nvidia-smi lists"
     )
-    torch_threads: int = Field(0, ge=0, description="0: one per core")
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="0: one per core this process may use, capped by its cgroup CPU quota (a container CPU limit)",
+    )
     text_model_path: str = Field("", description="embedding model dir or HF id; empty: the packaged MiniLM")
     max_model_tokens: int = Field(256, ge=8, le=8192)
     analysis_models: dict[str, str] = Field(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from config.host import usable_cpus
 
 
 def resolve_device(device: str) -> str:
@@ -21,7 +22,7 @@ def configure_threads(threads: int) -> int:
     """Intra-op threads for CPU inference; 0 means one per core this process may use."""
     import torch
 
-    count = threads or len(os.sched_getaffinity(0))
+    count = threads or usable_cpus()
     torch.set_num_threads(count)
     return count
 

@@ -10,9 +10,9 @@ the same text whatever batch it lands in.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from config.host import usable_cpus
 from models.base import InputError, Segment, Transcript
 from models.runtime import resolve_device
 
@@ -57,7 +57,7 @@ class WhisperTranscriber:
         if compute_type == "default":
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
-        self.cpu_threads = cpu_threads or len(os.sched_getaffinity(0))
+        self.cpu_threads = cpu_threads or usable_cpus()
         self.model = WhisperModel(
             source,
             device=self.device,

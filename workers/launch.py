@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from config import Settings, get_settings
+from config.host import usable_cpus
 from config.settings import ROOT, run_command
 from workers.processes import ProcessSpec, inference_processes
 from workers.supervisor import Supervisor
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     families = args.families.split(",") if args.families else list(settings.worker_families)
-    plans = plan_workers(settings, detect_gpus(settings), len(os.sched_getaffinity(0)), families)
+    plans = plan_workers(settings, detect_gpus(settings), usable_cpus(), families)
     for plan in plans:
         print(f"[launch] {plan.name}: queues={','.join(families)} env={plan.env}", file=sys.stderr)
     if args.dry_run:

@@ -13,6 +13,7 @@ import sys
 from typing import cast, get_args
 
 from config import get_settings
+from config.host import usable_cpus
 from config.settings import run_command
 from workers.launch import detect_gpus
 from workers.processes import ProcessKind
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     from workers.processes import role_process
 
-    specs = role_process(kind, settings, detect_gpus(settings), len(os.sched_getaffinity(0)))
+    specs = role_process(kind, settings, detect_gpus(settings), usable_cpus())
     for spec in specs:
         print(f"[role] {spec.name}: {' '.join(spec.argv())}", file=sys.stderr)
     if args.dry_run:

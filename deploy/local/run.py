@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from config.host import usable_cpus
 from config.settings import ROOT, Settings, load_settings, run_command
 from deploy.local.services import running
 from store.db import make_engine
@@ -169,7 +170,7 @@ def main() -> int:
         key = dev_api_key(services.database_url, settings.var_dir / "dev-api-key")
 
         supervisor = Supervisor(ROOT)
-        for spec in service_processes(live, detect_gpus(live), len(os.sched_getaffinity(0))):
+        for spec in service_processes(live, detect_gpus(live), usable_cpus()):
             supervisor.start(spec.name, spec.argv(), {**env, **spec.env})
         api = f"http://{live.api_bind}"
         flower = f"http://127.0.0.1:{live.flower_port}"
