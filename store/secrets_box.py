@@ -41,4 +41,7 @@ class SecretBox:
 
     def reencrypt(self, token: str) -> str:
         """The same secret under the first (newest) key."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise SecretsKeyError("a stored secret does not decrypt with any key in ASSAY_SECRETS_KEYS") from None

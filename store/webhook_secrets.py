@@ -102,7 +102,16 @@ def reencrypt(conn: Connection, box: SecretBox, after_id: int, limit: int) -> tu
         .with_for_update()
     ).all()
     for secret_id, encrypted in rows:
-        conn.execute(
-            update(webhook_secrets).where(webhook_secrets.c.id == secret_id).values(encrypted=box.reencrypt(encrypted))
-        )
+        try:
+            rotated = box.reencrypt(encrypted)
+        except SecretsKeyError:
+            tenant = conn.execute(
+                select(webhook_secrets.c.tenant_id).where(webhook_secrets.c.id == secret_id)
+            ).scalar_one()
+            raise SecretsKeyError(
+                f"webhook secret {secret_id} (tenant {tenant}) does not decrypt with any key in ASSAY_SECRETS_KEYS: "
+                "add the key it was written under (after the new one) and run this again; nothing was re-encrypted "
+                "in this chunk"
+            ) from None
+        conn.execute(update(webhook_secrets).where(webhook_secrets.c.id == secret_id).values(encrypted=rotated))
     return len(rows), (rows[-1][0] if rows else after_id)

@@ -4,6 +4,7 @@ encrypted at rest with keys that rotate without downtime. Real gunicorn, workers
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -236,5 +237,38 @@ def test_a_tenant_whose_secret_does_not_decrypt_does_not_stop_the_others(db: Eng
             )
         )
         found = signing_secrets(conn, [good, bad, stale], box)
+        conn.execute(webhook_secrets.delete().where(webhook_secrets.c.tenant_id.in_([bad, stale])))  # module's db
     assert set(found) == {good, stale}
     assert len(found[good]) == 1 and len(found[stale]) == 1 and found[stale][0].startswith("whsec_")
+
+
+def test_reencrypting_a_secret_no_key_opens_names_it_in_one_line(db: Engine, env: dict[str, str]) -> None:
+    """`secrets reencrypt` over a row written under a missing key ended in a bare InvalidToken traceback."""
+    from store.keys import ensure_tenant
+
+    with db.begin() as conn:
+        tenant = ensure_tenant(conn, f"wbk-lost-{secrets.token_hex(3)}")
+        conn.execute(
+            webhook_secrets.insert().values(
+                tenant_id=tenant, encrypted=SecretBox([Fernet.generate_key().decode()]).encrypt("whsec_lost")
+            )
+        )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "store.cli", "secrets", "reencrypt"],
+            cwd=ROOT,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "DATABASE_URL": env["DATABASE_URL"],
+                "ASSAY_SECRETS_KEYS": env["ASSAY_SECRETS_KEYS"],
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        with db.begin() as conn:
+            conn.execute(webhook_secrets.delete().where(webhook_secrets.c.tenant_id == tenant))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    # The first row no key opens: this one, or one the key-rotation test above left under its new key.
+    assert re.match(r"error: webhook secret \d+ \(tenant \S+\) does not decrypt", done.stderr), done.stderr
