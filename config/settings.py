@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(10.0, ge=0)
 
     worker_metrics_port: int = Field(9100, ge=0, le=65535, description="a worker's /metrics port; 0: off")
+    worker_metrics_address: str = Field(
+        "0.0.0.0", description="the address a worker's /metrics listens on (make run: loopback, like the API)"
+    )
     worker_families: list[str] = Field(
         default_factory=lambda: ["text", "audio"], description="model families (queues) an inference worker serves"
     )

@@ -63,7 +63,11 @@ def serve_metrics(consumer_queues: list[str]) -> None:
     if not ctx.settings.worker_metrics_port:
         return
     try:
-        start_http_server(ctx.settings.worker_metrics_port, registry=worker_registry(ctx.redis, consumer_queues))
+        start_http_server(
+            ctx.settings.worker_metrics_port,
+            addr=ctx.settings.worker_metrics_address,
+            registry=worker_registry(ctx.redis, consumer_queues),
+        )
     except OSError as exc:
         log.warning("metrics port unavailable", extra={"port": ctx.settings.worker_metrics_port, "error": str(exc)})
         return

@@ -67,7 +67,12 @@ def local_webhooks(settings: Settings) -> bool:
     they can reach those addresses anyway; a receiver on localhost is how webhooks are tried out."""
     if "webhook_allow_private" in settings.model_fields_set:
         return False
-    host = settings.api_bind.rsplit(":", 1)[0].strip("[]")
+    return _loopback(settings.api_bind)
+
+
+def _loopback(bind: str) -> bool:
+    """Whether `host:port` listens on loopback only."""
+    host = bind.rsplit(":", 1)[0].strip("[]")
     with contextlib.suppress(ValueError):
         return ipaddress.ip_address(host).is_loopback
     return host == "localhost"
@@ -160,6 +165,9 @@ def main() -> int:
         local_hooks = local_webhooks(settings)
         if local_hooks:
             env["ASSAY_WEBHOOK_ALLOW_PRIVATE"] = "true"
+        # Workers' /metrics on loopback when nothing else here is reachable from outside either.
+        if "worker_metrics_address" not in settings.model_fields_set and _loopback(settings.api_bind):
+            env["ASSAY_WORKER_METRICS_ADDRESS"] = "127.0.0.1"
         live = load_settings(
             database_url=services.database_url,
             redis_url=services.redis_url,
