@@ -76,15 +76,17 @@ def maintenance_process(queue: str, schedule_file: str) -> ProcessSpec:
     return ProcessSpec("maintenance", "maintenance@%h", args)
 
 
-def webhooks_process(queue: str, concurrency: int, hostname: str = "webhooks@%h") -> ProcessSpec:
+def webhooks_process(queue: str, concurrency: int, hostname: str = "webhooks@%h", metrics_port: int = 0) -> ProcessSpec:
     """Webhook deliveries on a gevent pool, on their own queue: a hanging receiver never stalls a model.
 
     `concurrency` is batches in flight (each delivers its events concurrently); a small prefetch leaves
-    the rest of the queue to the other webhook workers when there are several.
+    the rest of the queue to the other webhook workers when there are several. Its /metrics (delivery
+    attempts by outcome) is on `metrics_port` + 65, past the tabular worker's + 64; 0: none.
     """
     args = (*_CELERY, "worker", "-P", "gevent", "-c", str(concurrency), "--prefetch-multiplier", "2",
             "-Q", queue, "-n", hostname, *_WORKER_FLAGS)  # fmt: skip
-    return ProcessSpec("webhooks", hostname, args)
+    port = metrics_port + 65 if metrics_port and metrics_port + 65 <= 65535 else 0
+    return ProcessSpec("webhooks", hostname, args, {"ASSAY_WORKER_METRICS_PORT": str(port)})
 
 
 def flower_process(port: int, address: str, user: str, password: str) -> ProcessSpec:
@@ -134,7 +136,9 @@ def service_processes(settings: Settings, gpus: list[str], cpu_count: int) -> li
         *inference_processes(settings, gpus, cpu_count, list(settings.worker_families)),
         tabular_process(settings.queue_name("tabular"), settings.worker_metrics_port),
         maintenance_process(settings.maintenance_queue, str(settings.var_dir / "celerybeat-schedule")),
-        webhooks_process(settings.webhook_queue, settings.webhook_batches_in_flight),
+        webhooks_process(
+            settings.webhook_queue, settings.webhook_batches_in_flight, metrics_port=settings.worker_metrics_port
+        ),
         flower_process(settings.flower_port, settings.flower_address, settings.flower_user, settings.flower_password),
     ]
 

@@ -76,6 +76,10 @@ def test_no_manifest_writes_a_command_line_by_hand() -> None:
     assert texts
 
 
+def _prometheus() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+
+
 def test_ports_agree_with_the_table() -> None:
     settings = load_settings(api_bind="0.0.0.0:8000")
     kinds = {spec.kind: spec for spec in service_processes(settings, [], 2)}
@@ -87,6 +91,12 @@ def test_ports_agree_with_the_table() -> None:
     assert ports["flower"] == [int(flower_port)]
     compose = _compose()
     assert compose["flower"]["ports"][0].endswith(f":{flower_port}")
+    # Each metrics port the table gives a role is the one its pod declares and Prometheus is told to scrape.
+    for role in ("tabular", "webhooks"):
+        port = int(kinds[role].env["ASSAY_WORKER_METRICS_PORT"])
+        assert port and ports[role] == [port], (role, port, ports[role])
+    scraped = {t for job in _prometheus()["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert {f"worker-tabular:{kinds['tabular'].env['ASSAY_WORKER_METRICS_PORT']}", "webhooks:9165"} <= scraped
 
 
 def test_every_role_renders_a_command_from_the_table() -> None:
