@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from config.production import metrics_bind_problem, weak_password_reason
@@ -14,7 +16,7 @@ READY = {
     "flower_password": STRONG,
     "api_bind": "0.0.0.0:8000",
     "metrics_bind": "0.0.0.0:9102",
-    "secrets_keys": "a" * 44,
+    "secrets_keys": base64.urlsafe_b64encode(b"k" * 32).decode(),  # a Fernet key: 32 bytes, URL-safe base64
 }
 
 
