@@ -55,6 +55,17 @@ class Call:
         """Whether sending it twice is harmless, should the first answer be lost on the way back."""
         return self.method in ("GET", "HEAD", "DELETE") or "Idempotency-Key" in self.headers
 
+    def request_options(self, files: Any, base: httpx.Timeout) -> dict[str, Any]:
+        """httpx's keyword arguments for one try (`files` from `opened_files`): one definition for both clients."""
+        return {
+            "params": self.params,
+            "json": self.json,
+            "data": self.data,
+            "files": files,
+            "headers": self.headers,
+            "timeout": self.timeout(base),
+        }
+
     def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
         if not self.wait:
             return base

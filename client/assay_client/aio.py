@@ -76,16 +76,8 @@ class AsyncClient:
             attempts += 1
             try:
                 with call.opened_files() as files:
-                    response = await self._http.request(
-                        call.method,
-                        call.path,
-                        params=call.params,
-                        json=call.json,
-                        data=call.data,
-                        files=files,
-                        headers=call.headers,
-                        timeout=call.timeout(self._timeout),
-                    )
+                    options = call.request_options(files, self._timeout)
+                    response = await self._http.request(call.method, call.path, **options)
             except httpx.TransportError as exc:
                 decision = retry_delay(call, self.retry, attempts=attempts, elapsed=time.monotonic() - started, exc=exc)
                 if decision is None:
