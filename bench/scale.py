@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from bench.harness import Bench, bench_stack, record, table
 from store.api import JobSpec, create_jobs, get_job, list_jobs, queued_jobs
 from store.keys import create_key
 from store.maintenance import Drained, expire_jobs, sweep
+from store.result_cache import lookup
 from store.tables import jobs
 from store.worker import claim_jobs
 
@@ -209,6 +211,7 @@ def statement_plans(db: Engine, owner: str, job_id: str) -> list[list[str]]:
     before = (page[-1]["created_at"], page[-1]["id"]) if page else None
     calls: dict[str, Callable[[Connection], Any]] = {
         "get by id": lambda c: get_job(c, owner, job_id),
+        "intake: cache lookup, 100 keys": lambda c: lookup(c, sorted(secrets.token_hex(32) for _ in range(100)), 3600),
         "list, page 2 (keyset)": lambda c: list_jobs(c, owner, limit=50, before=before),
         "admission: queued count": lambda c: queued_jobs(c, ANALYSES),
         "claim 32 queued jobs": lambda c: claim_jobs(c, queued, 300),

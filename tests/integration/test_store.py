@@ -190,3 +190,33 @@ def test_leases_are_renewed_only_for_the_attempt_that_holds_them(db: Engine, own
         assert renew_leases(conn, claimed, 600) == 1
     assert row(db, mine)["lease_expires_at"] > before + timedelta(seconds=500)
     assert row(db, taken_over)["lease_expires_at"] < before + timedelta(seconds=5)
+
+
+def test_the_cache_lookup_probes_the_index_whatever_the_statistics(db: Engine, owner: str) -> None:
+    """10,000 live jobs, freshly analysed: `cache_key = ANY(keys)` was planned as a scan of all of `jobs`
+    (5 ms per 100-job batch, growing with the backlog); the lookup must stay an index probe per key.
+    Rolled back, so no other test sees the rows."""
+    from sqlalchemy import text
+
+    from store.result_cache import _LOOKUP_SQL, lookup
+
+    tag = secrets.token_hex(4)
+    with db.connect() as conn, conn.begin() as transaction:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, owner, analysis, input, metadata, status, attempts, created_at, enqueued_at,"
+                " cache_key) SELECT 'job_lk' || g || :tag, :owner, 'sentiment', '{}', '{}', 'queued', 0, now(),"
+                " now(), md5(g || :tag) || md5(:tag || g) FROM generate_series(1, 10000) g"
+            ),
+            {"tag": tag, "owner": owner},
+        )
+        conn.exec_driver_sql("ANALYZE jobs")
+        live_key = conn.execute(text("SELECT md5(7 || :tag) || md5(:tag || 7)"), {"tag": tag}).scalar_one()
+        keys = sorted([live_key, *(secrets.token_hex(32) for _ in range(99))])
+        params = {"keys": ",".join(keys), "ttl": 3600.0}
+        plan = conn.execute(text("EXPLAIN " + _LOOKUP_SQL.text), params).scalars().all()
+        sources, hits = lookup(conn, keys, 3600)
+        transaction.rollback()
+    on_jobs = [line.strip() for line in plan if " on jobs" in line]
+    assert on_jobs and all("ix_jobs_live_cache_key" in line for line in on_jobs), "\n".join(plan)
+    assert sources == {live_key: f"job_lk7{tag}"} and hits == {}
