@@ -96,11 +96,47 @@ def _validate_job(
         return _audio_job(payload, settings, catalog, idempotency_key)
     if catalog[analysis].input == "cdr":
         return _cdr_job(payload, settings, catalog[analysis], idempotency_key)
+    plain = _plain_text_job(payload)
+    if plain is not None:
+        return _text_spec(analysis, *plain, None, None, settings, catalog, idempotency_key)
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
         raise _invalid("the job", exc) from None
-    text = job.input.text
+    return _text_spec(
+        job.analysis, job.input.text, job.metadata, job.webhook, job.options, settings, catalog, idempotency_key
+    )
+
+
+_PLAIN_TEXT_JOB_KEYS = frozenset({"analysis", "input", "metadata"})
+
+
+def _plain_text_job(payload: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(text, metadata) of an entry that is only `analysis`, `input.text` and perhaps `metadata`, or None.
+
+    Nearly every text job has that shape, and for it JobCreate's checks come down to these type tests:
+    JobCreate's validation and dump were ~4 of the ~10 µs a batch entry spent here. Anything else
+    (options, a webhook, a wrong type, an unknown field) goes through JobCreate, which words its errors."""
+    if not payload.keys() <= _PLAIN_TEXT_JOB_KEYS:
+        return None
+    given = payload.get("input")
+    metadata = payload.get("metadata", {})
+    if type(given) is not dict or len(given) != 1 or type(metadata) is not dict:
+        return None
+    text = given.get("text")
+    return (text, metadata) if type(text) is str else None
+
+
+def _text_spec(
+    analysis: str,
+    text: str,
+    metadata: dict[str, Any],
+    webhook: WebhookSpec | None,
+    job_options: JobOptions | None,
+    settings: Settings,
+    catalog: dict[str, AnalysisConfig],
+    idempotency_key: str | None,
+) -> JobSpec:
     if not text.strip():
         raise EntryError(422, "empty_text", "input.text is empty")
     if not has_visible_characters(text):
@@ -112,18 +148,18 @@ def _validate_job(
             f"input.text has {len(text)} characters; the limit is {settings.max_text_chars}",
             {"limit": settings.max_text_chars, "actual": len(text)},
         )
-    check_metadata(job.metadata, settings)
-    options, use_cache = check_options(job.options, catalog[analysis], settings)
-    body = {"analysis": job.analysis, "input": job.input.model_dump(), "metadata": job.metadata}
-    if job.options is not None:
-        body["options"] = job.options.model_dump()
+    check_metadata(metadata, settings)
+    options, use_cache = check_options(job_options, catalog[analysis], settings)
+    body = {"analysis": analysis, "input": {"text": text}, "metadata": metadata}
+    if job_options is not None:
+        body["options"] = job_options.model_dump()
     return JobSpec(
-        analysis=job.analysis,
+        analysis=analysis,
         input=body["input"],
-        metadata=job.metadata,
+        metadata=metadata,
         idempotency_key=idempotency_key,
         request_hash=canonical_hash(body) if idempotency_key else None,
-        webhook=check_webhook(job.webhook, settings),
+        webhook=check_webhook(webhook, settings),
         options=options,
         use_cache=use_cache,
     )

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
@@ -26,9 +25,8 @@ from redis.client import Pipeline
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    """One job's change of state, as a tenant's event stream tells it."""
+class JobEvent(NamedTuple):
+    """One job's change of state, as a tenant's event stream tells it (a NamedTuple: one per job changed)."""
 
     tenant: str
     job_id: str

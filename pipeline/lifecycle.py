@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.client import Pipeline
@@ -38,9 +38,11 @@ from telemetry.flower import FlowerEvents
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Change:
-    """A job that changed state in this transaction, with what the side effects need to know."""
+class Change(NamedTuple):
+    """A job that changed state in this transaction, with what the side effects need to know.
+
+    A NamedTuple, not a frozen dataclass: one is made per job on every claim, write and submission, and
+    a frozen dataclass's `__init__` (an `object.__setattr__` per field) cost 2 µs against 0.6."""
 
     job_id: str
     analysis: str

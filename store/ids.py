@@ -25,7 +25,17 @@ def new_ordered_id(prefix: str) -> str:
     reveals is in the job document anyway.
     """
     value = (time.time_ns() // 1_000_000) << ORDERED_RANDOM_BITS | secrets.randbits(ORDERED_RANDOM_BITS)
-    return f"{prefix}_{base64.b32hexencode(value.to_bytes(15, 'big')).decode().lower()}"
+    return f"{prefix}_{base32hex_120(value)}"
+
+
+#: Every 10-bit value as its two lowercase base32hex digits.
+_DIGIT_PAIRS = [a + b for a in "0123456789abcdefghijklmnopqrstuv" for b in "0123456789abcdefghijklmnopqrstuv"]
+
+
+def base32hex_120(value: int) -> str:
+    """A 120-bit number as 24 lowercase base32hex digits: what `base64.b32hexencode` writes for its 15
+    bytes, without the pure-Python encoder that took 4 µs per id (one per job of a batch)."""
+    return "".join([_DIGIT_PAIRS[(value >> shift) & 0x3FF] for shift in range(110, -1, -10)])
 
 
 def new_webhook_secret() -> str:

@@ -61,3 +61,57 @@ def test_only_texts_with_something_to_read_are_texts() -> None:
         assert has_visible_characters(text), repr(text)
     for text in ("", "\u200b\u200c\u200d", "\u202e\u2066", "\u0301" * 10, "\ue000\uf8ff", "\u180e" * 3, "\u3000"):
         assert not has_visible_characters(text), repr(text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"analysis": "sentiment", "input": {"text": "ok"}},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "metadata": {"b": [1, {"c": None}], "a": "x"}},
+        {"analysis": "toxicity", "input": {"text": "  spaced \n text  "}, "metadata": {}},
+        {"analysis": "sentiment", "input": {"text": "x" * 51}},
+        {"analysis": "sentiment", "input": {"text": "\u200b"}},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "metadata": {"k": "v" * 50}},
+        # Not the plain shape: JobCreate decides, and the fast path must not take them.
+        {"analysis": "sentiment", "input": {"text": 5}},
+        {"analysis": "sentiment", "input": {"text": "ok", "extra": 1}},
+        {"analysis": "sentiment", "input": {}},
+        {"analysis": "sentiment", "input": "ok"},
+        {"analysis": "sentiment"},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "metadata": None},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "metadata": ["a"]},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "unknown": 1},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "options": {"cache": False}},
+        {"analysis": "sentiment", "input": {"text": "ok"}, "webhook": None},
+    ],
+)
+@pytest.mark.parametrize("key", [None, "k"])
+def test_plain_text_jobs_skip_pydantic_with_the_same_outcome(
+    payload: dict, key: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path for `{"analysis", "input": {"text"}, "metadata"?}` gives what JobCreate gives:
+    the same spec (request hash included) or the same error."""
+    from app import validation
+
+    def outcome() -> object:
+        try:
+            return validate_job(payload, SETTINGS, CATALOG, key)
+        except EntryError as exc:
+            return (exc.status, exc.code, exc.message, exc.details)
+
+    fast = outcome()
+    monkeypatch.setattr(validation, "_plain_text_job", lambda _: None)
+    assert outcome() == fast
+
+
+def test_timestamps_are_written_in_their_own_zone_even_when_cached() -> None:
+    """iso_timestamp is cached; an equal instant in another zone is an equal datetime, written otherwise."""
+    from datetime import timedelta, timezone
+
+    from contract.documents import iso_timestamp
+
+    utc = datetime(2026, 12, 7, 12, 0, 0, 250000, tzinfo=UTC)
+    assert iso_timestamp(utc) == "2026-12-07T12:00:00.250000Z"
+    assert iso_timestamp(utc.astimezone(timezone(timedelta(hours=1)))) == "2026-12-07T13:00:00.250000+01:00"
+    assert iso_timestamp(utc) == "2026-12-07T12:00:00.250000Z"
+    assert iso_timestamp(None) is None

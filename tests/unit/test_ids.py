@@ -39,3 +39,12 @@ def test_every_id_matches_the_published_pattern_and_keeps_its_length() -> None:
     assert pattern.match(ordered) and pattern.match(random_)
     assert len(ordered) == len(random_) == len("job_") + 24
     assert re.fullmatch(r"job_[0-9a-v]{24}", ordered)
+
+
+def test_the_id_encoding_is_base32hex() -> None:
+    import secrets
+
+    from store.ids import base32hex_120
+
+    for value in [0, 1, 2**120 - 1, *(secrets.randbits(120) for _ in range(1000))]:
+        assert base32hex_120(value) == base64.b32hexencode(value.to_bytes(15, "big")).decode().lower()
