@@ -248,13 +248,14 @@ def list_jobs() -> Response:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {svc.settings.list_max_limit}")
     cursor = args.get("cursor")
     before = decode_cursor(cursor) if cursor is not None else None
+    analysis = _analysis_filter(svc, args.get("analysis"))
     with svc.db.connect() as conn:
         rows = store.list_jobs(
             conn,
             g.tenant,
             limit=limit + 1,
             status=status,
-            analysis=_analysis_filter(args.get("analysis")),
+            analysis=analysis,
             before=before,
         )
     page = rows[:limit]
@@ -262,11 +263,18 @@ def list_jobs() -> Response:
     return jsonify({"data": [job_document(r) for r in page], "next_cursor": next_cursor})
 
 
-def _analysis_filter(value: str | None) -> str | None:
+def _analysis_filter(svc: Resources, value: str | None) -> str | None:
+    """An analysis this deployment serves, as in a submission: a misspelt one is refused, not an empty page
+    (which would also walk every job of the tenant looking for it)."""
     check_text_param("analysis", value)
-    if value is not None and len(value) > 64:
-        raise ApiError(400, "invalid_parameter", "analysis is at most 64 characters", {"parameter": "analysis"})
-    return value or None
+    if value is not None and value not in svc.catalog:
+        raise ApiError(
+            422,
+            "unknown_analysis",
+            f"analysis {value[:80]!r} is not served here; GET /v1/analyses lists the analyses",
+            {"available": sorted(svc.catalog)},
+        )
+    return value
 
 
 @bp.get("/<job_id:job_id>/webhooks")

@@ -324,7 +324,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "summary": "List the tenant's jobs, newest first (keyset pagination)",
                 "parameters": [
                     {"name": "status", "in": "query", "schema": {"enum": [str(s) for s in JOB_STATUSES]}},
-                    {"name": "analysis", "in": "query", "schema": _text(maxLength=64)},
+                    {"name": "analysis", "in": "query", "schema": {"enum": sorted(catalog)}},
                     {
                         "name": "limit",
                         "in": "query",
@@ -337,7 +337,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                         "description": "next_cursor of the previous page",
                     },
                 ],
-                "responses": {"200": _json("JobList", "a page"), **_errors(400, 401), **busy},
+                "responses": {"200": _json("JobList", "a page"), **_errors(400, 401, 422), **busy},
             },
         },
         "/v1/jobs/batch": {
