@@ -20,7 +20,7 @@ from app.errors import ApiError
 from app.group_commit import GroupCommit
 from app.offload import under_gevent
 from app.ratelimits import charge_jobs, open_slot
-from app.request_json import check_text_param, json_body
+from app.request_json import check_query, check_text_param, json_body
 from app.resources import Resources, resources
 from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
@@ -38,6 +38,8 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 # " 5", "+5" and other scripts' digits, which no client means to send.
 _WHOLE = re.compile(r"[0-9]{1,9}")
 _DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_GET_PARAMETERS = frozenset({"wait"})
+_LIST_PARAMETERS = frozenset({"status", "analysis", "limit", "cursor"})
 bp.before_request(authenticate)
 
 
@@ -228,6 +230,7 @@ def _wait_seconds(svc: Resources) -> float:
 def get_job(job_id: str) -> Response:
     """With ?wait=N: answer when the job is final or after N s, holding no DB connection meanwhile."""
     svc = resources()
+    check_query(_GET_PARAMETERS)
     wait = _wait_seconds(svc)
     if not wait:
         return jsonify(_load(svc, job_id))
@@ -238,6 +241,7 @@ def get_job(job_id: str) -> Response:
 @bp.get("")
 def list_jobs() -> Response:
     svc = resources()
+    check_query(_LIST_PARAMETERS)
     args = request.args
     status = check_text_param("status", args.get("status"))
     if status is not None and status not in JOB_STATUSES:

@@ -117,6 +117,30 @@ def check_text_param(name: str, value: str | None) -> str | None:
     return value
 
 
+def check_query(known: frozenset[str]) -> None:
+    """The query string of a route that reads these parameters: each one of them, given once (400 otherwise).
+
+    A misspelt name (`?stauts=failed`, `?wiat=10`) would otherwise be dropped in silence, and the answer
+    would look like one to the request meant; of a repeated one only the first would count.
+    """
+    from flask import request
+
+    args = request.args
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(repr(n[:64]) for n in unknown)}",
+            {"unknown": unknown, "known": sorted(known)},
+        )
+    twice = sorted(name for name in args if len(args.getlist(name)) > 1)
+    if twice:
+        raise ApiError(
+            400, "invalid_parameter", f"query parameter {twice[0]!r} given more than once", {"parameter": twice[0]}
+        )
+
+
 def json_body() -> Any:
     """The request's JSON body, made safe; 415 unless it is declared application/json."""
     from flask import request
