@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from app.errors import ApiError
@@ -17,6 +18,17 @@ class EntryError(Exception):
 
     def as_api_error(self) -> ApiError:
         return ApiError(self.status, self.code, self.message, self.details)
+
+
+def unknown_analysis(name: object, served: Iterable[str]) -> EntryError:
+    """The one answer to an analysis this deployment does not serve: a JSON job, an upload, a list filter."""
+    shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    return EntryError(
+        422,
+        "unknown_analysis",
+        f"analysis {shown} is not served here; GET /v1/analyses lists the analyses",
+        {"available": sorted(served)},
+    )
 
 
 def canonical_hash(value: Any) -> str:

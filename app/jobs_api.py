@@ -16,6 +16,7 @@ from app.auth import authenticate
 from app.backpressure import check_queue_depth
 from app.cdr_input import spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
+from app.entries import unknown_analysis
 from app.errors import ApiError
 from app.group_commit import GroupCommit
 from app.offload import under_gevent
@@ -272,12 +273,7 @@ def _analysis_filter(svc: Resources, value: str | None) -> str | None:
     (which would also walk every job of the tenant looking for it)."""
     check_text_param("analysis", value)
     if value is not None and value not in svc.catalog:
-        raise ApiError(
-            422,
-            "unknown_analysis",
-            f"analysis {value[:80]!r} is not served here; GET /v1/analyses lists the analyses",
-            {"available": sorted(svc.catalog)},
-        )
+        raise unknown_analysis(value, svc.catalog).as_api_error()
     return value
 
 

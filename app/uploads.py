@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from app.cdr_input import cdr_spec
+from app.entries import unknown_analysis
 from app.errors import ApiError
 from app.request_json import check_text_param, parse_json
 from app.resources import Resources
@@ -123,7 +124,7 @@ def upload_spec(svc: Resources, key: str | None, *, raw_body: bool = False) -> J
     if not analysis:
         raise EntryError(422, "validation_error", f"{where} 'analysis' is required")
     if analysis not in svc.catalog:
-        raise EntryError(422, "unknown_analysis", f"analysis {analysis!r} is not served here", sorted(svc.catalog))
+        raise unknown_analysis(analysis, svc.catalog)
     kind = svc.catalog[analysis].input
     if kind == "text":
         raise EntryError(422, "validation_error", f"{analysis} takes text: send it as application/json")

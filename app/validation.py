@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.entries import EntryError, canonical_hash, check_metadata
+from app.entries import EntryError, canonical_hash, check_metadata, unknown_analysis
 from app.errors import ApiError
 from app.offload import off_loop
 from app.schemas import AudioJobCreate, CdrJobCreate, JobCreate, JobOptions, WebhookSpec
@@ -86,12 +86,7 @@ def _validate_job(
             422, "validation_error", "field 'analysis' is required", [{"loc": ["analysis"], "message": "required"}]
         )
     if not isinstance(analysis, str) or analysis not in catalog:
-        raise EntryError(
-            422,
-            "unknown_analysis",
-            f"analysis {analysis!r} is not served here; GET /v1/analyses lists the analyses",
-            {"available": sorted(catalog)},
-        )
+        raise unknown_analysis(analysis, catalog)
     if catalog[analysis].input == "audio":
         return _audio_job(payload, settings, catalog, idempotency_key)
     if catalog[analysis].input == "cdr":

@@ -182,6 +182,21 @@ def test_ready_names_the_failed_dependency(stack: Stack) -> None:
     assert "redis" in error["message"] and "postgresql" not in error["message"]
 
 
+def test_unknown_analysis_is_one_answer_wherever_it_is_named(idle: Client) -> None:
+    """A JSON job, a multipart upload, a raw upload and a list filter: the same code, message and details."""
+    served = sorted(a["name"] for a in idle.get("/v1/analyses").json()["data"])
+    answers = [
+        idle.post("/v1/jobs", json={"analysis": "horoscope", "input": {"text": "hi"}}),
+        idle.post("/v1/jobs", data={"analysis": "horoscope"}, files={"file": ("a.wav", b"RIFF")}),
+        idle.post("/v1/jobs", params={"analysis": "horoscope"}, data=b"RIFF", headers={"Content-Type": "audio/wav"}),
+        idle.get("/v1/jobs", params={"analysis": "horoscope"}),
+    ]
+    for response in answers:
+        error = assert_error(response, 422, "unknown_analysis")
+        assert error["details"] == {"available": served}, error
+        assert error["message"] == "analysis 'horoscope' is not served here; GET /v1/analyses lists the analyses"
+
+
 LONG = "x" * 20_001
 
 
