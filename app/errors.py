@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from redis import RedisError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -69,6 +69,17 @@ _NOT_FOUND_UNDER = (
 )
 
 
+def _is_route(path: str) -> bool:
+    """Whether `path` names a route, whatever its methods (`/v1/jobs/` answers 404, while `/v1/jobs` exists)."""
+    try:
+        current_app.url_map.bind("").match(path, method=request.method)
+    except MethodNotAllowed:
+        return True
+    except HTTPException:
+        return False
+    return True
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -86,6 +97,9 @@ def register_error_handlers(app: Flask) -> None:
                 if found := shape.fullmatch(request.path):
                     code, message = name, f"no {noun} {found['id'][:80]!r}"
                     break
+            else:
+                if (bare := request.path.rstrip("/")) != request.path and _is_route(bare):
+                    message = f"no route {request.path[:80]!r}: the API's paths have no trailing slash ({bare[:80]!r})"
         response = error_response(status, code, message)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))

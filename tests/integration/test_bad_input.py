@@ -355,6 +355,18 @@ def test_reads_and_actions(user: Client, name, method, path, params, status, cod
         assert response.json()["error"]["message"].startswith(f"no {noun} '"), response.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/jobs/"), ("POST", "/v1/jobs/"), ("GET", "/v1/jobs/job_abc/"), ("GET", "/v1/stats/")],
+)
+def test_a_trailing_slash_is_named(user: Client, method: str, path: str) -> None:
+    """`/v1/jobs/` is not `/v1/jobs`: the 404 says so, not werkzeug's "check your spelling"."""
+    response = user.request(method, path)
+    assert_4xx(response, 404, "not_found")
+    assert "trailing slash" in response.json()["error"]["message"], response.text
+    assert "trailing slash" not in user.get("/v1/horoscope/").json()["error"]["message"]
+
+
 @pytest.mark.parametrize(("name", "headers", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
 def test_credentials(api: str, db: Engine, name, headers, code) -> None:
     before = jobs_of_everyone(db)
