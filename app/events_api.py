@@ -147,12 +147,12 @@ def events() -> Response:
         if slot is not None:
             slot.release()
         raise
-    woken = events_hub.subscribe(tenant)
 
     def stream() -> Iterator[str]:
         nonlocal cursor
         deadline = renewed = time.monotonic()
         deadline += s.events_max_stream_seconds
+        woken = events_hub.subscribe(tenant)  # here, not before: a body never read (HEAD) never subscribes
         try:
             yield f"retry: {RECONNECT_MS}\n\n"
             if reset:
@@ -176,10 +176,12 @@ def events() -> Response:
                     renewed = time.monotonic()
         finally:
             events_hub.unsubscribe(tenant, woken)
-            if slot is not None:
-                slot.release()
 
     response = Response(stream(), mimetype="text/event-stream")
+    if slot is not None:
+        # On close, which the server calls whether or not it read the body: the stream's own `finally`
+        # never runs for a body that was never read (HEAD), and its slot stayed taken.
+        response.call_on_close(slot.release)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

@@ -214,6 +214,21 @@ def _open_raw(url: str, key: str, count: int) -> Iterator[socket.socket]:
         yield sock
 
 
+def test_head_requests_hold_no_stream(stack: Stack, new_key) -> None:
+    """HEAD answers a stream's headers and no body: it must give back the stream's place and the key's slot,
+    or a few HEADs (a monitor's probe) leave the process refusing every stream with 503 until it restarts."""
+    _, url = stack.api(ASSAY_API_WORKERS="1", ASSAY_MAX_STREAMS_PER_PROCESS="2", ASSAY_MAX_OPEN_WAITS_PER_KEY="2")
+    key = new_key()
+    with requests.Session() as session:
+        for _ in range(5):
+            head = session.head(f"{url}/v1/events", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            assert head.status_code == 200, head.text
+            assert head.headers["Content-Type"].startswith("text/event-stream")
+    streams = [Stream(url, key).start(), Stream(url, key).start()]  # both places of the process, both slots
+    for stream in streams:
+        stream.close()
+
+
 def test_500_idle_streams_cost_little_memory(stack: Stack, new_key) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2000:
