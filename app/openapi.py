@@ -25,7 +25,9 @@ from store.ids import id_pattern
 from store.tables import JOB_STATUSES
 from webhooks.urlguard import URL_PATTERN
 
-_RESPONSE_MODELS: list[type[BaseModel]] = [
+#: Schemas written from the pydantic models as they are (the responses, and request bodies with no
+#: catalog- or settings-dependent bounds); the job submissions are written by hand in _request_schemas.
+_MODEL_SCHEMAS: list[type[BaseModel]] = [
     schemas.Job,
     schemas.JobList,
     schemas.BatchCreated,
@@ -33,6 +35,7 @@ _RESPONSE_MODELS: list[type[BaseModel]] = [
     schemas.ErrorResponse,
     schemas.WebhookEventList,
     schemas.WebhookSecret,
+    schemas.SecretRotation,
     schemas.AnalysisList,
     schemas.Redelivery,
     schemas.Stats,
@@ -259,7 +262,7 @@ def _request_schemas(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
 
 def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> dict[str, Any]:
     components: dict[str, Any] = _request_schemas(settings, catalog)
-    for model in _RESPONSE_MODELS:
+    for model in _MODEL_SCHEMAS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -415,7 +418,14 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
             "post": {
                 "operationId": "rotateWebhookSecret",
                 "summary": "New secret; the previous one keeps signing beside it for a grace period",
-                "responses": {"200": _json("WebhookSecret", "the new secret"), **_errors(401), **busy},
+                "description": "No body: the deployment's grace period (ASSAY_WEBHOOK_SECRET_GRACE_SECONDS). "
+                '`{"grace_seconds": 0}` after a leak: no earlier secret signs from now on.',
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("SecretRotation")}}},
+                "responses": {
+                    "200": _json("WebhookSecret", "the new secret"),
+                    **_errors(400, 401, 415, 422),
+                    **busy,
+                },
             }
         },
         "/v1/analyses": {

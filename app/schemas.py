@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: A week: past it, a rotation is a new secret that has not been rolled out, not a grace period.
+MAX_SECRET_GRACE_SECONDS = 7 * 86_400
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 
@@ -111,6 +113,18 @@ class WebhookEvent(BaseModel):
 
 class WebhookEventList(BaseModel):
     data: list[WebhookEvent]
+
+
+class SecretRotation(BaseModel):
+    """The body of POST /v1/webhooks/secret/rotate; none at all means the deployment's grace period."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    grace_seconds: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        le=MAX_SECRET_GRACE_SECONDS,
+        description="how long the earlier secrets keep signing beside the new one; 0 after a leak",
+    )
 
 
 class WebhookSecret(BaseModel):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import ValidationError
 
 from app.auth import authenticate
 from app.errors import ApiError
+from app.request_json import json_body
 from app.resources import resources
+from app.schemas import SecretRotation
+from app.validation import pydantic_details
 from contract.documents import iso_timestamp
 from store import api as store
 from store.tables import EventStatus
@@ -29,10 +33,16 @@ def show_secret() -> Response:
 
 @bp.post("/secret/rotate")
 def rotate() -> Response:
-    """A new secret at once; the previous one keeps signing beside it for the grace period."""
+    """A new secret at once; the previous ones keep signing beside it for the grace period: the
+    deployment's, or `{"grace_seconds": N}` (0 after a leak)."""
     svc = resources()
+    grace = svc.settings.webhook_secret_grace_seconds
+    if request.content_length or request.get_data(cache=True):
+        try:
+            grace = SecretRotation.model_validate(json_body()).grace_seconds
+        except ValidationError as exc:
+            raise ApiError(422, "validation_error", "the rotation is not valid", pydantic_details(exc)) from None
     with svc.db.begin() as conn:
-        grace = svc.settings.webhook_secret_grace_seconds
         return jsonify(_secret_json(rotate_secret(conn, g.tenant, grace, svc.secret_box)))
 
 

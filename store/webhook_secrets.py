@@ -80,12 +80,17 @@ def secret_info(conn: Connection, tenant_id: str, box: SecretBox) -> SecretInfo:
 
 
 def rotate_secret(conn: Connection, tenant_id: str, grace_seconds: float, box: SecretBox) -> SecretInfo:
-    """A new current secret; the old one signs beside it (and any earlier ones) for the grace period."""
+    """A new current secret; every earlier one signs beside it for at most the grace period (0: none does,
+    the rotation after a leak), or until its own earlier expiry."""
     _ensure(conn, tenant_id, box)
+    until = func.now() + interval(grace_seconds)
+    conn.execute(
+        update(webhook_secrets).where(webhook_secrets.c.tenant_id == tenant_id, _CURRENT).values(expires_at=until)
+    )
     conn.execute(
         update(webhook_secrets)
-        .where(webhook_secrets.c.tenant_id == tenant_id, _CURRENT)
-        .values(expires_at=func.now() + interval(grace_seconds))
+        .where(webhook_secrets.c.tenant_id == tenant_id, webhook_secrets.c.expires_at > until)
+        .values(expires_at=until)
     )
     _ensure(conn, tenant_id, box)
     return secret_info(conn, tenant_id, box)

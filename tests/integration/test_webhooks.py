@@ -192,6 +192,31 @@ def test_secret_rotation_signs_with_both_secrets_during_the_grace_period(user: C
         assert Webhook(secret).verify(delivery.body, delivery.headers)["data"]["id"] == job_id
 
 
+def test_rotation_with_no_grace_stops_every_earlier_secret_at_once(
+    new_key, api: str, receiver: Receiver, db: Engine
+) -> None:
+    """After a leak: `{"grace_seconds": 0}` leaves only the new secret signing, the previous two included."""
+    user = Client(api, new_key())
+    first = user.get("/v1/webhooks/secret").json()["secret"]
+    second = user.post("/v1/webhooks/secret/rotate").json()["secret"]  # the deployment's grace: first still signs
+    rotated = user.post("/v1/webhooks/secret/rotate", json={"grace_seconds": 0})
+    assert rotated.status_code == 200, rotated.text
+    third = rotated.json()
+    assert third["secret"] not in (first, second) and third["previous_secret_expires_at"] is None
+    receiver.secrets.append(third["secret"])
+    job_id = submit_with_hook(user, f"{receiver.url}/ok/{secrets.token_hex(4)}")
+    wait_for(lambda: (e := events(user, job_id)) and e[0]["status"] == "delivered", 30)
+    (delivery,) = [r for r in receiver.of_type("job.succeeded") if r.payload["data"]["id"] == job_id]
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 1
+    assert Webhook(third["secret"]).verify(delivery.body, delivery.headers)["data"]["id"] == job_id
+    for bad in ({"grace_seconds": -1}, {"grace_seconds": "60"}, {"grace_seconds": 10**9}, {"grace": 5}, [1]):
+        refused = user.post("/v1/webhooks/secret/rotate", json=bad)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error"), bad
+    not_json = user.post("/v1/webhooks/secret/rotate", data="grace=0", headers={"Content-Type": "text/plain"})
+    assert not_json.status_code == 415
+    assert user.get("/v1/webhooks/secret").json()["secret"] == third["secret"]  # refused rotations rotated nothing
+
+
 def test_cancel_sends_job_canceled(stack: Stack, env: dict[str, str], new_key, receiver: Receiver) -> None:
     idle = {**env, "ASSAY_QUEUE_PREFIX": f"whidle{secrets.token_hex(2)}"}
     _, url = stack.api(**idle)
