@@ -23,7 +23,7 @@ def stats() -> Response:
     with svc.db.connect() as conn:
         counts = tenant_counts(conn, g.tenant, WINDOW_SECONDS)
     families = sorted({a.family for a in svc.catalog.values()})
-    queues = {svc.settings.queue_name(f): queue_depth(svc, svc.settings.queue_name(f)) for f in families}
+    queues = {svc.settings.queue_name(f): queue_depth(svc, f) for f in families}  # queue_depth names the queue
     limits = rate_limits().for_tenant(svc, g.tenant)
     return jsonify(
         {

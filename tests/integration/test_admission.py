@@ -53,3 +53,19 @@ def test_backlog_is_bounded_by_the_workers_measured_pace(stack: Stack, new_key, 
     stack.worker("admission-2", **env)
     again = {"analysis": "sentiment", "input": {"text": "again"}}
     wait_for(lambda: client.post("/v1/jobs", json=again).status_code == 202, 60, interval=0.5, what="admission again")
+
+
+def test_stats_shows_the_depth_of_each_queue(stack: Stack, new_key, redis_client: redis.Redis) -> None:
+    """No worker: the published messages wait, and /v1/stats counts them in the family's queue (it read
+    `<prefix>.<prefix>.text`, a queue nobody uses, and showed 0 whatever the backlog)."""
+    prefix = f"st{secrets.token_hex(3)}"
+    _, url = stack.api(ASSAY_QUEUE_PREFIX=prefix)
+    client = Client(url, new_key())
+    client.submit_batch([f"waiting ticket {i}" for i in range(3)])
+    client.submit("one more")
+    waiting = redis_client.llen(f"{prefix}.text")
+    assert waiting >= 2, waiting
+
+    stats = client.get("/v1/stats")
+    assert stats.status_code == 200, stats.text
+    assert stats.json()["queue_depth"][f"{prefix}.text"] == waiting, stats.json()
