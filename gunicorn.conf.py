@@ -52,9 +52,9 @@ def child_exit(server, worker):
 
 def post_fork(server, worker):
     """psycopg2 blocks the gevent loop unless patched: one slow query would stall every request."""
-    from psycogreen.gevent import patch_psycopg
+    from store.db import green_psycopg
 
-    patch_psycopg()
+    green_psycopg(_settings)
     from config.logging import configure_logging
 
     configure_logging(_settings)

@@ -84,9 +84,9 @@ def install(app: Celery) -> None:
         """Under the gevent pool (webhook worker) psycopg2 must yield to the loop while it waits."""
         pool = getattr(sender, "pool_cls", None)
         if pool is not None and "gevent" in str(getattr(pool, "__module__", pool)):
-            from psycogreen.gevent import patch_psycopg
+            from store.db import green_psycopg
 
-            patch_psycopg()
+            green_psycopg(get_settings())
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:

@@ -6,7 +6,9 @@ Each test runs its own API, workers and sweeper, on a database (and where it kil
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import signal
 import time
@@ -198,3 +200,57 @@ def test_an_upload_that_would_decode_for_minutes_is_refused_within_a_second_whil
     assert took < 2.0, f"the upload held the API for {took:.2f}s"
     assert len(latencies) > 5 and max(latencies) < 1.0, f"other requests waited up to {max(latencies):.2f}s"
     assert Client(url, key).get("/v1/jobs").json()["data"] == [], "nothing was created"
+
+
+def test_postgres_frozen_requests_answer_503_within_the_statement_timeout_and_recover(stack: Stack) -> None:
+    """A server that stops answering without closing its sockets (SIGSTOP: a stalled host, a partition that
+    drops packets) never enforces statement_timeout; each request waited for it until it came back."""
+    from bench.chaos import postgres_pids
+
+    with private_postgres() as pg:
+        db = make_engine(load_settings(database_url=pg.url), pool_size=2)
+        with db.begin() as conn:
+            key = create_key(conn, "pg-frozen").secret
+        # statement_timeout 2 s: a wait on PostgreSQL's socket gives up after 2 + 5 s (store.db.green_psycopg);
+        # a request meets two at most: the pooled connection's pre-ping, then the fresh connect.
+        env = {
+            "ASSAY_QUEUE_PREFIX": f"fz{secrets.token_hex(3)}",
+            "DATABASE_URL": pg.url,
+            "ASSAY_DB_STATEMENT_TIMEOUT_MS": "2000",
+            **FAST_RECOVERY,
+        }
+        worker = stack.worker("pg-frozen", **env)
+        _, url = stack.api(**env, ASSAY_API_WORKERS="1")
+        client = Client(url, key)
+        before = client.submit("before the freeze")["id"]
+        calls = {
+            "submit": lambda: client.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": "frozen"}}),
+            "wait": lambda: client.get(f"/v1/jobs/{before}", params={"wait": 2}),
+            "list": lambda: client.get("/v1/jobs"),
+        }
+
+        def timed(what: str) -> tuple[str, int, str, float]:
+            started = time.monotonic()
+            response = calls[what]()
+            code = response.json().get("error", {}).get("code", "")
+            return what, response.status_code, code, time.monotonic() - started
+
+        pids = postgres_pids(pg.server.datadir)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(len(calls)) as pool:
+                answers = list(pool.map(timed, calls, timeout=60))
+            time.sleep(max(0.0, 20 - max(a[3] for a in answers)))  # frozen for 20 s at least
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+        for what, status, code, took in answers:
+            assert (status, code) == (503, "database_unavailable"), answers
+            assert took < 2 * 7 + 2, f"{what} answered after {took:.1f} s while PostgreSQL was frozen: {answers}"
+        again = {"analysis": "sentiment", "input": {"text": "after"}}
+        wait_for(lambda: client.post("/v1/jobs", json=again).status_code == 202, 30, what="intake back")
+        assert worker.alive()
+        db.dispose()
