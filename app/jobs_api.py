@@ -124,6 +124,7 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
 @bp.post("")
 def create_job() -> Response:
     svc = resources()
+    check_query(frozenset())  # ?wait=10 on a submission would otherwise be dropped: it never waits
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data" or is_raw_file(request.mimetype):
@@ -147,6 +148,7 @@ def create_job() -> Response:
 @bp.post("/batch")
 def create_batch() -> Response:
     svc = resources()
+    check_query(frozenset())
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     body = json_body()
     entries = body.get("jobs") if isinstance(body, dict) else None

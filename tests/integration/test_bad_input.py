@@ -380,6 +380,15 @@ def test_the_sweep_is_at_least_a_hundred_cases() -> None:
     assert len(JSON_CASES) + len(MULTIPART_CASES) + len(BATCH_CASES) + len(READ_CASES) + len(AUTH_CASES) >= 100
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])
+def test_a_submission_takes_no_query_parameters(user: Client, path: str) -> None:
+    """`POST /v1/jobs?wait=10` looked accepted and answered at once: a submission never waits."""
+    body = job() if path == "/v1/jobs" else {"jobs": [job()]}
+    response = user.post(path, params={"wait": "10"}, json=body)
+    assert_4xx(response, 400, "invalid_parameter")
+    assert response.json()["error"]["details"] == {"unknown": ["wait"], "known": []}
+
+
 def test_a_valid_submission_still_goes_through(user: Client) -> None:
     assert user.post("/v1/jobs", json=job(metadata={"n": 10**100, "s": "ünïcødé ✓"})).status_code == 202
 
