@@ -52,7 +52,7 @@ def child_exit(server, worker):
 
 def post_fork(server, worker):
     """psycopg2 blocks the gevent loop unless patched: one slow query would stall every request."""
-    from store.db import green_psycopg
+    from config.green import green_psycopg
 
     green_psycopg(_settings)
     from config.logging import configure_logging

@@ -84,7 +84,7 @@ def install(app: Celery) -> None:
         """Under the gevent pool (webhook worker) psycopg2 must yield to the loop while it waits."""
         pool = getattr(sender, "pool_cls", None)
         if pool is not None and "gevent" in str(getattr(pool, "__module__", pool)):
-            from store.db import green_psycopg
+            from config.green import green_psycopg
 
             green_psycopg(get_settings())
 

@@ -211,7 +211,7 @@ def test_postgres_frozen_requests_answer_503_within_the_statement_timeout_and_re
         db = make_engine(load_settings(database_url=pg.url), pool_size=2)
         with db.begin() as conn:
             key = create_key(conn, "pg-frozen").secret
-        # statement_timeout 2 s: a wait on PostgreSQL's socket gives up after 2 + 5 s (store.db.green_psycopg);
+        # statement_timeout 2 s: a wait on PostgreSQL's socket gives up after 2 + 5 s (config.green.green_psycopg);
         # a request meets two at most: the pooled connection's pre-ping, then the fresh connect.
         env = {
             "ASSAY_QUEUE_PREFIX": f"fz{secrets.token_hex(3)}",
