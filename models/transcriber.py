@@ -10,6 +10,7 @@ the same text whatever batch it lands in.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from config.host import usable_cpus
@@ -21,6 +22,8 @@ __all__ = ["Segment", "Transcript", "WhisperTranscriber"]
 # faster-whisper's own defaults for skipping a window as silence.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
+#: Whisper's bound on a decode's gzip compression ratio; past it the text is a repetition loop.
+COMPRESSION_RATIO_THRESHOLD = 2.4
 MAX_INITIAL_TIMESTAMP = 1.0
 #: Peak amplitude (about -80 dBFS) under which a clip is digital silence. Whisper hears words in it
 #: ("You", with 5 beams) that its no-speech rule keeps, so such a clip gets an empty transcript unheard.
@@ -174,7 +177,11 @@ class WhisperTranscriber:
             max_initial_timestamp=MAX_INITIAL_TIMESTAMP,
         )
         duration = audio.shape[0] / self.sample_rate
-        found = [(s.start, min(s.end, duration), s.text) for s in segments]  # consumes the generator
+        found = [  # consumes the generator
+            (s.start, min(s.end, duration), s.text)
+            for s in segments
+            if not looks_unspoken(s.no_speech_prob, s.avg_logprob, s.compression_ratio)
+        ]
         return self._transcript(found, info.language, duration)
 
     def _prompt(self, language: str) -> list[int]:
@@ -185,9 +192,11 @@ class WhisperTranscriber:
         return [tokenizer.sot, tokenizer.tokenizer.token_to_id(f"<|{language}|>"), tokenizer.transcribe]
 
     def _is_silence(self, output: Any, length: int) -> bool:
-        """faster-whisper's rule: likely no speech, and the text found is improbable."""
+        """Likely no speech, and the text found is improbable (faster-whisper's rule) or a loop."""
         avg_logprob = output.scores[0] * length / (length + 1)
-        return output.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD
+        begin = self.tokenizer.timestamp_begin
+        text = self.tokenizer.decode([t for t in output.sequences_ids[0] if t < begin])
+        return looks_unspoken(output.no_speech_prob, avg_logprob, compression_ratio(text))
 
     def _pieces(self, tokens: list[int], duration: float) -> list[tuple[float, float, str]]:
         """Split generated tokens at timestamp tokens: <|t0|> text <|t1|><|t1|> text <|t2|> ...
@@ -221,3 +230,21 @@ class WhisperTranscriber:
             segments=segments,
             model=self.name,
         )
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's measure of repetition: the text's length over its zlib-compressed length."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def looks_unspoken(no_speech_prob: float, avg_logprob: float, ratio: float) -> bool:
+    """The model thinks there is no speech, and what it decoded is improbable or a repetition loop.
+
+    faster-whisper keeps a window the model calls speechless when the decode is probable, but a loop
+    ("I'm sorry, I'm sorry, ..." on a tone or mains hum) is probable by construction; Whisper would
+    retry it at a higher temperature, which this deterministic decoder does not, so it is dropped.
+    Speech the model hears as speech (no_speech_prob under the threshold) is never dropped."""
+    if no_speech_prob <= NO_SPEECH_THRESHOLD:
+        return False
+    return avg_logprob < LOG_PROB_THRESHOLD or ratio > COMPRESSION_RATIO_THRESHOLD

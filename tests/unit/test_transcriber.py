@@ -143,6 +143,31 @@ def test_digital_silence_is_heard_as_nothing(transcriber: WhisperTranscriber, cl
     assert isinstance(good, Transcript) and word_accuracy(EXPECTED["benign.wav"], good.text) >= 0.6
 
 
+def test_a_tone_or_hum_is_not_heard_as_a_loop_of_words(
+    transcriber: WhisperTranscriber, clips: dict[str, np.ndarray]
+) -> None:
+    """whisper-base heard "I'm sorry, I'm sorry, ..." (some 30 times) in a 1 kHz tone and in 50 Hz mains
+    hum, windows it rated as likely speechless; in a batch with speech, the speech is still heard."""
+    seconds = np.arange(5 * 16_000, dtype=np.float32) / 16_000
+    tone = (0.9 * np.sin(2 * np.pi * 1000 * seconds[: 2 * 16_000])).astype(np.float32)
+    hum = (0.2 * np.sin(2 * np.pi * 50 * seconds)).astype(np.float32)
+    heard_tone, heard_hum, good = transcriber.transcribe([tone, hum, clips["benign.wav"]])
+    for silent in (heard_tone, heard_hum):
+        assert isinstance(silent, Transcript) and silent.segments == [], silent
+    assert isinstance(good, Transcript) and word_accuracy(EXPECTED["benign.wav"], good.text) >= 0.6
+
+
+def test_the_loop_rule_drops_only_what_the_model_calls_speechless() -> None:
+    from models.transcriber import compression_ratio, looks_unspoken
+
+    loop = compression_ratio("I'm sorry, " * 30)
+    assert loop > 10 and compression_ratio("Hello, this is a test of the transcription service.") < 1.2
+    assert looks_unspoken(0.8, -0.1, loop)  # speechless by the model's own account, and a loop
+    assert looks_unspoken(0.8, -1.5, 1.0)  # faster-whisper's rule: speechless and improbable
+    assert not looks_unspoken(0.8, -0.3, 1.0)  # probable, varied text: kept, as faster-whisper keeps it
+    assert not looks_unspoken(0.1, -0.1, loop)  # repeated words the model hears as speech ("no, no, no, ...")
+
+
 def test_transcript_json() -> None:
     transcript = Transcript(
         text="Hi there.", language="en", duration=1.5, segments=[Segment(0.0, 1.5, "Hi there.")], model="m"
