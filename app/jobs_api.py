@@ -124,7 +124,8 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
 @bp.post("")
 def create_job() -> Response:
     svc = resources()
-    check_query(frozenset())  # ?wait=10 on a submission would otherwise be dropped: it never waits
+    if not is_raw_file(request.mimetype):  # a file sent as the body takes its fields as query parameters
+        check_query(frozenset())  # ?wait=10 on a submission would otherwise be dropped: it never waits
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data" or is_raw_file(request.mimetype):

@@ -116,10 +116,11 @@ class WebhookEventList(BaseModel):
 
 
 class SecretRotation(BaseModel):
-    """The body of POST /v1/webhooks/secret/rotate; none at all means the deployment's grace period."""
+    """The body of POST /v1/webhooks/secret/rotate; no body, `{}` or no `grace_seconds`: the deployment's grace."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    grace_seconds: float = Field(
+    grace_seconds: float | None = Field(
+        None,
         ge=0,
         allow_inf_nan=False,
         le=MAX_SECRET_GRACE_SECONDS,

@@ -39,9 +39,10 @@ def rotate() -> Response:
     grace = svc.settings.webhook_secret_grace_seconds
     if request.content_length or request.get_data(cache=True):
         try:
-            grace = SecretRotation.model_validate(json_body()).grace_seconds
+            asked = SecretRotation.model_validate(json_body()).grace_seconds
         except ValidationError as exc:
             raise ApiError(422, "validation_error", "the rotation is not valid", pydantic_details(exc)) from None
+        grace = grace if asked is None else asked
     with svc.db.begin() as conn:
         return jsonify(_secret_json(rotate_secret(conn, g.tenant, grace, svc.secret_box)))
 

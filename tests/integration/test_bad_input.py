@@ -387,6 +387,9 @@ def test_a_submission_takes_no_query_parameters(user: Client, path: str) -> None
     response = user.post(path, params={"wait": "10"}, json=body)
     assert_4xx(response, 400, "invalid_parameter")
     assert response.json()["error"]["details"] == {"unknown": ["wait"], "known": []}
+    if path == "/v1/jobs":  # nor a multipart upload, whose fields are form fields
+        form = user.post(path, params={"analysis": "transcribe"}, files={"file": ("a.wav", b"RIFF")})
+        assert_4xx(form, 400, "invalid_parameter")
 
 
 def test_a_valid_submission_still_goes_through(user: Client) -> None:

@@ -209,6 +209,8 @@ def test_rotation_with_no_grace_stops_every_earlier_secret_at_once(
     (delivery,) = [r for r in receiver.of_type("job.succeeded") if r.payload["data"]["id"] == job_id]
     assert len(delivery.headers["webhook-signature"].split(" ")) == 1
     assert Webhook(third["secret"]).verify(delivery.body, delivery.headers)["data"]["id"] == job_id
+    assert user.post("/v1/webhooks/secret/rotate", json={}).json()["previous_secret_expires_at"]  # the default grace
+    third = user.post("/v1/webhooks/secret/rotate", json={"grace_seconds": 0}).json()
     for bad in ({"grace_seconds": -1}, {"grace_seconds": "60"}, {"grace_seconds": 10**9}, {"grace": 5}, [1]):
         refused = user.post("/v1/webhooks/secret/rotate", json=bad)
         assert (refused.status_code, refused.json()["error"]["code"]) == (422, "validation_error"), bad
