@@ -124,16 +124,18 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
 @bp.post("")
 def create_job() -> Response:
     svc = resources()
-    if not is_raw_file(request.mimetype):  # a file sent as the body takes its fields as query parameters
-        check_query(frozenset())  # ?wait=10 on a submission would otherwise be dropped: it never waits
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     try:
         if request.mimetype == "multipart/form-data" or is_raw_file(request.mimetype):
+            if request.mimetype == "multipart/form-data":  # a file sent as the body has its fields in the query
+                check_query(frozenset())
             # Call-record files are far larger than the JSON limit; they are spooled to disk as they arrive.
             request.max_content_length = max(svc.settings.max_request_bytes, svc.settings.max_cdr_bytes + 2**20)
             spec = upload_spec(svc, key, raw_body=request.mimetype != "multipart/form-data")
         else:
-            spec = validate_job(json_body(), svc.settings, svc.catalog, key)
+            body = json_body()  # first: a body of the wrong type is a 415 whatever the query says
+            check_query(frozenset())  # ?wait=10 on a submission would otherwise be dropped: it never waits
+            spec = validate_job(body, svc.settings, svc.catalog, key)
     except EntryError as exc:
         raise exc.as_api_error() from None
     with spooled_until_created([spec], svc.settings) as outcome:
@@ -149,9 +151,9 @@ def create_job() -> Response:
 @bp.post("/batch")
 def create_batch() -> Response:
     svc = resources()
-    check_query(frozenset())
     key = idempotency_key_from(request.headers.get("Idempotency-Key"))
     body = json_body()
+    check_query(frozenset())
     entries = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(body, dict) or set(body) - {"jobs", "webhook"} or not isinstance(entries, list):
         raise ApiError(422, "validation_error", 'the body must be {"jobs": [ ... ], "webhook"?: {...}}')
