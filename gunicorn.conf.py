@@ -19,7 +19,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 # Service exposes the first port alone.
 bind = [_settings.api_bind, *([_settings.metrics_bind] if _settings.metrics_bind else [])]
 workers = _settings.api_workers
-worker_class = "gevent"
+worker_class = "app.gunicorn_worker.JsonErrorGeventWorker"  # gevent, with gunicorn's own errors in JSON
 worker_connections = _settings.api_worker_connections
 # Recycle workers now and then so slow leaks cannot grow forever; jitter keeps them from
 # restarting all at once.
@@ -29,8 +29,8 @@ worker_tmp_dir = "/dev/shm"
 timeout = 60  # > the longest ?wait=N long-poll
 graceful_timeout = 30
 keepalive = 5
-# Gunicorn answers requests past these limits itself, in HTML; past them is junk or an attack. Inside
-# them every request reaches the app and gets the one JSON error shape.
+# Gunicorn answers requests past these limits itself (414, 431; in the one JSON error shape, through
+# app/gunicorn_worker.py); past them is junk or an attack. Inside them every request reaches the app.
 limit_request_line = 8190
 limit_request_field_size = 32768
 accesslog = "-"

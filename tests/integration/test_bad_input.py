@@ -468,3 +468,24 @@ def test_a_chunked_body_past_the_size_limit_is_refused_not_cut(stack: Stack, db:
     status, answer = _send_raw(url, _chunked(key, f"{len(over):x}".encode() + b"\r\n" + over + b"\r\n0\r\n\r\n"))
     assert status == 413 and answer is not None and answer["error"]["code"] == "request_too_large", (status, answer)
     assert jobs_of_everyone(db) == before
+
+
+GUNICORN_REFUSALS = [
+    # (name, request, status, code): refused by gunicorn before the app sees them
+    ("request line too long", b"GET /v1/jobs?cursor=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414,
+     "uri_too_long"),
+    ("header too large", b"GET /v1/jobs HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", 431,
+     "headers_too_large"),
+    ("too many headers", b"GET /v1/jobs HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+     + b"\r\n", 431, "headers_too_large"),
+    ("not HTTP", b"HELLO\r\n\r\n", 400, "bad_request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [r[1:] for r in GUNICORN_REFUSALS],
+                         ids=[r[0] for r in GUNICORN_REFUSALS])  # fmt: skip
+def test_what_gunicorn_refuses_itself_is_in_the_one_json_shape(api: str, request_bytes: bytes, status: int, code: str):
+    """Past gunicorn's limits the app never runs; gunicorn wrote those answers as an HTML page."""
+    got, answer = _send_raw(api, request_bytes)
+    assert got == status and answer is not None, (got, answer)
+    assert answer["error"]["code"] == code and answer["error"]["message"] and "details" in answer["error"], answer

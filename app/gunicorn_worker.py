@@ -1,0 +1,53 @@
+"""Gunicorn's gevent worker, with the errors gunicorn answers itself in the API's one JSON error shape.
+
+Some requests never reach the app: a request line past `limit_request_line` (414), headers past
+`limit_request_field_size` or `limit_request_fields` (431), a request gunicorn cannot parse (400), an
+`Expect` it does not support (417), a transfer coding it does not know (501). Gunicorn wrote those as an
+HTML page, and a client reading `{"error": {...}}` got markup. Same statuses, same log lines; only the
+body changes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
+
+#: The error code of each status gunicorn answers itself (README's Errors table lists them).
+GUNICORN_ERROR_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def json_error_bytes(status: int, reason: str, message: str) -> bytes:
+    """The whole HTTP response gunicorn sends for `status`, with a JSON body; the connection closes after it."""
+    code = GUNICORN_ERROR_CODES.get(status, "http_error")
+    body = json.dumps({"error": {"code": code, "message": message or reason, "details": None}}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """`gunicorn.util.write_error`'s signature, writing JSON instead of HTML."""
+    util.write_nonblock(sock, json_error_bytes(status_int, reason, mesg))
+
+
+class JsonErrorGeventWorker(GeventWorker):
+    """`worker_class` in gunicorn.conf.py. `handle_error` builds its status and message, then calls
+    `util.write_error`: replacing that one function, in the worker process only, changes the body and
+    keeps gunicorn's own choice of status, its logging and its access-log line."""
+
+    def init_process(self) -> None:
+        util.write_error = write_json_error
+        super().init_process()
