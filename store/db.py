@@ -15,12 +15,28 @@ from config import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: libpq's TCP settings: a server that went silent (a partition, a host gone) is noticed in about a minute.
+TCP_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
 
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     """A pooled engine; statement_timeout bounds every query so nothing hangs a worker forever.
 
     `hide_parameters`: an error's message and log line show the SQL, never the values bound to it
     (users' texts, metadata, results).
+
+    TCP keepalives and `tcp_user_timeout`: statement_timeout is enforced by the server, so behind a
+    partition that drops packets a blocking process (the inference worker, the sweeper) waited on its
+    socket for TCP's own retransmission limit, ~15 minutes. Now a connection whose server has gone silent
+    is dropped within about a minute (an idle one: 30 s, then 3 probes 10 s apart; one with a request
+    unacknowledged: 60 s), and the worker's retry-while-unreachable path takes over. The gevent processes
+    also bound each wait themselves (config.green). libpq ignores these on Unix sockets.
     """
     return create_engine(
         settings.database_url,
@@ -33,6 +49,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
             "connect_timeout": 5,
             "application_name": "assay",
+            **TCP_LIVENESS,
         },
     )
 

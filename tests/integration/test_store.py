@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 
@@ -231,3 +232,25 @@ def test_the_cache_lookup_probes_the_index_whatever_the_statistics(db: Engine, o
         on_jobs = [line.strip() for line in plan if " on jobs" in line]
         assert on_jobs and all("ix_jobs_live_cache_key" in line for line in on_jobs), "\n".join(plan)
     assert all(result == ({live_key: f"job_lk7{tag}"}, {}) for result in found)
+
+
+def test_connections_notice_a_silent_server_within_about_a_minute(db: Engine) -> None:
+    """statement_timeout is the server's to enforce: behind a partition a blocking worker waited on its socket
+    for TCP's retransmission limit (~15 min). Read off the connection's real socket, not the settings."""
+    import socket
+
+    with db.connect() as conn:
+        fd = conn.connection.dbapi_connection.fileno()
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            options = {
+                "keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                "idle": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                "interval": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                "count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                "user_timeout_ms": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            }
+        finally:
+            sock.close()
+    assert options["keepalive"] and options["user_timeout_ms"] == 60_000, options
+    assert options["idle"] + options["interval"] * options["count"] <= 60, options
