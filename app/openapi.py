@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from app import schemas
 from app.cursors import CURSOR_PATTERN
+from app.events_api import EVENT_ID_PATTERN
 from app.request_json import MAX_DEPTH, NO_NUL_PATTERN, TEXT_PATTERN
 from app.validation import BASE64_PATTERN, IDEMPOTENCY_KEY_PATTERN
 from config import Settings
@@ -454,7 +455,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                         "name": "Last-Event-ID",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+                        "schema": {"type": "string", "pattern": f"^{EVENT_ID_PATTERN}$"},
                     }
                 ],
                 "responses": {

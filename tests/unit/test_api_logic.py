@@ -115,3 +115,21 @@ def test_timestamps_are_written_in_their_own_zone_even_when_cached() -> None:
     assert iso_timestamp(utc.astimezone(timezone(timedelta(hours=1)))) == "2026-12-07T13:00:00.250000+01:00"
     assert iso_timestamp(utc) == "2026-12-07T12:00:00.250000Z"
     assert iso_timestamp(None) is None
+
+
+def test_the_last_event_id_pattern_takes_exactly_the_ids_redis_can_read() -> None:
+    """The OpenAPI document publishes this pattern; the server used a looser one plus a bound, so 20-digit
+    parts past 2**64 - 1 were schema-valid and refused."""
+    import random
+    import re
+
+    from app.events_api import EVENT_ID_PATTERN, _at_most
+
+    limit = 2**64 - 1
+    part = re.compile(_at_most(limit))
+    edges = [0, 9, 10, 10**19 - 1, 10**19, limit - 1, limit, limit + 1, 10**20 - 1]
+    numbers = edges + list(range(limit - 2000, limit + 2000)) + [random.randrange(10**20) for _ in range(20_000)]
+    assert [n for n in numbers if bool(part.fullmatch(str(n))) != (n <= limit)] == []
+    whole = re.compile(EVENT_ID_PATTERN)
+    assert whole.fullmatch(f"{limit}-0") and whole.fullmatch("1733600000000-12")
+    assert not whole.fullmatch(f"{limit + 1}-0") and not whole.fullmatch("1-") and not whole.fullmatch("-1")
