@@ -26,7 +26,7 @@ from app.resources import Resources, resources
 from app.result_cache import plan_jobs
 from app.schemas import WebhookSpec
 from app.uploads import is_raw_file, upload_spec
-from app.validation import EntryError, check_webhook, idempotency_key_from, pydantic_details, validate_job
+from app.validation import EntryError, check_webhook, idempotency_key_from, invalid, validate_job
 from app.waiting import wait_until_final
 from contract.documents import job_document, webhook_event_document
 from pipeline.lifecycle import Change, Unit
@@ -162,7 +162,7 @@ def create_batch() -> Response:
             WebhookSpec.model_validate(body["webhook"]) if body.get("webhook") is not None else None, svc.settings
         )
     except ValidationError as exc:
-        raise ApiError(422, "validation_error", "webhook is not valid", pydantic_details(exc)) from None
+        raise invalid("webhook", exc).as_api_error() from None
     except EntryError as exc:
         raise exc.as_api_error() from None
     if not entries:

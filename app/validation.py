@@ -27,7 +27,7 @@ def pydantic_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in exc.errors()]
 
 
-def _invalid(what: str, exc: ValidationError) -> EntryError:
+def invalid(what: str, exc: ValidationError) -> EntryError:
     """422 naming the first problem in the message: "a call-record job needs input.cdr_base64" was said
     of a job whose only fault was an `options` field call records do not take."""
     first = exc.errors()[0]
@@ -97,7 +97,7 @@ def _validate_job(
     try:
         job = JobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise _invalid("the job", exc) from None
+        raise invalid("the job", exc) from None
     return _text_spec(
         job.analysis, job.input.text, job.metadata, job.webhook, job.options, settings, catalog, idempotency_key
     )
@@ -190,7 +190,7 @@ def _audio_job(
     try:
         job = AudioJobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise _invalid("an audio job (input.audio_base64)", exc) from None
+        raise invalid("an audio job (input.audio_base64)", exc) from None
     if len(job.input.audio_base64) > settings.max_audio_bytes * 4 // 3 + 4:
         raise _too_large(settings, len(job.input.audio_base64) * 3 // 4)
     try:
@@ -223,7 +223,7 @@ def _cdr_job(
     try:
         job = CdrJobCreate.model_validate(payload)
     except ValidationError as exc:
-        raise _invalid("a call-record job (input.cdr_base64)", exc) from None
+        raise invalid("a call-record job (input.cdr_base64)", exc) from None
     try:
         data = base64.b64decode(job.input.cdr_base64, validate=True)
     except (binascii.Error, ValueError):

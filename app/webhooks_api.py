@@ -10,7 +10,7 @@ from app.errors import ApiError
 from app.request_json import json_body
 from app.resources import resources
 from app.schemas import SecretRotation
-from app.validation import pydantic_details
+from app.validation import invalid
 from contract.documents import iso_timestamp
 from store import api as store
 from store.tables import EventStatus
@@ -41,7 +41,7 @@ def rotate() -> Response:
         try:
             asked = SecretRotation.model_validate(json_body()).grace_seconds
         except ValidationError as exc:
-            raise ApiError(422, "validation_error", "the rotation is not valid", pydantic_details(exc)) from None
+            raise invalid("the rotation", exc).as_api_error() from None
         grace = grace if asked is None else asked
     with svc.db.begin() as conn:
         return jsonify(_secret_json(rotate_secret(conn, g.tenant, grace, svc.secret_box)))

@@ -417,6 +417,27 @@ def test_the_message_names_the_first_problem(user: Client, body: dict[str, Any],
     assert answer.json()["error"]["message"].startswith(message), answer.json()
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "/v1/jobs/batch",
+            {"jobs": [{"analysis": "sentiment", "input": {"text": "hi"}}], "webhook": {"url": 5}},
+            "webhook is not valid: url: ",
+        ),
+        ("/v1/webhooks/secret/rotate", {"grace_seconds": -1}, "the rotation is not valid: grace_seconds: "),
+        ("/v1/webhooks/secret/rotate", {"grace": 5}, "the rotation is not valid: grace: Extra inputs"),
+    ],
+)
+def test_the_batch_webhook_and_the_rotation_name_their_first_problem(
+    user: Client, path: str, body: dict[str, Any], message: str
+) -> None:
+    """Both said only "... is not valid", with the reason left to `details`."""
+    answer = user.post(path, json=body)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "validation_error", answer.text
+    assert answer.json()["error"]["message"].startswith(message), answer.json()
+
+
 def _send_raw(url: str, request: bytes) -> tuple[int, dict[str, Any] | None]:
     """One HTTP/1.1 request written byte for byte (framing no client library would send): (status, JSON body)."""
     parts = urlsplit(url)
