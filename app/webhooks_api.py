@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from app.auth import authenticate
 from app.errors import ApiError
-from app.request_json import json_body
+from app.request_json import check_query, json_body
 from app.resources import resources
 from app.schemas import SecretRotation
 from app.validation import invalid
@@ -43,6 +43,7 @@ def rotate() -> Response:
         except ValidationError as exc:
             raise invalid("the rotation", exc).as_api_error() from None
         grace = grace if asked is None else asked
+    check_query(frozenset())  # `?grace_seconds=0` after a leak would otherwise rotate with the default grace
     with svc.db.begin() as conn:
         return jsonify(_secret_json(rotate_secret(conn, g.tenant, grace, svc.secret_box)))
 

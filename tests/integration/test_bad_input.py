@@ -392,6 +392,19 @@ def test_a_submission_takes_no_query_parameters(user: Client, path: str) -> None
         assert_4xx(form, 400, "invalid_parameter")
 
 
+def test_a_rotation_takes_no_query_parameters(user: Client) -> None:
+    """`POST /v1/webhooks/secret/rotate?grace_seconds=0` (after a leak) rotated with the default 24 h grace:
+    the leaked secret went on signing for a day, and the answer looked like success."""
+    before = user.get("/v1/webhooks/secret").json()["secret"]
+    for params in ({"grace_seconds": "0"}, {"grace": "0"}):
+        response = user.post("/v1/webhooks/secret/rotate", params=params)
+        assert_4xx(response, 400, "invalid_parameter")
+        assert response.json()["error"]["details"] == {"unknown": sorted(params), "known": []}
+        with_body = user.post("/v1/webhooks/secret/rotate", params=params, json={"grace_seconds": 0})
+        assert_4xx(with_body, 400, "invalid_parameter")
+    assert user.get("/v1/webhooks/secret").json()["secret"] == before  # nothing was rotated
+
+
 def test_a_valid_submission_still_goes_through(user: Client) -> None:
     assert user.post("/v1/jobs", json=job(metadata={"n": 10**100, "s": "ünïcødé ✓"})).status_code == 202
 
