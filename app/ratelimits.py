@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 
@@ -124,9 +124,7 @@ class RateLimits:
 
         A request costing more than the whole window can never pass: 413 `batch_too_large`, not a 429
         that clients retry until they give up."""
-        if cost > item.amount:
-            rule = f"this API key may send {item.amount} {what} per {item.get_expiry()} s"
-            raise _larger_than_allowed(cost, item.amount, rule, what)
+        check_window(item, cost, what)
         if not self.redis_usable():
             return {}
         try:
@@ -170,8 +168,10 @@ class RateLimits:
         return held
 
     # -- a tenant's queued jobs ----------------------------------------------------------------------------
-    def check_queued(self, svc: Resources, tenant: str, adding: int) -> None:
-        """429 `tenant_queue_full` if `adding` more queued jobs would pass the tenant's quota."""
+    def check_queued(self, svc: Resources, tenant: str, adding: int) -> Callable[[], None]:
+        """429 `tenant_queue_full` if `adding` more queued jobs would pass the tenant's quota; else they are
+        counted into this process's cached figure at once, and what is returned takes them out again (for
+        a request refused after all)."""
         quota = self.for_tenant(svc, tenant).tenant_max_queued_jobs
         if adding > quota:
             raise _larger_than_allowed(adding, quota, f"this tenant may have {quota} jobs queued", "tenant_queued_jobs")
@@ -194,6 +194,20 @@ class RateLimits:
         if len(self._queued) > 10_000:
             self._queued.clear()
         self._queued[tenant] = (queued + adding, read_at)
+
+        def undo() -> None:
+            current = self._queued.get(tenant)
+            if current and current[1] == read_at:  # not re-read since: take this request's jobs out again
+                self._queued[tenant] = (current[0] - adding, read_at)
+
+        return undo
+
+
+def check_window(item: RateLimitItem, cost: int, what: str) -> None:
+    """413 `batch_too_large` for a request costing more than the key's whole window: it can never pass."""
+    if cost > item.amount:
+        rule = f"this API key may send {item.amount} {what} per {item.get_expiry()} s"
+        raise _larger_than_allowed(cost, item.amount, rule, what)
 
 
 def _larger_than_allowed(count: int, limit: int, rule: str, kind: str) -> ApiError:
@@ -254,13 +268,23 @@ def check_request() -> None:
 
 
 def charge_jobs(count: int) -> None:
-    """Before creating `count` jobs: the key's jobs-per-minute limit, then the tenant's queued-job quota."""
+    """Before creating `count` jobs: the tenant's queued-job quota, then the key's jobs-per-minute limit
+    (a request larger than the key's whole window is refused first, as it can never pass).
+
+    In that order: the rate's window counts what it admits, so a request the quota refuses (a client
+    retrying on `tenant_queue_full`) must not spend the key's jobs on jobs never made."""
     limiter = rate_limits()
     if not limiter.enabled:
         return
     svc = resources()
-    limiter.charge(limiter.for_tenant(svc, g.tenant).jobs_item, g.key_id, count, "jobs")
-    limiter.check_queued(svc, g.tenant, count)
+    item = limiter.for_tenant(svc, g.tenant).jobs_item
+    check_window(item, count, "jobs")
+    undo = limiter.check_queued(svc, g.tenant, count)
+    try:
+        limiter.charge(item, g.key_id, count, "jobs")
+    except ApiError:
+        undo()
+        raise
 
 
 @contextmanager

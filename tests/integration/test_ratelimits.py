@@ -96,6 +96,30 @@ def test_batch_entries_count_as_jobs_per_minute(limited: str, new_key, db: Engin
     assert len(user.submit_batch(_texts(5, "fits"))) == 5, "the refused batch was counted"
 
 
+def test_requests_refused_for_the_tenants_quota_spend_none_of_the_keys_jobs_per_minute(
+    limited: str, new_key, db: Engine
+) -> None:
+    """A client retrying on 429 `tenant_queue_full` (or a 413 batch over the quota) was charged each refused
+    request's jobs against the key's 20 jobs a minute: once the queue drained it got 429 `rate_limited` for
+    jobs it never created."""
+    key = new_key()
+    user = Client(limited, key)
+    assert len(user.submit_batch(_texts(5, "fill"))) == 5  # the tenant's quota (5) is full
+    over = user.post(
+        "/v1/jobs/batch", json={"jobs": [{"analysis": "sentiment", "input": {"text": t}} for t in _texts(6, "q")]}
+    )
+    assert over.status_code == 413 and over.json()["error"]["details"]["kind"] == "tenant_queued_jobs", over.text
+    for text in _texts(10, "retry"):
+        refused = user.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": text}})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "tenant_queue_full", refused.text
+    with db.begin() as conn:  # room again: the key has sent 5 jobs this minute, so 15 more fit its rate
+        set_overrides(conn, tenant_for_key(conn, key), {"tenant_max_queued_jobs": 1000})
+    accepted = user.post(
+        "/v1/jobs/batch", json={"jobs": [{"analysis": "sentiment", "input": {"text": t}} for t in _texts(15, "ok")]}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_a_request_larger_than_a_limit_can_ever_allow_is_413_not_a_429_to_retry(limited: str, new_key) -> None:
     """More jobs in one request than the tenant may have queued (5), or than the key may send in a
     whole window (20 a minute), can never pass: a 429 with Retry-After had clients retry it for minutes."""
