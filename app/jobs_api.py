@@ -111,9 +111,9 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
             try:
                 written = _write(unit, svc, g.tenant, specs)
             except store.IdempotencyConflictError:
-                raise ApiError(
-                    409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body"
-                ) from None
+                raise _key_reused() from None
+            except store.IdempotentJobErasedError as exc:
+                raise _gone(exc.job, "the job this Idempotency-Key created was erased") from None
         rows, created = written.rows, written.created
     if created:
         for analysis, count in Counter(row["analysis"] for row in rows).items():
@@ -192,20 +192,33 @@ def create_batch() -> Response:
         count = Counter(s.analysis for s in specs)
         check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
         jobs, created = outcome.record(_create(svc, specs))
+    if not created and key is not None and _batch_was_longer(svc, key, len(specs)):
+        raise _key_reused()
     response = jsonify({"data": jobs})
     response.status_code = 202 if created else 200
     return response
+
+
+def _batch_was_longer(svc: Resources, key: str, replayed: int) -> bool:
+    """A replay matched every entry it holds: was the original batch longer? Its first `replayed` entries
+    alone are another body, and answering them as the original hid the difference from the client."""
+    with svc.db.connect() as conn:
+        return store.idempotency_key_used(conn, g.tenant, f"{key}#{replayed}")
+
+
+def _key_reused() -> ApiError:
+    return ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body")
 
 
 def _not_found(job_id: str) -> ApiError:
     return ApiError(404, "job_not_found", f"no job {job_id[:80]!r}")
 
 
-def _gone(row: RowMapping) -> ApiError:
+def _gone(row: RowMapping, what: str = "the job was erased") -> ApiError:
     return ApiError(
         410,
         "job_erased",
-        "the job was erased: its input, result and metadata are gone; details.job is what remains",
+        f"{what}: its input, result and metadata are gone; details.job is what remains",
         {"job": job_document(row)},
     )
 
@@ -327,6 +340,8 @@ def _end(job_id: str, end: Callable[[Connection, str, str], tuple[RowMapping, st
 @bp.post("/<job_id:job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     row, before = _end(job_id, store.cancel_job)
+    if row["erased_at"] is not None:  # as GET answers it (an erasure cancels a live job: nothing is left to cancel)
+        raise _gone(row)
     if before not in LIVE_STATUSES:
         raise ApiError(409, "job_not_cancelable", f"the job is already {before}", {"job": job_document(row)})
     cancellation = "immediate" if before == JobStatus.QUEUED else "best_effort"

@@ -63,6 +63,15 @@ class IdempotencyConflictError(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
+class IdempotentJobErasedError(Exception):
+    """The Idempotency-Key's job was erased: its body's hash went with it, so a replay cannot be told from
+    another body, and the job it named is no longer there to return."""
+
+    def __init__(self, job: RowMapping) -> None:
+        super().__init__(job["id"])
+        self.job = job
+
+
 @dataclass(frozen=True)
 class Created:
     rows: list[RowMapping]
@@ -109,12 +118,22 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec], publish_epoc
             )
         ).mappings()
     }
+    originals = [existing.get(spec.idempotency_key) for spec in specs]
+    erased = [row for row in originals if row is not None and row["erased_at"] is not None]
+    if not inserted and None not in originals and erased:  # a replay, of a job since erased
+        raise IdempotentJobErasedError(erased[0])
     if inserted or any(
         spec.idempotency_key not in existing or existing[spec.idempotency_key]["request_hash"] != spec.request_hash
         for spec in specs
     ):
         raise IdempotencyConflictError()
     return Created(rows=[existing[spec.idempotency_key] for spec in specs], created=False)
+
+
+def idempotency_key_used(conn: Connection, owner: str, key: str) -> bool:
+    """Whether a job of the tenant holds this Idempotency-Key (a batch's entries hold `key#index`)."""
+    found = select(jobs.c.id).where(jobs.c.owner == owner, jobs.c.idempotency_key == key).limit(1)
+    return conn.execute(found).first() is not None
 
 
 def _same_columns(values: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -16,6 +16,7 @@ ERASED_VALUES: dict[str, Any] = {
     "error_message": None,
     "metadata": {},
     "cache_key": None,  # a hash of the input: it goes with the input
+    "request_hash": None,  # a hash of the request body, input included: anyone with a guess could confirm it
     "erased_at": func.coalesce(jobs.c.erased_at, func.now()),
 }
 

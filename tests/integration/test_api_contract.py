@@ -82,6 +82,32 @@ def test_batch_idempotency(idle: Client) -> None:
     )
 
 
+def test_a_batch_replay_shorter_than_the_original_is_another_body(idle: Client) -> None:
+    """Its entries matched the first ones of the original, so it was answered 200 with only those jobs."""
+    jobs = [{"analysis": "sentiment", "input": {"text": f"short replay {i}"}} for i in range(2)]
+    first = idle.post("/v1/jobs/batch", json={"jobs": jobs}, headers={"Idempotency-Key": "b-short"})
+    assert first.status_code == 202, first.text
+    shorter = idle.post("/v1/jobs/batch", json={"jobs": jobs[:1]}, headers={"Idempotency-Key": "b-short"})
+    assert_error(shorter, 409, "idempotency_key_reused")
+    again = idle.post("/v1/jobs/batch", json={"jobs": jobs}, headers={"Idempotency-Key": "b-short"})
+    assert again.status_code == 200 and [j["id"] for j in again.json()["data"]] == [
+        j["id"] for j in first.json()["data"]
+    ]
+
+
+def test_a_replay_of_an_erased_jobs_key_is_gone_and_its_body_hash_went_with_it(idle: Client, db: Engine) -> None:
+    """An erased job kept the hash of its request body (input included): a guess of the input could be
+    confirmed by hashing it, or by replaying it and getting 200."""
+    body = {"analysis": "sentiment", "input": {"text": "erase my request too"}}
+    job = idle.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-erased"}).json()
+    assert idle.delete(f"/v1/jobs/{job['id']}").status_code == 200
+    with db.connect() as conn:
+        assert conn.execute(select(jobs.c.request_hash).where(jobs.c.id == job["id"])).scalar_one() is None
+    replay = idle.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-erased"})
+    assert assert_error(replay, 410, "job_erased")["details"]["job"]["id"] == job["id"]
+    assert_error(idle.post(f"/v1/jobs/{job['id']}/cancel"), 410, "job_erased")  # as GET says, not "already canceled"
+
+
 def test_batch_keeps_order(idle: Client) -> None:
     texts = [f"text number {i}" for i in range(25)]
     created = idle.submit_batch(texts)
