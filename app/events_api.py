@@ -28,6 +28,7 @@ from flask import Blueprint, Response, current_app, g, request
 from app.auth import authenticate
 from app.errors import ApiError
 from app.ratelimits import SLOT_LEASE_SECONDS, take_slot
+from app.request_json import check_query
 from app.resources import resources
 from broker.job_events import channel, first_id, last_id, read_after
 
@@ -51,6 +52,8 @@ def _at_most(limit: int) -> str:
 #: A Last-Event-ID the stream takes: published as is in the OpenAPI document, so a schema-valid id is never refused.
 EVENT_ID_PATTERN = f"{_at_most(_MAX_ID_PART)}-{_at_most(_MAX_ID_PART)}"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+#: `?lastEventId=`: where EventSource polyfills (event-source-polyfill, eventsource) put the id on reconnect.
+LAST_EVENT_ID_PARAMETER = "lastEventId"
 READ_CHUNK = 500
 RECONNECT_MS = 2000
 
@@ -129,7 +132,9 @@ def events() -> Response:
     """text/event-stream of `event: job` frames ({"job_id", "analysis", "status", "at", "error_code"?})."""
     svc = resources()
     s = svc.settings
-    given = request.headers.get("Last-Event-ID", "").strip()
+    check_query(frozenset({LAST_EVENT_ID_PARAMETER}))
+    # The header, or the query parameter that EventSource polyfills send where a browser sets no headers.
+    given = (request.headers.get("Last-Event-ID") or request.args.get(LAST_EVENT_ID_PARAMETER, "")).strip()
     if given and not _EVENT_ID.fullmatch(given):
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an event id this stream sent")
     events_hub = hub()

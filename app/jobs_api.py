@@ -299,6 +299,7 @@ def _analysis_filter(svc: Resources, value: str | None) -> str | None:
 def job_webhooks(job_id: str) -> Response:
     """Every webhook event of a job, each with its attempts (status code, latency, error, next try)."""
     svc = resources()
+    check_query(frozenset())
     with svc.db.connect() as conn:
         row = store.get_job(conn, g.tenant, job_id)
         if row is None:
@@ -328,6 +329,7 @@ def _canceled(row: RowMapping, before: str) -> list[Change]:
 def _end(job_id: str, end: Callable[[Connection, str, str], tuple[RowMapping, str] | None]) -> tuple[RowMapping, str]:
     """Cancel or erase in one transaction; a job that was live leaves by the job-finished path, as canceled."""
     svc = resources()
+    check_query(frozenset())  # neither takes any: a `?force=1` would otherwise look honoured
     with svc.lifecycle.transaction() as unit:
         outcome = end(unit.conn, g.tenant, job_id)
         if outcome is not None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from app import schemas
 from app.cursors import CURSOR_PATTERN
-from app.events_api import EVENT_ID_PATTERN
+from app.events_api import EVENT_ID_PATTERN, LAST_EVENT_ID_PARAMETER
 from app.request_json import MAX_DEPTH, NO_NUL_PATTERN, TEXT_PATTERN
 from app.validation import BASE64_PATTERN, IDEMPOTENCY_KEY_PATTERN
 from config import Settings
@@ -319,7 +319,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "responses": {
                     "202": _json("Job", "accepted; Location names the job") | {"links": job_links},
                     "200": _json("Job", "idempotent replay: the original job") | {"links": job_links},
-                    **_errors(400, 401, 409, 413, 415, 422),
+                    **_errors(400, 401, 409, 410, 413, 415, 422),
                     **busy,
                 },
             },
@@ -353,7 +353,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "responses": {
                     "202": _json("BatchCreated", "accepted, in order"),
                     "200": _json("BatchCreated", "idempotent replay: the original jobs"),
-                    **_errors(400, 401, 409, 413, 415, 422),
+                    **_errors(400, 401, 409, 410, 413, 415, 422),
                     **busy,
                 },
             }
@@ -389,7 +389,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "cancelJob",
                 "summary": "Cancel a queued (certain) or running (best effort) job",
                 "parameters": [job_id],
-                "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409), **busy},
+                "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409, 410), **busy},
             }
         },
         "/v1/jobs/{job_id}/webhooks": {
@@ -456,7 +456,14 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string", "pattern": f"^{EVENT_ID_PATTERN}$"},
-                    }
+                    },
+                    {
+                        "name": LAST_EVENT_ID_PARAMETER,
+                        "in": "query",
+                        "required": False,
+                        "description": "the same, for EventSource polyfills; the header wins when both are sent",
+                        "schema": {"type": "string", "pattern": f"^{EVENT_ID_PATTERN}$"},
+                    },
                 ],
                 "responses": {
                     "200": _plain("the stream", "text/event-stream", {"type": "string"}),

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, g, jsonify
 from app.auth import authenticate
 from app.backpressure import queue_depth
 from app.ratelimits import rate_limits
+from app.request_json import check_query
 from app.resources import resources
 from store.stats import tenant_counts
 
@@ -20,6 +21,7 @@ WINDOW_SECONDS = 60
 def stats() -> Response:
     """Queued and running jobs, jobs finished in the last minute (and per second), each queue's depth."""
     svc = resources()
+    check_query(frozenset())
     with svc.db.connect() as conn:
         counts = tenant_counts(conn, g.tenant, WINDOW_SECONDS)
     families = sorted({a.family for a in svc.catalog.values()})

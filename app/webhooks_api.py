@@ -27,6 +27,7 @@ def _secret_json(info: SecretInfo) -> dict[str, str | None]:
 @bp.get("/secret")
 def show_secret() -> Response:
     svc = resources()
+    check_query(frozenset())
     with svc.db.begin() as conn:  # a tenant's first secret is made on first use
         return jsonify(_secret_json(secret_info(conn, g.tenant, svc.secret_box)))
 
@@ -52,6 +53,7 @@ def rotate() -> Response:
 def redeliver(event_id: str) -> Response:
     """Send an event once more, with the same webhook-id; the attempt is recorded like any other."""
     svc = resources()
+    check_query(frozenset())
     with svc.lifecycle.transaction() as unit:
         before = store.redeliver(unit.conn, g.tenant, event_id, unit.publish_epoch)
         if before is not None and before != EventStatus.DELIVERING:

@@ -392,6 +392,26 @@ def test_a_submission_takes_no_query_parameters(user: Client, path: str) -> None
         assert_4xx(form, 400, "invalid_parameter")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/v1/jobs/{job}/cancel"),
+        ("delete", "/v1/jobs/{job}"),
+        ("get", "/v1/jobs/{job}/webhooks"),
+        ("get", "/v1/stats"),
+        ("get", "/v1/webhooks/secret"),
+        ("post", "/v1/webhooks/msg_0000000000000000000000/redeliver"),
+        ("get", "/v1/events"),
+    ],
+)
+def test_routes_that_take_no_query_parameters_refuse_them(user: Client, method: str, path: str) -> None:
+    """`DELETE /v1/jobs/{id}?dry_run=1` erased the job; `GET /v1/events?last_event_id=…` streamed from now."""
+    job = user.submit("left alone by a refused request")
+    response = getattr(user, method)(path.format(job=job["id"]), params={"dry_run": "1"})
+    assert_4xx(response, 400, "invalid_parameter")
+    assert user.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued", "the refused request did nothing"
+
+
 def test_a_rotation_takes_no_query_parameters(user: Client) -> None:
     """`POST /v1/webhooks/secret/rotate?grace_seconds=0` (after a leak) rotated with the default 24 h grace:
     the leaked secret went on signing for a day, and the answer looked like success."""

@@ -179,6 +179,25 @@ def test_bad_last_event_id_is_a_400(api_url: str, new_key, given: str) -> None:
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_last_event_id"
 
 
+def test_the_last_event_id_may_come_as_a_query_parameter(api_url: str, new_key) -> None:
+    """EventSource polyfills put the id in `?lastEventId=` on reconnect: it was ignored (the stream went on
+    from now, silently skipping what was missed), and would now be refused as an unknown parameter."""
+    headers = {"Authorization": f"Bearer {new_key()}"}
+    bad = requests.get(f"{api_url}/v1/events", params={"lastEventId": "nope"}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_last_event_id"
+    newer = "18446744073709551615-0"
+    with requests.get(
+        f"{api_url}/v1/events", params={"lastEventId": newer}, headers=headers, stream=True, timeout=10
+    ) as stream:
+        assert stream.status_code == 200
+        head = ""
+        for chunk in stream.iter_content(chunk_size=None, decode_unicode=True):
+            head += chunk
+            if "event: reset" in head and head.endswith("\n\n"):
+                break
+    assert "event: reset" in head and "newer than any event" in head, head
+
+
 def test_a_last_event_id_newer_than_any_event_resets_and_goes_on_live(api_url: str, worker: Proc, new_key) -> None:
     key = new_key()
     user = Client(api_url, key)
