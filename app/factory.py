@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def _request_id_header(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.content_length:
+            # Flask's automatic answer: an empty text/html 200, the one non-JSON success; no body is 204.
+            response.status_code = 204
+            del response.headers["Content-Type"]
         route = _ROUTE_CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule else "unmatched"
         if route != "/metrics":
             elapsed = time.perf_counter() - g.get("started", time.perf_counter())

@@ -412,6 +412,14 @@ def test_routes_that_take_no_query_parameters_refuse_them(user: Client, method: 
     assert user.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued", "the refused request did nothing"
 
 
+def test_options_answers_the_methods_with_no_body(user: Client) -> None:
+    """It was Flask's automatic 200 with an empty text/html body."""
+    response = user.request("OPTIONS", "/v1/jobs")
+    assert response.status_code == 204 and response.content == b"", response
+    assert "text/html" not in response.headers.get("Content-Type", "")
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
 def test_a_rotation_takes_no_query_parameters(user: Client) -> None:
     """`POST /v1/webhooks/secret/rotate?grace_seconds=0` (after a leak) rotated with the default 24 h grace:
     the leaked secret went on signing for a day, and the answer looked like success."""
