@@ -14,7 +14,9 @@ admitted request adds what it is about to enqueue, so a burst of concurrent requ
 window cannot all be admitted on the same stale figure. If Redis or PostgreSQL cannot be asked, the
 check fails open on the last figure it read while that is less than 30 s old: intake needs only
 PostgreSQL, accepted jobs wait there, and the sweeper publishes them once the broker is back. A
-broker outage therefore never turns a submission into an error.
+broker outage therefore never turns a submission into an error. A figure whose read failed is not
+asked for again for RETRY_FAILED_SECONDS: a Redis that hangs (SIGSTOP, a partition) costs one request
+its timeout, not every request two of them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 DEPTH_CACHE_SECONDS = 0.25
 BACKLOG_CACHE_SECONDS = 1.0
 STALE_SECONDS = 30.0
+RETRY_FAILED_SECONDS = 5.0
 MAX_RETRY_AFTER_SECONDS = 60
 
 
@@ -49,6 +52,7 @@ class _Reading:
 
 
 _readings: dict[tuple[str, str], _Reading] = {}
+_failed_until: dict[tuple[str, str], float] = {}  # a read that failed is not tried again before then
 
 
 def _read(what: str, family: str, fresh_for: float, fetch: Callable[[], float | None]) -> float | None:
@@ -57,11 +61,15 @@ def _read(what: str, family: str, fresh_for: float, fetch: Callable[[], float | 
     cached = _readings.get((what, family))
     if cached and now - cached.at < fresh_for:
         return cached.value
+    stale = cached.value if cached and now - cached.at < STALE_SECONDS else None
+    if now < _failed_until.get((what, family), 0.0):
+        return stale
     try:
         value = fetch()
     except (redis.RedisError, SQLAlchemyError):
+        _failed_until[(what, family)] = time.monotonic() + RETRY_FAILED_SECONDS
         log.warning("admission figure unavailable; admitting", extra={"figure": what, "family": family})
-        return cached.value if cached and now - cached.at < STALE_SECONDS else None
+        return stale
     _readings[(what, family)] = _Reading(value, now)
     return value
 

@@ -72,17 +72,20 @@ def add_events(pipe: Pipeline, prefix: str, window: int, keep_seconds: int, even
         pipe.eval(_APPEND_LUA, 1, stream_key(prefix, tenant), window, keep_seconds, channel(prefix), tenant, *entries)
 
 
-def record_events(client: redis.Redis, prefix: str, window: int, keep_seconds: int, events: list[JobEvent]) -> None:
+def record_events(client: redis.Redis, prefix: str, window: int, keep_seconds: int, events: list[JobEvent]) -> bool:
     """Append to each tenant's capped stream and wake its readers. Never raises: a stream missing an
-    event is corrected by the reader's next GET of the job, and the job itself is in PostgreSQL."""
+    event is corrected by the reader's next GET of the job, and the job itself is in PostgreSQL.
+    True if Redis timed out (it may be hung: the caller stops asking for a while)."""
     if not events:
-        return
+        return False
     try:
         pipe = client.pipeline(transaction=False)
         add_events(pipe, prefix, window, keep_seconds, events)
         pipe.execute()
-    except redis.RedisError:
+    except redis.RedisError as exc:
         log.warning("job events not recorded", exc_info=True)
+        return isinstance(exc, redis.TimeoutError)
+    return False
 
 
 def read_after(

@@ -24,9 +24,9 @@ DONE = b"done"
 DOCUMENT_MAX_BYTES = 16_384
 
 
-def notify_finished(client: redis.Redis, finished: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+def notify_finished(client: redis.Redis, finished: Iterable[tuple[str, dict[str, Any] | None]]) -> bool:
     """Tell waiters these jobs reached a final state (after the write committed): (job_id, its final
-    document or None) pairs.
+    document or None) pairs. True if Redis timed out (it may be hung: the caller stops asking for a while).
 
     Best effort: if Redis is unreachable, a waiter simply answers at its deadline, with the
     state it reads from PostgreSQL then.
@@ -36,8 +36,10 @@ def notify_finished(client: redis.Redis, finished: Iterable[tuple[str, dict[str,
         for job_id, document in finished:
             pipe.publish(CHANNEL.format(job_id), _payload(document))
         pipe.execute()
-    except redis.RedisError:
+    except redis.RedisError as exc:
         log.warning("job notifications not sent", exc_info=True)
+        return isinstance(exc, redis.TimeoutError)
+    return False
 
 
 def _payload(document: dict[str, Any] | None) -> bytes:

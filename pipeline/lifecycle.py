@@ -12,6 +12,7 @@ for its deadline.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,10 @@ from telemetry import metrics
 from telemetry.flower import FlowerEvents
 
 log = logging.getLogger(__name__)
+
+#: After Redis timed out after a commit, the seconds during which the after-commit Redis work is skipped:
+#: the sweepers publish what was not, long-polls answer at their deadline, streams catch up on the next GET.
+BROKER_HUNG_SECONDS = 5.0
 
 
 class Change(NamedTuple):
@@ -148,6 +153,7 @@ class Lifecycle:
         self.redis = client
         self.publisher = publisher
         self.flower = flower  # set on inference workers, so Flower lists each job as a task
+        self._broker_hung_until = 0.0  # Redis timed out after a commit: its side effects are skipped until then
 
     @contextmanager
     def transaction(self, epoch: str | None = None) -> Iterator[Unit]:
@@ -162,8 +168,9 @@ class Lifecycle:
 
     def after_commit(self, unit: Unit) -> None:
         """Wake long-polls, publish, count, tell Flower, log. Never raises."""
-        if unit.finished_jobs:
-            notify_finished(self.redis, [(c.job_id, c.document) for c in unit.finished_jobs])
+        finished = [(c.job_id, c.document) for c in unit.finished_jobs]
+        if finished and not self._broker_hung() and notify_finished(self.redis, finished):
+            self._broker_timed_out()
         events = self._job_events(unit)
         s = self.settings
         if unit.jobs_to_publish:  # the events ride in the publish's round trip, ahead of the messages
@@ -171,8 +178,10 @@ class Lifecycle:
             self._publish_jobs(
                 unit.jobs_to_publish, unit.publish_epoch, partial(add, events=events) if events else None
             )
-        else:
-            record_events(self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events)
+        elif not self._broker_hung() and record_events(
+            self.redis, s.queue_prefix, s.events_window, s.events_keep_seconds, events
+        ):
+            self._broker_timed_out()
         if unit.events_to_publish:
             self._publish_events(unit.events_to_publish, unit.publish_epoch)
         now = datetime.now(UTC)
@@ -193,6 +202,14 @@ class Lifecycle:
             for change in unit.finished_jobs:
                 self.flower.finished(change.job_id, change.status, change.runtime, change.error_code)
             self.flower.flush()  # the batch's events leave as one message
+
+    def _broker_hung(self) -> bool:
+        """A Redis operation after commit timed out less than BROKER_HUNG_SECONDS ago: skip the rest (each
+        would wait out the same timeout; a frozen Redis made every submission pay one per side effect)."""
+        return time.monotonic() < self._broker_hung_until
+
+    def _broker_timed_out(self) -> None:
+        self._broker_hung_until = time.monotonic() + BROKER_HUNG_SECONDS
 
     def _job_events(self, unit: Unit) -> list[JobEvent]:
         """Every change, for its tenant's event stream (GET /v1/events); owners the caller did not know are
@@ -229,10 +246,18 @@ class Lifecycle:
             self._record(record_event_publish, event_ids, epoch, "events")
 
     def _send(self, send: Callable[[], Published], what: str, count: int) -> str | None:
-        """The epoch the messages went out under; None if they could not be sent (the sweeper will)."""
+        """The epoch the messages went out under; None if they could not be sent (the sweeper will).
+
+        After a Redis timeout here (a Redis that hangs without closing its sockets), none is tried for
+        BROKER_HUNG_SECONDS: each would wait out the same timeout on the request path, and the sweeper sends
+        them."""
+        if self._broker_hung():
+            return None
         try:
             return send().epoch
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, redis.TimeoutError):
+                self._broker_timed_out()
             log.warning(f"{what} publish deferred to the sweeper", exc_info=True, extra={what: count})
             return None
 

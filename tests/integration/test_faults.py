@@ -74,6 +74,49 @@ def test_redis_killed_while_clients_submit_every_202_job_succeeds_once(stack: St
     assert_each_ran_once(worker, load.accepted)
 
 
+def test_redis_frozen_each_submission_is_answered_without_waiting_on_it(stack: Stack, fresh_database, tmp_path) -> None:
+    """A Redis that hangs without closing its sockets (SIGSTOP, a partition): every submission waited out the
+    Redis timeout four times in a row (rate limit, queue depth, worker capacity, the publish after commit),
+    8 s each with the default timeout; a cache hit two more (the long-poll notification, the event stream).
+    Now one request pays for finding it hung; the next ones are answered at once, and the sweeper publishes
+    their jobs once Redis is back."""
+    port = free_port()
+    broker = LocalRedis(tmp_path / "redis", port, persist=False)
+    env, db, key = isolated(fresh_database, REDIS_URL=broker.start(), ASSAY_REDIS_TIMEOUT_SECONDS="1")
+    try:
+        worker = stack.worker("redis-frozen", **env)
+        stack.sweeper(**env)
+        _, url = stack.api(**env, ASSAY_API_WORKERS="1")
+        client = Client(url, key)
+        accepted = [client.submit("before the freeze")["id"]]
+        wait_all_final(db, accepted, timeout=60)  # its result is cached: the same text again is a hit
+        ran = list(accepted)
+
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        took: list[float] = []
+        try:
+            for i in range(6):
+                started = time.monotonic()
+                text = "before the freeze" if i % 2 else f"frozen {i}"
+                response = client.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": text}})
+                took.append(time.monotonic() - started)
+                assert response.status_code == 202, response.text
+                accepted.append(response.json()["id"])
+                if not i % 2:
+                    ran.append(accepted[-1])
+        finally:
+            broker.process.send_signal(signal.SIGCONT)
+
+        slow = [round(t, 1) for t in took if t >= 1.0]
+        assert len(slow) <= 1, f"submissions waited on the hung Redis: {[round(t, 2) for t in took]}"
+        final = wait_all_final(db, accepted, timeout=120)
+        assert Counter(final.values()) == Counter({"succeeded": len(accepted)})
+        assert_each_ran_once(worker, ran)  # the hits never run: they finished at intake
+    finally:
+        broker.stop()  # also when an assertion failed: the server is the test's own
+
+
 def test_postgres_restarted_while_clients_submit_no_500_and_nothing_accepted_lost(stack: Stack) -> None:
     with private_postgres() as pg:
         db = make_engine(load_settings(database_url=pg.url), pool_size=2)
