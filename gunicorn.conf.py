@@ -9,9 +9,11 @@ _settings = get_settings()
 
 # prometheus-client's multiprocess mode: every gunicorn worker writes its samples under this
 # folder and /metrics adds them up. prometheus-client reads the variable itself, so it must be
-# set here, in the master, before any worker imports it; the folder starts empty each run.
+# set here, in the master, before any worker imports it; the folder starts empty each run. A reload
+# (SIGHUP) reads this file again in the same master: the folder is kept, the live workers write there.
 _metrics_dir = _settings.var_dir / "prometheus" / f"api-{_settings.api_bind.replace(':', '-')}"
-shutil.rmtree(_metrics_dir, ignore_errors=True)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(_metrics_dir):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
 _metrics_dir.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 

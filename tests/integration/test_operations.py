@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from contextlib import closing
@@ -146,3 +147,28 @@ def test_the_kubernetes_backup_job_writes_what_restore_reads(ops, tmp_path: Path
             with admin.cursor() as cur:
                 cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(copy_url.rsplit("/", 1)[1])))  # fmt: skip
+
+
+def _requests_counted(api: str) -> float:
+    """The API's assay_http_requests_total, summed over every route and status."""
+    text = requests.get(f"{api}/metrics", timeout=5).text
+    counted = [line for line in text.splitlines() if line.startswith("assay_http_requests_total{")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in counted)
+
+
+def test_a_graceful_reload_keeps_the_api_metrics(stack: Stack, fresh_database) -> None:
+    """SIGHUP makes gunicorn's master read gunicorn.conf.py again, which emptied the metrics folder the live
+    workers write into: every counter and histogram of the API dropped to nothing at each reload."""
+    url, _ = fresh_database()
+    proc, api = stack.api(DATABASE_URL=url, ASSAY_QUEUE_PREFIX=f"h{secrets.token_hex(3)}")
+    for _ in range(20):
+        assert requests.get(f"{api}/health", timeout=5).status_code == 200
+    before = _requests_counted(api)
+    assert before >= 20
+
+    booted = proc.log_text().count("Booting worker")
+    os.kill(proc.pid, signal.SIGHUP)
+    wait_for(lambda: proc.log_text().count("Booting worker") >= booted + 2, 30, what="the reload's new workers")
+    wait_for(lambda: proc.log_text().count("Worker exiting") >= 2, 40, what="the old workers gone")
+    assert requests.get(f"{api}/health", timeout=5).status_code == 200
+    assert _requests_counted(api) >= before, "the reload dropped the API's metrics"
