@@ -15,6 +15,7 @@ attached row is committed, so `settle`'s next statement sees it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,52 @@ _LOOKUP_SQL = text(
     started_at=DateTime(timezone=True),
     completed_at=DateTime(timezone=True),
 )
+# The same question inline, for a database not yet at migration 0009: a rollout may start the new API
+# before its migrate Job has finished, and the missing function was a 500 on every cached submission.
+# Remove with the release after the one that added 0009 (expand, then contract: docs/OPERATIONS.md).
+_INLINE_LOOKUP_SQL = text(
+    """
+    WITH live AS (
+        SELECT j.cache_key, j.id FROM unnest(string_to_array(:keys, ',')) AS wanted(key),
+        LATERAL (
+            SELECT cache_key, id FROM jobs
+            WHERE cache_key = wanted.key AND status IN ('queued', 'running') AND coalesced_into IS NULL
+            FOR SHARE SKIP LOCKED
+        ) j
+    ), cached AS (
+        SELECT c.* FROM unnest(string_to_array(:keys, ',')) AS wanted(key),
+        LATERAL (
+            SELECT key, result, started_at, completed_at, source_job_id FROM result_cache
+            WHERE key = wanted.key AND completed_at > now() - make_interval(secs => :ttl)
+            FOR SHARE SKIP LOCKED
+        ) c
+    )
+    SELECT true AS live, cache_key AS key, id AS job_id, NULL::jsonb AS result,
+           NULL::timestamptz AS started_at, NULL::timestamptz AS completed_at FROM live
+    UNION ALL
+    SELECT false, key, source_job_id, result, started_at, completed_at FROM cached
+    """
+)
+_FUNCTION_EXISTS_SQL = text("SELECT to_regprocedure('assay_cache_lookup(text, double precision)') IS NOT NULL")
+#: How often a process that found no function asks again (once found, it never asks again).
+FUNCTION_RECHECK_SECONDS = 10.0
+
+
+@dataclass
+class _FunctionSeen:
+    found: bool = False
+    next_check: float = 0.0
+
+
+_function = _FunctionSeen()
+
+
+def _lookup_statement(conn: Connection) -> Any:
+    """The function's call once the database has it, else the inline statement."""
+    if not _function.found and time.monotonic() >= _function.next_check:
+        _function.found = bool(conn.execute(_FUNCTION_EXISTS_SQL).scalar_one())
+        _function.next_check = time.monotonic() + FUNCTION_RECHECK_SECONDS
+    return _LOOKUP_SQL if _function.found else _INLINE_LOOKUP_SQL
 
 
 def lookup(conn: Connection, keys: list[str], ttl_seconds: float) -> tuple[dict[str, str], dict[str, CachedResult]]:
@@ -62,7 +109,7 @@ def lookup(conn: Connection, keys: list[str], ttl_seconds: float) -> tuple[dict[
     # One comma-joined string, split by PostgreSQL: psycopg2 quotes a list element by element, which
     # took a third of the lookup's time on a 100-job batch. Keys are hex digests: no commas.
     joined = ",".join(keys)
-    for row in conn.execute(_LOOKUP_SQL, {"keys": joined, "ttl": float(ttl_seconds)}).mappings():
+    for row in conn.execute(_lookup_statement(conn), {"keys": joined, "ttl": float(ttl_seconds)}).mappings():
         if row["live"]:
             if row["key"] not in sources or row["job_id"] < sources[row["key"]]:
                 sources[row["key"]] = row["job_id"]  # any live one computes the same answer; pick one deterministically

@@ -254,3 +254,34 @@ def test_connections_notice_a_silent_server_within_about_a_minute(db: Engine) ->
             sock.close()
     assert options["keepalive"] and options["user_timeout_ms"] == 60_000, options
     assert options["idle"] + options["interval"] * options["count"] <= 60, options
+
+
+def test_the_cache_lookup_works_before_its_function_is_migrated(db: Engine, owner: str) -> None:
+    """A rollout may start the new API before its migrate Job ends: with no `assay_cache_lookup` yet (0008),
+    every cached submission was a 500. The function is dropped inside a transaction that is rolled back."""
+    from sqlalchemy import text
+
+    from store import result_cache
+
+    key = secrets.token_hex(32)
+    with db.connect() as conn, conn.begin() as transaction:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, owner, analysis, input, metadata, status, attempts, created_at, cache_key)"
+                " VALUES (:id, :owner, 'sentiment', '{}', '{}', 'queued', 0, now(), :key)"
+            ),
+            {"id": f"job_fn{key[:8]}", "owner": owner, "key": key},
+        )
+        conn.exec_driver_sql("DROP FUNCTION assay_cache_lookup(text, double precision)")
+        saved = result_cache._function
+        result_cache._function = result_cache._FunctionSeen()
+        try:
+            before_migration = result_cache.lookup(conn, [key], 3600)
+            seen_before = result_cache._function.found
+        finally:
+            result_cache._function = saved
+        transaction.rollback()
+    assert before_migration == ({key: f"job_fn{key[:8]}"}, {}) and not seen_before
+    with db.connect() as conn:
+        result_cache._function = result_cache._FunctionSeen()
+        assert result_cache.lookup(conn, [key], 3600) == ({}, {}) and result_cache._function.found
