@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, g, request
 
+from app import draining
 from app.auth import authenticate
 from app.errors import ApiError
 from app.ratelimits import SLOT_LEASE_SECONDS, take_slot
@@ -68,6 +69,7 @@ class EventHub:
         self._listener: threading.Thread | None = None
         self.healthy = False
         self.open = 0
+        draining.on_stop(lambda: self._wake(None))  # every stream re-checks and ends
 
     def subscribe(self, tenant: str) -> threading.Event:
         woken = threading.Event()
@@ -174,7 +176,7 @@ def events() -> Response:
             yield f"retry: {RECONNECT_MS}\n\n"
             if reset:
                 yield _frame(cursor, {"reason": reset}, "reset")
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not draining.stopping():
                 woken.clear()
                 try:
                     rows = read_after(svc.redis, prefix, tenant, cursor, READ_CHUNK)
@@ -185,6 +187,8 @@ def events() -> Response:
                     yield _frame(event_id, data)
                 if len(rows) == READ_CHUNK:
                     continue
+                if draining.stopping():  # told between the check above and this wait
+                    break
                 wait = s.events_heartbeat_seconds if events_hub.healthy else 1.0
                 if not woken.wait(min(wait, max(0.0, deadline - time.monotonic()))):
                     yield ": keepalive\n\n"  # a hung-up client shows here, as a failed write

@@ -44,10 +44,31 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
 
 
 class JsonErrorGeventWorker(GeventWorker):
-    """`worker_class` in gunicorn.conf.py. `handle_error` builds its status and message, then calls
-    `util.write_error`: replacing that one function, in the worker process only, changes the body and
-    keeps gunicorn's own choice of status, its logging and its access-log line."""
+    """`worker_class` in gunicorn.conf.py.
+
+    Errors: `handle_error` builds its status and message, then calls `util.write_error`; replacing that one
+    function, in the worker process only, changes the body and keeps gunicorn's own choice of status, its
+    logging and its access-log line.
+
+    Stopping: whatever stops the worker (SIGTERM, a reload's, `max_requests`) clears `alive`; a greenlet
+    watching it tells app.draining, so event streams end at once instead of holding the worker for the
+    graceful timeout."""
 
     def init_process(self) -> None:
         util.write_error = write_json_error
         super().init_process()
+
+    def run(self) -> None:
+        import gevent
+
+        gevent.spawn(self._tell_when_stopping)
+        super().run()
+
+    def _tell_when_stopping(self) -> None:
+        import gevent
+
+        from app import draining
+
+        while self.alive:
+            gevent.sleep(0.25)
+        draining.begin()

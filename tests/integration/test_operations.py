@@ -172,3 +172,37 @@ def test_a_graceful_reload_keeps_the_api_metrics(stack: Stack, fresh_database) -
     wait_for(lambda: proc.log_text().count("Worker exiting") >= 2, 40, what="the old workers gone")
     assert requests.get(f"{api}/health", timeout=5).status_code == 200
     assert _requests_counted(api) >= before, "the reload dropped the API's metrics"
+
+
+def test_a_reload_ends_open_event_streams_at_once(stack: Stack, new_key) -> None:
+    """An event stream never ends on its own: each reload (or max_requests recycle) held the old worker for
+    the 30 s graceful timeout, then cut the stream mid-response. Now it ends cleanly and the client resumes."""
+    import threading
+    import time
+
+    proc, api = stack.api(ASSAY_QUEUE_PREFIX=f"d{secrets.token_hex(3)}", ASSAY_API_WORKERS="1")
+    key = new_key()
+    opened, ended, failure = threading.Event(), threading.Event(), []
+
+    def read() -> None:
+        try:
+            with requests.get(
+                f"{api}/v1/events", headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=60
+            ) as response:
+                for _ in response.iter_content(chunk_size=None):
+                    opened.set()
+            ended.set()  # the body ended as a whole response: no ChunkedEncodingError
+        except Exception as exc:
+            failure.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(15), "the stream did not open"
+    os.kill(proc.pid, signal.SIGHUP)
+    hupped = time.monotonic()
+    assert ended.wait(20), f"the stream was still open 20 s after the reload: {failure}"
+    took = time.monotonic() - hupped
+    wait_for(lambda: "Worker exiting" in proc.log_text(), 20, what="the old worker gone")
+    assert took < 10 and not failure, (took, failure)
+    assert "graceful timeout" not in proc.log_text()
+    assert requests.get(f"{api}/v1/events", headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=10).ok
