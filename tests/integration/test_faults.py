@@ -52,26 +52,31 @@ def assert_each_ran_once(worker: Proc, accepted: list[str]) -> None:
 def test_redis_killed_while_clients_submit_every_202_job_succeeds_once(stack: Stack, fresh_database, tmp_path) -> None:
     port = free_port()
     broker = LocalRedis(tmp_path / "redis", port, persist=False)
+    restarted = LocalRedis(tmp_path / "redis", port, persist=False)
     env, db, key = isolated(fresh_database, REDIS_URL=broker.start())
-    worker = stack.worker("redis-fault", **env)
-    stack.sweeper(**env)
-    _, url = stack.api(**env)
+    try:
+        worker = stack.worker("redis-fault", **env)
+        stack.sweeper(**env)
+        _, url = stack.api(**env)
 
-    load = Load(url, key).start()
-    time.sleep(2)
-    assert broker.process is not None
-    broker.process.send_signal(signal.SIGKILL)  # not flushed: killed, every queued message gone
-    broker.process.wait(10)
-    time.sleep(3)
-    LocalRedis(tmp_path / "redis", port, persist=False).start()
-    time.sleep(3)
-    load.stop()
+        load = Load(url, key).start()
+        time.sleep(2)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGKILL)  # not flushed: killed, every queued message gone
+        broker.process.wait(10)
+        time.sleep(3)
+        restarted.start()
+        time.sleep(3)
+        load.stop()
 
-    assert set(load.statuses) <= {202, 503}, load.statuses
-    assert load.statuses[202] > 20
-    final = wait_all_final(db, load.accepted, timeout=180)
-    assert Counter(final.values()) == Counter({"succeeded": len(load.accepted)})
-    assert_each_ran_once(worker, load.accepted)
+        assert set(load.statuses) <= {202, 503}, load.statuses
+        assert load.statuses[202] > 20
+        final = wait_all_final(db, load.accepted, timeout=180)
+        assert Counter(final.values()) == Counter({"succeeded": len(load.accepted)})
+        assert_each_ran_once(worker, load.accepted)
+    finally:  # both servers are the test's own: the restarted one was left running after every run
+        restarted.stop()
+        broker.stop()
 
 
 def test_redis_frozen_each_submission_is_answered_without_waiting_on_it(stack: Stack, fresh_database, tmp_path) -> None:
