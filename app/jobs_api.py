@@ -112,8 +112,6 @@ def _create(svc: Resources, specs: list[store.JobSpec]) -> tuple[list[dict[str, 
                 written = _write(unit, svc, g.tenant, specs)
             except store.IdempotencyConflictError:
                 raise _key_reused() from None
-            except store.IdempotentJobErasedError as exc:
-                raise _gone(exc.job, "the job this Idempotency-Key created was erased") from None
         rows, created = written.rows, written.created
     if created:
         for analysis, count in Counter(row["analysis"] for row in rows).items():
@@ -214,11 +212,11 @@ def _not_found(job_id: str) -> ApiError:
     return ApiError(404, "job_not_found", f"no job {job_id[:80]!r}")
 
 
-def _gone(row: RowMapping, what: str = "the job was erased") -> ApiError:
+def _gone(row: RowMapping) -> ApiError:
     return ApiError(
         410,
         "job_erased",
-        f"{what}: its input, result and metadata are gone; details.job is what remains",
+        "the job was erased: its input, result and metadata are gone; details.job is what remains",
         {"job": job_document(row)},
     )
 
@@ -342,8 +340,6 @@ def _end(job_id: str, end: Callable[[Connection, str, str], tuple[RowMapping, st
 @bp.post("/<job_id:job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     row, before = _end(job_id, store.cancel_job)
-    if row["erased_at"] is not None:  # as GET answers it (an erasure cancels a live job: nothing is left to cancel)
-        raise _gone(row)
     if before not in LIVE_STATUSES:
         raise ApiError(409, "job_not_cancelable", f"the job is already {before}", {"job": job_document(row)})
     cancellation = "immediate" if before == JobStatus.QUEUED else "best_effort"

@@ -319,7 +319,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "responses": {
                     "202": _json("Job", "accepted; Location names the job") | {"links": job_links},
                     "200": _json("Job", "idempotent replay: the original job") | {"links": job_links},
-                    **_errors(400, 401, 409, 410, 413, 415, 422),
+                    **_errors(400, 401, 409, 413, 415, 422),
                     **busy,
                 },
             },
@@ -353,7 +353,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "responses": {
                     "202": _json("BatchCreated", "accepted, in order"),
                     "200": _json("BatchCreated", "idempotent replay: the original jobs"),
-                    **_errors(400, 401, 409, 410, 413, 415, 422),
+                    **_errors(400, 401, 409, 413, 415, 422),
                     **busy,
                 },
             }
@@ -389,7 +389,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "cancelJob",
                 "summary": "Cancel a queued (certain) or running (best effort) job",
                 "parameters": [job_id],
-                "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409, 410), **busy},
+                "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409), **busy},
             }
         },
         "/v1/jobs/{job_id}/webhooks": {

@@ -63,15 +63,6 @@ class IdempotencyConflictError(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
-class IdempotentJobErasedError(Exception):
-    """The Idempotency-Key's job was erased: its body's hash went with it, so a replay cannot be told from
-    another body, and the job it named is no longer there to return."""
-
-    def __init__(self, job: RowMapping) -> None:
-        super().__init__(job["id"])
-        self.job = job
-
-
 @dataclass(frozen=True)
 class Created:
     rows: list[RowMapping]
@@ -118,12 +109,14 @@ def create_jobs(conn: Connection, owner: str, specs: list[JobSpec], publish_epoc
             )
         ).mappings()
     }
-    originals = [existing.get(spec.idempotency_key) for spec in specs]
-    erased = [row for row in originals if row is not None and row["erased_at"] is not None]
-    if not inserted and None not in originals and erased:  # a replay, of a job since erased
-        raise IdempotentJobErasedError(erased[0])
+    # An erased job's body hash went with its input (it would confirm a guessed input): whatever body
+    # comes with its key, the answer is the bare record, so no body can be told from another.
     if inserted or any(
-        spec.idempotency_key not in existing or existing[spec.idempotency_key]["request_hash"] != spec.request_hash
+        spec.idempotency_key not in existing
+        or (
+            existing[spec.idempotency_key]["erased_at"] is None
+            and existing[spec.idempotency_key]["request_hash"] != spec.request_hash
+        )
         for spec in specs
     ):
         raise IdempotencyConflictError()
