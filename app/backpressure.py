@@ -109,14 +109,19 @@ def _full(family: str, message: str, details: dict[str, object], retry_after: fl
     return ApiError(503, "queue_full", message, {"family": family, **details}, headers={"Retry-After": str(seconds)})
 
 
-def check_queue_depth(svc: Resources, jobs_by_analysis: dict[str, int], messages: int) -> None:
-    """503 `queue_full` if these jobs (`messages` broker messages) would pass a family's bounds."""
+def check_queue_depth(svc: Resources, jobs_by_analysis: dict[str, int], messages: int) -> Callable[[], None]:
+    """503 `queue_full` if these jobs (`messages` broker messages) would pass a family's bounds; else what
+    counts them into the cached figures once the request is admitted after all.
+
+    Apart, so a request refused next (the tenant's quota, the key's jobs a minute) adds nothing: a burst
+    of rate-limited requests would otherwise fill the cached depth with messages never sent and refuse
+    other tenants' submissions until the next read."""
     families: dict[str, int] = {}
     for analysis, count in jobs_by_analysis.items():
         family = svc.catalog[analysis].family
         families[family] = families.get(family, 0) + count
     settings = svc.settings
-    for family, adding in families.items():
+    for family in families:
         depth = queue_depth(svc, family)
         if depth + messages > settings.max_queue_depth:
             raise _full(
@@ -133,5 +138,10 @@ def check_queue_depth(svc: Resources, jobs_by_analysis: dict[str, int], messages
                 {"expected_wait_seconds": round(wait, 1), "limit_seconds": settings.max_queue_wait_seconds},
                 wait - settings.max_queue_wait_seconds,
             )
-        _add("depth", family, messages)
-        _add("backlog", family, adding)
+
+    def count_in() -> None:
+        for family, adding in families.items():
+            _add("depth", family, messages)
+            _add("backlog", family, adding)
+
+    return count_in

@@ -137,8 +137,7 @@ def create_job() -> Response:
     except EntryError as exc:
         raise exc.as_api_error() from None
     with spooled_until_created([spec], svc.settings) as outcome:
-        charge_jobs(1)
-        check_queue_depth(svc, {spec.analysis: 1}, 1)
+        charge_jobs(1, partial(check_queue_depth, svc, {spec.analysis: 1}, 1))
         (job,), created = outcome.record(_create(svc, [spec]))
     response = jsonify(job)
     response.status_code = 202 if created else 200
@@ -186,9 +185,8 @@ def create_batch() -> Response:
             raise ApiError(
                 422, "invalid_jobs", f"{len(errors)} of {len(entries)} jobs are invalid; none was created", errors
             )
-        charge_jobs(len(specs))
-        count = Counter(s.analysis for s in specs)
-        check_queue_depth(svc, count, len(specs) // svc.settings.publish_chunk_size + 1)
+        messages = len(specs) // svc.settings.publish_chunk_size + 1
+        charge_jobs(len(specs), partial(check_queue_depth, svc, Counter(s.analysis for s in specs), messages))
         jobs, created = outcome.record(_create(svc, specs))
     if not created and key is not None and _batch_was_longer(svc, key, len(specs)):
         raise _key_reused()

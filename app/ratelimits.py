@@ -173,8 +173,7 @@ class RateLimits:
         counted into this process's cached figure at once, and what is returned takes them out again (for
         a request refused after all)."""
         quota = self.for_tenant(svc, tenant).tenant_max_queued_jobs
-        if adding > quota:
-            raise _larger_than_allowed(adding, quota, f"this tenant may have {quota} jobs queued", "tenant_queued_jobs")
+        check_quota_size(adding, quota)
         now = time.monotonic()
         cached = self._queued.get(tenant)
         if cached and now - cached[1] < QUEUED_CACHE_SECONDS:
@@ -208,6 +207,12 @@ def check_window(item: RateLimitItem, cost: int, what: str) -> None:
     if cost > item.amount:
         rule = f"this API key may send {item.amount} {what} per {item.get_expiry()} s"
         raise _larger_than_allowed(cost, item.amount, rule, what)
+
+
+def check_quota_size(count: int, quota: int) -> None:
+    """413 `batch_too_large` for a request of more jobs than the tenant may ever have queued."""
+    if count > quota:
+        raise _larger_than_allowed(count, quota, f"this tenant may have {quota} jobs queued", "tenant_queued_jobs")
 
 
 def _larger_than_allowed(count: int, limit: int, rule: str, kind: str) -> ApiError:
@@ -267,24 +272,30 @@ def check_request() -> None:
     g.ratelimit_headers = limiter.charge(limits.requests_item, g.key_id, 1, "requests")
 
 
-def charge_jobs(count: int) -> None:
-    """Before creating `count` jobs: the tenant's queued-job quota, then the key's jobs-per-minute limit
-    (a request larger than the key's whole window is refused first, as it can never pass).
+def charge_jobs(count: int, check_queues: Callable[[], Callable[[], None]]) -> None:
+    """Before creating `count` jobs: every refusal first, then the key's jobs-per-minute limit is charged.
 
-    In that order: the rate's window counts what it admits, so a request the quota refuses (a client
-    retrying on `tenant_queue_full`) must not spend the key's jobs on jobs never made."""
+    The order: what can never pass (413: more than the key's whole window, more than the tenant may have
+    queued), then the shared queues (`check_queues`, backpressure's 503, which returns what counts the
+    jobs in once admitted), then the tenant's queued-job quota (429), then the rate. The rate's window
+    counts what it admits, so a request refused for anything else (a client retrying on `queue_full` or
+    `tenant_queue_full`) must not spend the key's jobs on jobs never made."""
     limiter = rate_limits()
     if not limiter.enabled:
+        check_queues()()
         return
     svc = resources()
-    item = limiter.for_tenant(svc, g.tenant).jobs_item
-    check_window(item, count, "jobs")
+    limits = limiter.for_tenant(svc, g.tenant)
+    check_window(limits.jobs_item, count, "jobs")
+    check_quota_size(count, limits.tenant_max_queued_jobs)
+    count_in = check_queues()
     undo = limiter.check_queued(svc, g.tenant, count)
     try:
-        limiter.charge(item, g.key_id, count, "jobs")
+        limiter.charge(limits.jobs_item, g.key_id, count, "jobs")
     except ApiError:
         undo()
         raise
+    count_in()
 
 
 @contextmanager

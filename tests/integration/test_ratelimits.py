@@ -200,3 +200,32 @@ def test_without_redis_limits_admit_and_the_event_stream_is_a_503(stack: Stack, 
     stream = user.get("/v1/events", timeout=10)
     assert stream.status_code == 503 and stream.json()["error"]["code"] == "events_unavailable", stream.text
     assert "Retry-After" in stream.headers
+
+
+def test_requests_refused_for_a_full_queue_spend_none_of_the_keys_jobs_per_minute(
+    stack: Stack, new_key, redis_client
+) -> None:
+    """A client retrying on 503 `queue_full` as told (Retry-After) was charged each refused request's jobs:
+    once the queue drained it got 429 `rate_limited` for jobs it never created."""
+    prefix = f"qf{secrets.token_hex(3)}"
+    _, url = stack.api(ASSAY_QUEUE_PREFIX=prefix, ASSAY_MAX_QUEUE_DEPTH="3", ASSAY_RATE_JOBS_PER_MINUTE="20")
+    user = Client(url, new_key())
+    accepted, refusal = 0, None
+    for text in _texts(10, "fill"):  # no worker serves this prefix: each job's message stays in the queue
+        answer = user.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": text}})
+        if answer.status_code == 503:
+            refusal = answer
+            break
+        assert answer.status_code == 202, answer.text
+        accepted += 1
+    assert refusal is not None and refusal.json()["error"]["code"] == "queue_full", (accepted, refusal)
+    for text in _texts(25, "retry"):
+        refused = user.post("/v1/jobs", json={"analysis": "sentiment", "input": {"text": text}})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "queue_full", refused.text
+    redis_client.delete(f"{prefix}.text")  # the queue drains (the jobs stay queued in PostgreSQL)
+    time.sleep(0.5)  # past the cached depth
+    room = 20 - accepted
+    batch = user.post(
+        "/v1/jobs/batch", json={"jobs": [{"analysis": "sentiment", "input": {"text": t}} for t in _texts(room, "ok")]}
+    )
+    assert batch.status_code == 202, batch.text
