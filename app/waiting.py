@@ -35,7 +35,8 @@ def wait_until_final(
         with FinishWaiter(client, job_id) as waiter:
             job = load()  # re-check after subscribing: no notification can slip by
             if job["status"] not in FINAL_STATUSES:
-                if waiter.wait(seconds) and waiter.document is not None:
+                # What is left of the deadline: the loads before it may have waited on a slow database.
+                if waiter.wait(max(0.0, deadline - time.monotonic())) and waiter.document is not None:
                     return waiter.document
                 return load()
             return job
