@@ -35,6 +35,10 @@ keepalive = 5
 # app/gunicorn_worker.py); past them is junk or an attack. Inside them every request reaches the app.
 limit_request_line = 8190
 limit_request_field_size = 32768
+# Gunicorn 25's control socket (gunicornc) defaults to one path per user, ~/.gunicorn/gunicorn.ctl: every
+# master on a host (two APIs, a test run beside `make run`) took it over from the one before, so the tool
+# reached whichever started last. Assay is driven by signals (HUP, TERM, TTIN/TTOU; docs/OPERATIONS.md).
+control_socket_disable = True
 accesslog = "-"
 access_log_format = (
     '{"ts":"%(t)s","logger":"assay.access","method":"%(m)s","path":"%(U)s","query":"%(q)s",'

@@ -206,3 +206,14 @@ def test_a_reload_ends_open_event_streams_at_once(stack: Stack, new_key) -> None
     assert took < 10 and not failure, (took, failure)
     assert "graceful timeout" not in proc.log_text()
     assert requests.get(f"{api}/v1/events", headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=10).ok
+
+
+def test_the_api_opens_no_control_socket(stack: Stack, tmp_path: Path) -> None:
+    """Gunicorn's control socket (`$XDG_RUNTIME_DIR` or `~/.gunicorn/gunicorn.ctl`) is one path per user:
+    each master on a host took it over from the one before, so gunicornc reached whichever started last."""
+    proc, api = stack.api(
+        ASSAY_QUEUE_PREFIX=f"c{secrets.token_hex(3)}", HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)
+    )
+    assert requests.get(f"{api}/health", timeout=5).status_code == 200
+    assert proc.alive()
+    assert not list(tmp_path.rglob("*.ctl")), list(tmp_path.rglob("*"))
