@@ -16,7 +16,7 @@ from pipeline.context import WorkerContext
 from pipeline.inference import outcome, run_audio, run_text
 from pipeline.lifecycle import Change
 from pipeline.tabular import cdr_counts, discard_inputs, run_cdr
-from store.db import retry_while_unreachable
+from store.db import retry_while_unreachable, unreachable
 from store.tables import JobStatus
 from store.worker import ClaimedJob, Outcome, claim_jobs, load_blobs, renew_leases, write_outcomes
 from telemetry import metrics
@@ -48,16 +48,24 @@ def run_batch(ctx: WorkerContext, claimed: list[ClaimedJob]) -> Ran:
     then fails alone, with `inference_error`, and never takes its neighbours down with it. A job
     whose run raised a transient error (memory, disk: models.transient) is handed back instead,
     unless this was its last attempt: then it fails with that error.
+
+    PostgreSQL unreachable past the worker's patience (loading the batch's audio) is no job's fault: the
+    error is raised, as when the batch's write gives up, and the sweeper hands the jobs on once their
+    leases lapse. Running them one at a time would wait out the patience once per job, then fail each.
     """
     try:
         return Ran(_run_together(ctx, claimed))
-    except Exception:
+    except Exception as exc:
+        if unreachable(exc):
+            raise
         log.exception("batch failed; running its jobs one at a time", extra={"size": len(claimed)})
     ran = Ran([])
     for job in claimed:
         try:
             ran.outcomes += _run_together(ctx, [job])
         except Exception as exc:
+            if unreachable(exc):
+                raise
             if is_transient(exc) and job.attempt < ctx.settings.max_attempts:
                 log.warning(
                     "job handed back",

@@ -302,3 +302,102 @@ def test_postgres_frozen_requests_answer_503_within_the_statement_timeout_and_re
         wait_for(lambda: client.post("/v1/jobs", json=again).status_code == 202, 30, what="intake back")
         assert worker.alive()
         db.dispose()
+
+
+class _StopsPostgresOnFirstTextCall:
+    """The real engines; the first text call stops PostgreSQL (a crash while the model runs), so the audio the
+    batch loads next meets the outage."""
+
+    def __init__(self, real, stop) -> None:
+        self.real = real
+        self.load_seconds = real.load_seconds
+        self.stop = stop
+
+    def predict_text(self, items):
+        if self.stop is not None:
+            self.stop, stop = None, self.stop
+            stop()
+        return self.real.predict_text(items)
+
+    @property
+    def speech(self):
+        return self.real.speech
+
+
+def test_postgres_away_while_a_batch_loads_its_audio_fails_no_job(settings, redis_client) -> None:
+    """A PostgreSQL outage longer than the worker's patience, met while a batch loads its audio: the batch
+    fell back to one job at a time, each job's own load met the same outage, and each audio job was written
+    `failed` with `inference_error: OperationalError` once the database was back. No job was at fault: the
+    batch is given up instead (as when its write gives up), and the sweeper hands its jobs on."""
+    import logging
+    import threading
+    from dataclasses import replace
+
+    from sqlalchemy.exc import OperationalError
+
+    from config.settings import ROOT
+    from pipeline.batch import process_jobs
+    from store import api as q
+    from store.keys import ensure_tenant
+    from store.maintenance import sweep
+    from tests.integration.helpers import statuses, worker_context
+
+    audio = (ROOT / "tests" / "fixtures" / "audio" / "hello.wav").read_bytes()
+    with private_postgres() as pg:
+        own = settings.model_copy(
+            update={
+                "database_url": "postgresql+psycopg2://" + pg.url.split("://", 1)[1],
+                "db_outage_patience_seconds": 4.0,
+                "lease_seconds": 2,
+            }
+        )
+        db = make_engine(own, pool_size=2)
+        with db.begin() as conn:
+            owner = ensure_tenant(conn, "audio-outage")
+            specs = [
+                q.JobSpec("sentiment", {"text": "I love this product"}),
+                q.JobSpec("transcription", {"audio": {"bytes": len(audio)}}, blob=audio, blob_content_type="audio/wav"),
+            ]
+            ids = [r["id"] for r in q.create_jobs(conn, owner, specs).rows]
+        base = worker_context(own, db, redis_client)
+        base.engines.load({"text", "audio"})
+
+        lock, back, scheduled = threading.Lock(), threading.Event(), threading.Event()
+
+        def start_again() -> None:
+            with lock:
+                if not back.is_set():
+                    pg.server.start()
+                    back.set()
+
+        class BackLater(logging.Handler):
+            """Once the batch falls back to one job at a time, PostgreSQL returns while the first job's own
+            load is given up and before the batch's write is: that write then lands whatever was decided."""
+
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("batch failed"):
+                    scheduled.set()
+                    threading.Timer(own.db_outage_patience_seconds + 0.5, start_again).start()
+
+        ctx = replace(base, _engines=_StopsPostgresOnFirstTextCall(base.engines, lambda: pg.server.stop("immediate")))
+        handler = BackLater()
+        logging.getLogger("pipeline.batch").addHandler(handler)
+        try:
+            with contextlib.suppress(OperationalError):  # the batch given up: its leases are left to run out
+                process_jobs(ctx, ids)
+        finally:
+            logging.getLogger("pipeline.batch").removeHandler(handler)
+            if scheduled.is_set():
+                back.wait(30)
+            start_again()
+
+        now = statuses(db, ids)
+        assert "failed" not in now.values(), f"jobs failed because PostgreSQL was away: {now}"
+
+        time.sleep(own.lease_seconds + 0.5)
+        with db.begin() as conn:
+            sweep(conn, epoch=None, drained=[], requeue_after_seconds=60, max_attempts=3, limit=100)
+        process_jobs(base, ids)
+        assert statuses(db, ids) == {job_id: "succeeded" for job_id in ids}
+        assert set(attempts(db, ids).values()) == {2}
+        db.dispose()
