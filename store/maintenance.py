@@ -124,12 +124,24 @@ def expire_jobs(conn: Connection, older_than_seconds: float, limit: int) -> list
     """Retention: erase finished jobs completed longer ago than the retention period, a chunk at a time.
 
     The same erasure as DELETE /v1/jobs/{id} (store.erasure); the bare record stays for accounting.
+    A job whose webhook events are still pending or being delivered waits for them to end (delivered,
+    failed or stopped): erasure deletes its events, and a receiver down for longer than the retention
+    period (the default schedule retries for ~27.6 h, a Retry-After may ask for a day) would never get them.
     """
+    undelivered = (
+        select(webhook_events.c.id)
+        .where(
+            webhook_events.c.job_id == jobs.c.id,
+            webhook_events.c.status.in_([EventStatus.PENDING, EventStatus.DELIVERING]),
+        )
+        .exists()
+    )
     due = _pick(
         jobs.c.id,
         jobs.c.erased_at.is_(None),
         jobs.c.status.in_(FINAL_STATUSES),
         jobs.c.completed_at < func.now() - interval(older_than_seconds),
+        ~undelivered,
         limit=limit,
         # Oldest first, which is also what keeps the plan on ix_jobs_retention: without an order, at
         # 10 M rows with 3 % due the planner expected 1,000 due rows early in a sequential scan (138 ms;

@@ -140,6 +140,47 @@ def test_retention_erases_only_finished_jobs_past_the_period(db: Engine, owner: 
         )
 
 
+def test_retention_waits_for_a_finished_jobs_webhook_events_to_end(db: Engine, settings) -> None:
+    """A receiver down for longer than the retention period (ASSAY_RETENTION_DAYS=1 against the default
+    schedule's ~27.6 h of retries, or a Retry-After of up to a day): retention erased the job and, with it,
+    its `job.succeeded` event still waiting for its next attempt, which was then never sent. Retention now
+    erases a job once its events are delivered, failed or stopped."""
+    import redis as redis_lib
+
+    from pipeline.recovery import retention_once
+    from store.outbox import create_events
+    from store.tables import webhook_events
+    from tests.integration.helpers import worker_context
+
+    with db.begin() as conn:
+        tenant = ensure_tenant(conn, f"store-{secrets.token_hex(4)}")
+        hooked = {"url": "https://receiver.example/hook", "events": ["completed"]}
+        spec = q.JobSpec("sentiment", {"text": "waiting for its receiver"}, webhook=hooked)
+        (job_id,) = [r["id"] for r in q.create_jobs(conn, tenant, [spec]).rows]
+        (claimed,) = claim_jobs(conn, [job_id], 60)
+        finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "positive"})])
+        (event_id,) = create_events(conn, [job_id], None)
+        # Its receiver answered 503 to every attempt so far; the next one is due in an hour.
+        conn.execute(
+            update(webhook_events)
+            .where(webhook_events.c.id == event_id)
+            .values(attempts=5, next_attempt_at=func.now() + timedelta(hours=1))
+        )
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=func.now() - timedelta(days=40)))
+    ctx = worker_context(settings, db, redis_lib.Redis.from_url(settings.redis_url))
+
+    retention_once(ctx)
+    with db.connect() as conn:
+        event = conn.execute(select(webhook_events).where(webhook_events.c.id == event_id)).mappings().first()
+    assert event is not None and event["status"] == "pending", "a pending webhook event was erased undelivered"
+    assert row(db, job_id)["erased_at"] is None
+
+    with db.begin() as conn:  # the receiver is back: the event is delivered
+        conn.execute(update(webhook_events).where(webhook_events.c.id == event_id).values(status="delivered"))
+    retention_once(ctx)
+    assert row(db, job_id)["erased_at"] is not None and row(db, job_id)["result"] is None
+
+
 def _settle(db: Engine, ids: list[str], epoch: str | None, seconds: float) -> None:
     """Make jobs look published `seconds` ago under `epoch`."""
     with db.begin() as conn:
