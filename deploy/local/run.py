@@ -109,15 +109,19 @@ def _taken(host: str, port: int) -> bool:
     return False
 
 
-def startup_failure(name: str, settings: Settings) -> str:
-    """What to tell a user whose `make run` lost a process before the API answered."""
+def _ports(settings: Settings, *, worker_metrics: bool = True) -> list[tuple[str, int, str, str]]:
+    """(address, port, the variable that picks it, another value for it) of what `make run` listens on."""
     host, _, port = settings.api_bind.rpartition(":")
     ports = [(host, int(port), "ASSAY_API_BIND", f"{host or '127.0.0.1'}:{int(port) + 1}")]
     ports.append((settings.flower_address, settings.flower_port, "ASSAY_FLOWER_PORT", str(settings.flower_port + 1)))
-    if settings.worker_metrics_port:
+    if worker_metrics and settings.worker_metrics_port:
         port = settings.worker_metrics_port
         ports.append(("0.0.0.0", port, "ASSAY_WORKER_METRICS_PORT", str(port + 1)))
-    lines = [f"[run] {name} stopped before the API answered (its output is above); nothing is running."]
+    return ports
+
+
+def _taken_lines(ports: list[tuple[str, int, str, str]]) -> list[str]:
+    lines = []
     for address, number, variable, other in ports:
         if _taken(address, number):
             lines.append(
@@ -126,7 +130,25 @@ def startup_failure(name: str, settings: Settings) -> str:
             )
             if variable == "ASSAY_API_BIND":
                 lines.append(f"[run] then point the CLI and the README's examples at it: ASSAY_URL=http://{other}")
-    return "\n".join(lines)
+    return lines
+
+
+def ports_taken(settings: Settings) -> str | None:
+    """Before anything starts: what to tell a user whose API or Flower port another program holds, or None.
+
+    Checked after the fact only, an earlier `make run` still running on port 8000 answered this one's
+    health check: the banner said "Assay is running" while this gunicorn failed to bind, its workers took
+    jobs from the same queues, and the variable to set was never named."""
+    lines = _taken_lines(_ports(settings, worker_metrics=False))
+    if not lines:
+        return None
+    return "\n".join(["[run] nothing was started:", *lines])
+
+
+def startup_failure(name: str, settings: Settings) -> str:
+    """What to tell a user whose `make run` lost a process before the API answered."""
+    lines = [f"[run] {name} stopped before the API answered (its output is above); nothing is running."]
+    return "\n".join(lines + _taken_lines(_ports(settings)))
 
 
 def _masked(url: str) -> str:
@@ -157,6 +179,9 @@ def banner(
 
 def main() -> int:
     settings = load_settings()
+    if taken := ports_taken(settings):
+        print(taken, file=sys.stderr, flush=True)
+        return 1
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     with running(settings) as services:
         env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

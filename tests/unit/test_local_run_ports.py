@@ -48,3 +48,45 @@ def test_the_banner_names_the_database_and_redis_it_uses_without_passwords() -> 
     )  # fmt: skip
     assert "DATABASE_URL=postgresql://ops:***@db:5432/assay REDIS_URL=redis://:***@cache:6379/0" in text
     assert "hunter2" not in text and "s3cret" not in text
+
+
+def test_make_run_stops_before_starting_anything_when_another_api_holds_its_port() -> None:
+    """An earlier `make run` still on port 8000 answered the new one's health check: it printed "Assay is
+    running", started workers on the same queues, and never named ASSAY_API_BIND while its gunicorn failed."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from config.settings import ROOT
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Healthy) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        port = other.server_address[1]
+        env = {
+            **os.environ,
+            "ASSAY_API_BIND": f"127.0.0.1:{port}",
+            "ASSAY_FLOWER_PORT": str(_free_port()),
+            # Nothing answers here: had the run gone on, it could not have started a thing against real data.
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/assay",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.local.run"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        other.shutdown()
+    assert done.returncode != 0
+    assert "Assay is running" not in done.stderr
+    assert f"127.0.0.1:{port} is taken by another program" in done.stderr, done.stderr
+    assert f"ASSAY_API_BIND=127.0.0.1:{port + 1} make run" in done.stderr
