@@ -43,7 +43,8 @@ _MODEL_SCHEMAS: list[type[BaseModel]] = [
 ]
 
 ERRORS: dict[int, str] = {
-    400: "malformed request (`invalid_json`, `invalid_wait`, `invalid_limit`, `invalid_cursor`, ...)",
+    400: "malformed request (`invalid_json`, `invalid_wait`, `invalid_limit`, `invalid_cursor`, ...), or a query "
+    "parameter the operation does not take, or one given twice (`invalid_parameter`)",
     401: "no API key, not a bearer token, or an unknown or revoked key",
     404: "no such job or event for this API key's tenant (another tenant's is never revealed)",
     409: "conflict (`idempotency_key_reused`, `job_not_cancelable`, `webhook_delivery_in_progress`)",
@@ -381,7 +382,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "description": "Answers 200 with the bare record that stays (GET then answers 410). Erasing "
                 "twice is harmless. The job's webhook events and uploaded audio go too.",
                 "parameters": [job_id],
-                "responses": {"200": _json("Job", "the erased job"), **_errors(401, 404), **busy},
+                "responses": {"200": _json("Job", "the erased job"), **_errors(400, 401, 404), **busy},
             },
         },
         "/v1/jobs/{job_id}/cancel": {
@@ -389,7 +390,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "cancelJob",
                 "summary": "Cancel a queued (certain) or running (best effort) job",
                 "parameters": [job_id],
-                "responses": {"200": _json("CancelResult", "canceled"), **_errors(401, 404, 409), **busy},
+                "responses": {"200": _json("CancelResult", "canceled"), **_errors(400, 401, 404, 409), **busy},
             }
         },
         "/v1/jobs/{job_id}/webhooks": {
@@ -397,7 +398,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "jobWebhooks",
                 "summary": "The job's webhook events, each with every delivery attempt",
                 "parameters": [job_id],
-                "responses": {"200": _json("WebhookEventList", "events"), **_errors(401, 404, 410), **busy},
+                "responses": {"200": _json("WebhookEventList", "events"), **_errors(400, 401, 404, 410), **busy},
             }
         },
         "/v1/webhooks/{event_id}/redeliver": {
@@ -405,14 +406,14 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
                 "operationId": "redeliverEvent",
                 "summary": "Send an event again (same webhook-id); recorded as a new attempt",
                 "parameters": [event_id],
-                "responses": {"202": _json("Redelivery", "queued"), **_errors(401, 404, 409), **busy},
+                "responses": {"202": _json("Redelivery", "queued"), **_errors(400, 401, 404, 409), **busy},
             }
         },
         "/v1/webhooks/secret": {
             "get": {
                 "operationId": "webhookSecret",
                 "summary": "The tenant's signing secret",
-                "responses": {"200": _json("WebhookSecret", "secret"), **_errors(401), **busy},
+                "responses": {"200": _json("WebhookSecret", "secret"), **_errors(400, 401), **busy},
             }
         },
         "/v1/webhooks/secret/rotate": {
@@ -440,7 +441,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
             "get": {
                 "operationId": "getStats",
                 "summary": "The tenant's queued and running jobs, the last minute's throughput, queue depths",
-                "responses": {"200": _json("Stats", "figures"), **_errors(401), **busy},
+                "responses": {"200": _json("Stats", "figures"), **_errors(400, 401), **busy},
             }
         },
         "/v1/events": {

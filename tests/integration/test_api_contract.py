@@ -203,6 +203,31 @@ def test_every_v1_route_is_in_the_openapi_document(idle_api: str) -> None:
     assert served - documented == set()
 
 
+def test_an_unknown_query_parameter_answers_a_status_the_openapi_document_lists(idle: Client, idle_api: str) -> None:
+    """Cancel, delete, a job's webhooks, redeliver, the secret and stats refuse `?x=1` with 400
+    `invalid_parameter`, which their operations did not list: a client generated from the document had
+    no case for it."""
+    spec = Client(idle_api, None).get("/openapi.json").json()
+    job = idle.submit("query parameters")["id"]
+    calls = [
+        ("get", "/v1/jobs", "/v1/jobs"),
+        ("get", "/v1/jobs/{job_id}", f"/v1/jobs/{job}"),
+        ("get", "/v1/jobs/{job_id}/webhooks", f"/v1/jobs/{job}/webhooks"),
+        ("post", "/v1/jobs/{job_id}/cancel", f"/v1/jobs/{job}/cancel"),
+        ("delete", "/v1/jobs/{job_id}", f"/v1/jobs/{job}"),
+        ("post", "/v1/webhooks/{event_id}/redeliver", "/v1/webhooks/msg_01k998lcs40r2d17bhdgkq6b/redeliver"),
+        ("get", "/v1/webhooks/secret", "/v1/webhooks/secret"),
+        ("post", "/v1/webhooks/secret/rotate", "/v1/webhooks/secret/rotate"),
+        ("get", "/v1/stats", "/v1/stats"),
+        ("get", "/v1/events", "/v1/events"),
+    ]
+    for method, operation, path in calls:
+        response = idle.request(method.upper(), path, params={"x": "1"})
+        assert_error(response, 400, "invalid_parameter")
+        documented = spec["paths"][operation][method]["responses"]
+        assert "400" in documented, (method, operation, sorted(documented))
+
+
 def test_ready_names_the_failed_dependency(stack: Stack) -> None:
     _, url = stack.api(REDIS_URL="redis://127.0.0.1:1/0")
     error = assert_error(Client(url, None).get("/ready"), 503, "not_ready")
