@@ -23,11 +23,25 @@ def under_gevent() -> bool:
 
 
 def off_loop(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`work(*args, **kwargs)` on a real thread; what it raises is raised here, in the request's greenlet.
+
+    The exception is carried back as a value: gevent's pool prints the traceback of every exception a
+    task raises, and an upload refused as invalid audio (the client's mistake, a 422) wrote ~30 lines of
+    non-JSON to the API's log each time."""
     if not under_gevent():
         return work(*args, **kwargs)
     import gevent
 
-    return gevent.get_hub().threadpool.apply(work, args, kwargs)
+    def guarded() -> tuple[bool, Any]:
+        try:
+            return True, work(*args, **kwargs)
+        except Exception as exc:  # re-raised below, in the caller's greenlet
+            return False, exc
+
+    done, value = gevent.get_hub().threadpool.apply(guarded)
+    if not done:
+        raise value
+    return value
 
 
 class _Done:

@@ -551,3 +551,24 @@ def test_what_gunicorn_refuses_itself_is_in_the_one_json_shape(api: str, request
     got, answer = _send_raw(api, request_bytes)
     assert got == status and answer is not None, (got, answer)
     assert answer["error"]["code"] == code and answer["error"]["message"] and "details" in answer["error"], answer
+
+
+def test_refused_audio_leaves_no_traceback_in_the_api_log(stack: Stack, new_key_module) -> None:
+    """The audio probe runs on gevent's thread pool, which printed the traceback of every exception its
+    work raised: each 422 `invalid_audio` (a client's mistake) put ~30 lines of non-JSON on the API's
+    standard error, beside the JSON log lines."""
+    proc, url = stack.api(ASSAY_QUEUE_PREFIX=f"bad{secrets.token_hex(3)}")
+    user = Client(url, new_key_module())
+    answers = [
+        user.post("/v1/jobs", data={"analysis": "transcription"}, files={"file": ("a.wav", b"not audio at all")}),
+        user.post("/v1/jobs", params={"analysis": "transcription"}, **raw(b"not audio at all", "audio/wav")),
+        user.post(
+            "/v1/jobs",
+            json={"analysis": "transcription", "input": {"audio_base64": base64.b64encode(b"not audio").decode()}},
+        ),
+    ]
+    for response in answers:
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_audio", response.text
+    assert user.post("/v1/jobs", data={"analysis": "transcription"}, files={"file": ("a.wav", WAV)}).status_code == 202
+    log = proc.log_text()
+    assert "Traceback" not in log and "InvalidAudio" not in log, log[-3000:]
