@@ -38,7 +38,8 @@ def canonical_hash(value: Any) -> str:
 def check_metadata(metadata: dict[str, Any], settings: Settings) -> None:
     if not metadata:
         return
-    size = len(json.dumps(metadata, separators=(",", ":")))
+    # In UTF-8, as it is sent and stored: json.dumps' default \u escapes counted a CJK character 6 bytes.
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
     if size > settings.max_metadata_bytes:
         raise EntryError(
             413,

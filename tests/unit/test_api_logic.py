@@ -54,6 +54,20 @@ def test_validate_job_errors(payload: object, status: int, code: str) -> None:
     assert (caught.value.status, caught.value.code) == (status, code)
 
 
+def test_metadata_is_measured_in_the_bytes_of_its_utf8_json() -> None:
+    """It was measured with json.dumps' default \\u escapes: each CJK character counted 6 bytes (3 in
+    UTF-8), each emoji 12 (4), so a 12 KB Japanese note was "24011 bytes as JSON" and refused."""
+
+    def job(metadata: dict) -> dict:
+        return {"analysis": "sentiment", "input": {"text": "ok"}, "metadata": metadata}
+
+    assert validate_job(job({"k": "日" * 10}), SETTINGS, CATALOG)  # {"k":"日…"}: 8 + 30 = 38 bytes in UTF-8
+    with pytest.raises(EntryError) as caught:
+        validate_job(job({"k": "日" * 11}), SETTINGS, CATALOG)
+    assert caught.value.code == "metadata_too_large"
+    assert caught.value.details == {"limit": 40, "actual": 41}
+
+
 def test_only_texts_with_something_to_read_are_texts() -> None:
     from app.validation import has_visible_characters
 
