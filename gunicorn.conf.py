@@ -1,5 +1,6 @@
 """Gunicorn settings, taken from Assay's settings object (ASSAY_API_BIND, ASSAY_API_WORKERS, ...)."""
 
+import fcntl
 import os
 import shutil
 
@@ -11,9 +12,19 @@ _settings = get_settings()
 # folder and /metrics adds them up. prometheus-client reads the variable itself, so it must be
 # set here, in the master, before any worker imports it; the folder starts empty each run. A reload
 # (SIGHUP) reads this file again in the same master: the folder is kept, the live workers write there.
+# The master holds a lock beside the folder for its life: a second gunicorn on the same address (a
+# `make api` beside `make run`) reads this file before it fails to bind, and emptied the folder of the
+# live one, whose /metrics then lost every counter for good. It leaves a folder another master holds.
 _metrics_dir = _settings.var_dir / "prometheus" / f"api-{_settings.api_bind.replace(':', '-')}"
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(_metrics_dir):
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _metrics_dir.parent.mkdir(parents=True, exist_ok=True)
+    _metrics_lock = open(_metrics_dir.with_name(_metrics_dir.name + ".lock"), "a")  # noqa: SIM115 - held for life
+    try:
+        fcntl.flock(_metrics_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # a live master writes there; this one will not get its address either
+    else:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 _metrics_dir.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 

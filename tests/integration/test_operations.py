@@ -217,3 +217,23 @@ def test_the_api_opens_no_control_socket(stack: Stack, tmp_path: Path) -> None:
     assert requests.get(f"{api}/health", timeout=5).status_code == 200
     assert proc.alive()
     assert not list(tmp_path.rglob("*.ctl")), list(tmp_path.rglob("*"))
+
+
+def test_a_second_api_on_the_same_address_leaves_the_live_ones_metrics(stack: Stack) -> None:
+    """Every gunicorn master emptied var/prometheus/api-<bind>/ when it read gunicorn.conf.py, before it
+    tried to bind: a second `make api` (or `make run`) on a taken port failed to bind, but first wiped
+    the folder the live API's workers write into, and its /metrics lost every counter for good."""
+    from workers.processes import api_process
+
+    proc, api = stack.api(ASSAY_QUEUE_PREFIX=f"m{secrets.token_hex(3)}")
+    for _ in range(20):
+        assert requests.get(f"{api}/health", timeout=5).status_code == 200
+    before = _requests_counted(api)
+    assert before >= 20
+
+    second = stack.start(api_process(), {"ASSAY_API_BIND": api.removeprefix("http://")}, name="api-again")
+    wait_for(lambda: not second.alive(), 60, what="the second gunicorn to give up on the taken address")
+    assert "in use" in second.log_text()
+    assert proc.alive()
+    assert requests.get(f"{api}/health", timeout=5).status_code == 200
+    assert _requests_counted(api) >= before, "the second gunicorn wiped the live API's metrics"
