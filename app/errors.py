@@ -100,7 +100,15 @@ def register_error_handlers(app: Flask) -> None:
             else:
                 if (bare := request.path.rstrip("/")) != request.path and _is_route(bare):
                     message = f"no route {request.path[:80]!r}: the API's paths have no trailing slash ({bare[:80]!r})"
-        response = error_response(status, code, message)
+        details = None
+        if status == 413 and (limit := request.max_content_length) is not None:
+            # The body limit (ASSAY_MAX_REQUEST_BYTES, or the upload limit): say which, and the declared
+            # length where there is one, as every other 413 does (werkzeug's text named neither).
+            details = {"limit": limit}
+            if request.content_length is not None:
+                details["actual"] = request.content_length
+            message = f"the request body is over the limit of {limit} bytes"
+        response = error_response(status, code, message, details)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

@@ -365,6 +365,9 @@ def test_request_body_over_the_byte_limit_is_413(stack: Stack, new_key) -> None:
     _, url = stack.api(ASSAY_MAX_REQUEST_BYTES="2048", ASSAY_QUEUE_PREFIX="idle-small")
     client = Client(url, new_key())
     body = json.dumps({"analysis": "sentiment", "input": {"text": "y" * 5000}})
-    assert_error(
+    error = assert_error(
         client.post("/v1/jobs", data=body, headers={"Content-Type": "application/json"}), 413, "request_too_large"
     )
+    # README: a 413's details have `limit` and `actual` where they are known; a declared length is known.
+    assert error["details"] == {"limit": 2048, "actual": len(body)}, error
+    assert "2048" in error["message"], error
