@@ -89,6 +89,14 @@ def test_a_result_over_the_size_limit_fails_its_job_alone() -> None:
     assert failed.error_code == "result_too_large" and failed.result is None and "1024" in (failed.error_message or "")
 
 
+def test_a_result_is_weighed_in_utf8_bytes() -> None:
+    """json.dumps' default \\u escapes weighed a CJK transcript at twice its UTF-8 size (6 bytes a
+    character against 3): a result well inside ASSAY_MAX_RESULT_BYTES failed with result_too_large."""
+    transcript = Outcome("a", 1, result={"text": "日" * 300})  # {"text":"…"}: 10 + 900 bytes in UTF-8
+    assert bounded(transcript, 1024) == transcript
+    assert bounded(Outcome("b", 1, result={"text": "日" * 400}), 1024).error_code == "result_too_large"
+
+
 def test_diagnostics_only_where_asked_with_stage_timings_and_versions() -> None:
     now = datetime.now(UTC)
     asked = ClaimedJob("a", "sentiment", {}, 1, now - timedelta(seconds=2), now, options={"return_diagnostics": True})
