@@ -74,7 +74,7 @@ def bounded(o: Outcome, limit: int) -> Outcome:
     """The outcome, or a `result_too_large` failure if its result weighs more than `limit` bytes as JSON."""
     if o.result is None:
         return o
-    size = len(json.dumps(o.result, separators=(",", ":"), ensure_ascii=False).encode())  # UTF-8, as stored
+    size = len(json.dumps(o.result, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass"))
     if size <= limit:
         return o
     return Outcome(
