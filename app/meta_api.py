@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.auth import authenticate
 from app.errors import ApiError, error_response
 from app.openapi import openapi_document
+from app.request_json import check_query
 from app.resources import resources
 from config import Settings
 from config.catalog import model_choice, model_label
@@ -123,6 +124,7 @@ def _parameter_defaults(defaults: dict[str, float]) -> dict[str, float] | None:
 @bp.get("/v1/analyses")
 def analyses() -> Response:
     authenticate()
+    check_query(frozenset())  # as every other /v1 route: a misspelt filter is an error, not ignored
     svc = resources()
     s = svc.settings
     data = [

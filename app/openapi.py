@@ -434,7 +434,7 @@ def openapi_document(settings: Settings, catalog: dict[str, AnalysisConfig]) -> 
             "get": {
                 "operationId": "listAnalyses",
                 "summary": "Analyses served",
-                "responses": {"200": _json("AnalysisList", "catalog"), **_errors(401), **busy},
+                "responses": {"200": _json("AnalysisList", "catalog"), **_errors(400, 401), **busy},
             }
         },
         "/v1/stats": {

@@ -220,6 +220,7 @@ def test_an_unknown_query_parameter_answers_a_status_the_openapi_document_lists(
         ("post", "/v1/webhooks/secret/rotate", "/v1/webhooks/secret/rotate"),
         ("get", "/v1/stats", "/v1/stats"),
         ("get", "/v1/events", "/v1/events"),
+        ("get", "/v1/analyses", "/v1/analyses"),
     ]
     for method, operation, path in calls:
         response = idle.request(method.upper(), path, params={"x": "1"})

@@ -134,3 +134,17 @@ def test_an_html_page_is_said_to_be_not_the_api_and_plain_text_is_kept() -> None
         "not an Assay API answer (an HTML page: Error response); is the URL right?"
     )
     assert errors.error_from_response(502, b"Bad gateway\n", {}).message == "Bad gateway"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["jobs", "get", "job_abc", "--wait", "-1"], ["submit", "sentiment", "hi", "--wait", "--wait-timeout", "-5"]],
+)
+def test_a_negative_wait_is_refused_before_any_request(args: list[str]) -> None:
+    """`--wait -1` got the job at once and exited 0, as if the value had been meant."""
+    from assay_client.cli.main import cli
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "--api-key", "k", *args])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output and args[-1] in result.output, result.output

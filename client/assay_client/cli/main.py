@@ -168,7 +168,7 @@ def _json_object(value: str | None, name: str) -> dict[str, Any] | None:
     show_default=True,
     help="long-polls open at once while waiting",
 )
-@click.option("--wait-timeout", type=float, metavar="SECONDS", help="give up waiting after this long")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="give up waiting after this long")
 @click.option(
     "--retry-for",
     type=float,
@@ -323,7 +323,9 @@ def jobs_list(state: _State, status: str | None, analysis: str | None, limit: in
 
 @jobs.command("get")
 @click.argument("job_id")
-@click.option("--wait", "wait", type=float, metavar="SECONDS", help="wait up to this long for it to finish")
+@click.option(
+    "--wait", "wait", type=click.FloatRange(min=0), metavar="SECONDS", help="wait up to this long for it to finish"
+)
 @pass_state
 def jobs_get(state: _State, job_id: str, wait: float | None) -> None:
     """One job as JSON."""
