@@ -271,10 +271,14 @@ def events_for_job(conn: Connection, owner: str, job_id: str) -> list[tuple[RowM
 def redeliver(conn: Connection, owner: str, event_id: str, publish_epoch: str | None) -> str | None:
     """Queue one more delivery of an event (same webhook-id); returns its status before, None if unknown.
 
-    An event being delivered right now is left alone (its status before says so).
+    An event being delivered right now is left alone (its status before says so). The row is locked as it is
+    read: a deliverer's claim committing between the read and the update was otherwise overwritten, its
+    `delivering` event set back to `pending` under it (its attempt fenced out, the event sent twice at once).
     """
     before = conn.execute(
-        select(webhook_events.c.status).where(webhook_events.c.id == event_id, webhook_events.c.owner == owner)
+        select(webhook_events.c.status)
+        .where(webhook_events.c.id == event_id, webhook_events.c.owner == owner)
+        .with_for_update()
     ).scalar_one_or_none()
     if before is None or before == EventStatus.DELIVERING:
         return before

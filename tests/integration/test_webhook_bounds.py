@@ -272,3 +272,60 @@ def test_reencrypting_a_secret_no_key_opens_names_it_in_one_line(db: Engine, env
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     # The first row no key opens: this one, or one the key-rotation test above left under its new key.
     assert re.match(r"error: webhook secret \d+ \(tenant \S+\) does not decrypt", done.stderr), done.stderr
+
+
+def test_redelivery_racing_a_claim_leaves_the_event_to_its_deliverer(api_url: str, settings, redis_client) -> None:
+    """POST redeliver reads the event `pending` while a deliverer's claim (not yet committed) takes it: the
+    redelivery must see the claim and answer 409, not move the event back to `pending` under its deliverer
+    (which then had its attempt fenced out and the event sent a second time at once). On the session's
+    database, where no sweeper or webhook worker runs."""
+    import contextlib
+    import threading
+
+    from sqlalchemy import text
+
+    from store.api import JobSpec, create_jobs
+    from store.db import make_engine
+    from store.deliveries import claim_events
+    from store.keys import create_key as issue
+    from store.outbox import create_events
+    from store.tables import webhook_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+
+    db = make_engine(settings, pool_size=3)
+    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
+    with db.begin() as conn:
+        key = issue(conn, f"redeliver-race-{secrets.token_hex(3)}")
+        (job,) = create_jobs(conn, key.tenant_id, [JobSpec("sentiment", {"text": "fine"}, webhook=hook)]).rows
+        (claimed,) = claim_jobs(conn, [job["id"]], 60)
+        finish_jobs(conn, [Outcome(job["id"], claimed.attempt, result={"label": "positive"})])
+        (event_id,) = create_events(conn, [job["id"]], publish_epoch=None)
+    user = Client(api_url, key.secret)
+    answers: list = []
+    with db.connect() as claimer:
+        tx = claimer.begin()
+        (claim,) = claim_events(claimer, [event_id], lock_seconds=60)  # the deliverer's claim, uncommitted
+        backend = claimer.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        thread = threading.Thread(target=lambda: answers.append(user.post(f"/v1/webhooks/{event_id}/redeliver")))
+        thread.start()
+
+        def redelivery_waits_on_the_claim() -> bool:
+            with db.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+                        {"pid": backend},
+                    ).scalar_one()
+                )
+
+        with contextlib.suppress(TimeoutError):  # it did not wait for the claim: the answer below tells
+            wait_for(redelivery_waits_on_the_claim, 5, interval=0.05, what="the redelivery blocked by the claim")
+        tx.commit()
+    thread.join(30)
+    (answer,) = answers
+    with db.connect() as conn:
+        event = conn.execute(select(webhook_events).where(webhook_events.c.id == event_id)).mappings().one()
+    db.dispose()
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "webhook_delivery_in_progress"
+    assert event["status"] == "delivering" and event["attempts"] == claim.attempt, dict(event)
