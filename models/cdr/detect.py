@@ -19,8 +19,10 @@ Windows are tumbling, aligned to the epoch (UTC): window k covers [k·W, (k+1)·
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import math
+import os
 import re
 import secrets
 import shutil
@@ -247,10 +249,9 @@ def detect(
     }
     if threads:
         config["threads"] = threads
-    own_temp = None
+    own_temp, lock = None, None
     if temp_dir is not None:
-        own_temp = temp_dir / f"run-{secrets.token_hex(6)}"  # its own: it may still be closing when the next starts
-        own_temp.mkdir(parents=True, exist_ok=True)
+        own_temp, lock = _own_temp_dir(temp_dir)
         config["temp_directory"] = str(own_temp)
     header_lines = 1 if source.sniffed.format == "csv" else 0
     con = duckdb.connect(config=config)
@@ -288,13 +289,57 @@ def detect(
         # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside DuckDB's C++
         # when the interpreter finalises aborts the process ("terminate called ... exception not
         # rethrown", exit 134), which a worker stopping after a failed detection did.
-        threading.Thread(target=_close, args=(con, own_temp), name="duckdb-close").start()
+        threading.Thread(target=_close, args=(con, own_temp, lock), name="duckdb-close").start()
 
 
-def _close(con: Any, temp: Path | None) -> None:
+def _close(con: Any, temp: Path | None, lock: int | None) -> None:
     con.close()
     if temp is not None:
         shutil.rmtree(temp, ignore_errors=True)
+    if lock is not None:
+        Path(f"{temp}.lock").unlink(missing_ok=True)  # after the folder: a folder is never seen without its lock
+        os.close(lock)
+
+
+def _own_temp_dir(temp_dir: Path) -> tuple[Path, int]:
+    """A spill folder of this run's own (it may still be closing when the next starts), held by an flock on
+    `run-<token>.lock` beside it until it is deleted; first, the folders of runs whose process died.
+
+    A tabular worker killed mid-detection (its container's memory limit is the usual killer) never ran
+    `_close`: its spill files, up to the size of the file, stayed in the folder for good, each kill adding
+    more, until the disk or the pod's emptyDir sizeLimit was full (the kubelet then evicts the pod). The
+    kernel drops a dead process's flock, so a lock that can be taken marks an orphan; tabular workers
+    sharing the folder never take each other's."""
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(temp_dir)
+    own = temp_dir / f"run-{secrets.token_hex(6)}"
+    lock = os.open(f"{own}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    own.mkdir()
+    return own, lock
+
+
+def _remove_orphans(temp_dir: Path) -> None:
+    for entry in temp_dir.iterdir():
+        if not entry.name.startswith("run-"):
+            continue
+        if not entry.name.endswith(".lock"):
+            if not Path(f"{entry}.lock").exists():  # a lock is made before its folder and deleted after it
+                shutil.rmtree(entry, ignore_errors=True)
+            continue
+        try:
+            fd = os.open(entry, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(str(entry)[: -len(".lock")], ignore_errors=True)
+            entry.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _check_values(con: Any, header_lines: int) -> None:

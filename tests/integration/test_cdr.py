@@ -436,3 +436,50 @@ def test_the_cli_and_the_client_send_columns_and_parameters(
     assert final.status == "succeeded" and {c["caller"] for c in final.result["flagged_callers"]} == set(
         truth.sim_boxes
     )
+
+
+def test_a_tabular_worker_killed_mid_detection_leaves_no_spill_folder_behind(
+    stack: Stack, fresh_database, tmp_path: Path
+) -> None:
+    """The tabular worker is SIGKILLed while DuckDB runs (a container's memory limit does this): the job runs
+    again on the next worker, and the dead run's spill folder under var/duckdb-tmp goes too. It was left for
+    good, each kill adding up to a file's size of spill files until the disk (or the pod's emptyDir) was full.
+    Its own database, queues and var folder: the module's tabular worker must not take the job."""
+    columns, truth = generate(2_000_000, sim_boxes=3, intensity=80, days=1, seed=11)
+    path = tmp_path / "big.csv"
+    write(columns, path)
+    url, _engine = fresh_database()
+    var = tmp_path / "var"
+    env = {
+        "DATABASE_URL": url,
+        "ASSAY_QUEUE_PREFIX": f"cdrkill{secrets.token_hex(3)}",
+        "ASSAY_VAR_DIR": str(var),
+        "ASSAY_CDR_THREADS": "1",  # slow enough to be killed mid-run
+        "ASSAY_CDR_MEMORY_LIMIT_MB": "128",
+    }
+    _, api = stack.api(**env)
+    from store.keys import create_key
+
+    with _engine.begin() as conn:
+        user = Client(api, create_key(conn, f"cdrkill-{secrets.token_hex(3)}").secret)
+    spill = var / "duckdb-tmp"
+    runs = lambda: sorted(p.name for p in spill.iterdir() if p.is_dir()) if spill.is_dir() else []  # noqa: E731
+    worker = stack.tabular(name="tabular-killed", **env)
+    with path.open("rb") as file:
+        answer = user.post("/v1/jobs", data={"analysis": "cdr_fraud"}, files={"file": ("big.csv", file)})
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+    wait_for(runs, 60, interval=0.005, what="the detection's spill folder")
+    worker.kill()
+    left = runs()
+    assert left and user.get(f"/v1/jobs/{job_id}").json()["status"] == "running", "killed mid-detection"
+    stack.sweeper(**env)  # requeues the job once its lease lapses
+    stack.tabular(name="tabular-next", **env)
+    job = wait_for(
+        lambda: (done := user.get(f"/v1/jobs/{job_id}", params={"wait": 20}).json())["status"] != "running" and done,
+        90,
+        what="the job run again",
+    )
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert flagged(job) == set(truth.sim_boxes)
+    wait_for(lambda: not any(spill.iterdir()), 10, what=f"no spill folder left of {left}")
