@@ -312,11 +312,17 @@ def _own_temp_dir(temp_dir: Path) -> tuple[Path, int]:
     sharing the folder never take each other's."""
     temp_dir.mkdir(parents=True, exist_ok=True)
     _remove_orphans(temp_dir)
-    own = temp_dir / f"run-{secrets.token_hex(6)}"
-    lock = os.open(f"{own}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    own.mkdir()
-    return own, lock
+    while True:
+        own = temp_dir / f"run-{secrets.token_hex(6)}"
+        lock = os.open(f"{own}.lock", os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:  # another worker's clean-up may have taken the file between its creation and the flock
+            if os.stat(f"{own}.lock").st_ino == os.fstat(lock).st_ino:
+                own.mkdir()
+                return own, lock
+        except FileNotFoundError:
+            pass
+        os.close(lock)
 
 
 def _remove_orphans(temp_dir: Path) -> None:
