@@ -274,7 +274,17 @@ def redeliver(conn: Connection, owner: str, event_id: str, publish_epoch: str | 
     An event being delivered right now is left alone (its status before says so). The row is locked as it is
     read: a deliverer's claim committing between the read and the update was otherwise overwritten, its
     `delivering` event set back to `pending` under it (its attempt fenced out, the event sent twice at once).
+
+    The job's row is share-locked first (jobs before events, the order erasure takes them): retention skips
+    a job whose row is held, where it would otherwise erase it, and the event it had just made pending
+    with it, from a snapshot in which the event had ended.
     """
+    conn.execute(
+        select(jobs.c.id)
+        .join(webhook_events, webhook_events.c.job_id == jobs.c.id)
+        .where(webhook_events.c.id == event_id, webhook_events.c.owner == owner)
+        .with_for_update(read=True, of=jobs)
+    )
     before = conn.execute(
         select(webhook_events.c.status)
         .where(webhook_events.c.id == event_id, webhook_events.c.owner == owner)

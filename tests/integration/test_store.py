@@ -181,6 +181,48 @@ def test_retention_waits_for_a_finished_jobs_webhook_events_to_end(db: Engine, s
     assert row(db, job_id)["erased_at"] is not None and row(db, job_id)["result"] is None
 
 
+def test_retention_leaves_a_job_whose_event_is_being_redelivered(db: Engine) -> None:
+    """Retention picked the job from a snapshot in which its event had ended; a redelivery committing
+    meanwhile set the event pending again, and retention's erasure then deleted it: the client had its 202
+    for a delivery that never happened. The redelivery now holds the job's row, which retention skips."""
+    import threading
+
+    from store.maintenance import expire_jobs
+    from store.outbox import create_events
+    from store.tables import webhook_events
+
+    with db.begin() as conn:
+        tenant = ensure_tenant(conn, f"store-{secrets.token_hex(4)}")
+        hooked = {"url": "https://receiver.example/hook", "events": ["completed"]}
+        spec = q.JobSpec("sentiment", {"text": "redelivered as retention runs"}, webhook=hooked)
+        (job_id,) = [r["id"] for r in q.create_jobs(conn, tenant, [spec]).rows]
+        (claimed,) = claim_jobs(conn, [job_id], 60)
+        finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "positive"})])
+        (event_id,) = create_events(conn, [job_id], None)
+        conn.execute(update(webhook_events).where(webhook_events.c.id == event_id).values(status="failed"))
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=func.now() - timedelta(days=40)))
+
+    erased: list[list[str]] = []
+    with db.connect() as api:
+        redelivery = api.begin()
+        assert q.redeliver(api, tenant, event_id, None) == "failed"
+
+        def retention() -> None:
+            with db.begin() as conn:
+                erased.append(expire_jobs(conn, timedelta(days=30).total_seconds(), 1000))
+
+        runner = threading.Thread(target=retention, daemon=True)
+        runner.start()
+        runner.join(3)  # with the job's row held it skips the job; before, it waited on the event's row
+        redelivery.commit()
+    runner.join(30)
+    assert erased and job_id not in erased[0], "retention erased a job while its event was being redelivered"
+    with db.connect() as conn:
+        event = conn.execute(select(webhook_events).where(webhook_events.c.id == event_id)).mappings().first()
+    assert event is not None and event["status"] == "pending", event
+    assert row(db, job_id)["erased_at"] is None
+
+
 def _settle(db: Engine, ids: list[str], epoch: str | None, seconds: float) -> None:
     """Make jobs look published `seconds` ago under `epoch`."""
     with db.begin() as conn:
