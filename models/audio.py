@@ -24,6 +24,21 @@ class InvalidAudio(InputError):  # noqa: N818 (the name the service uses for its
     """
 
 
+def open_audio(data: bytes) -> Any:
+    """A PyAV container over the bytes themselves, and nothing they name.
+
+    FFmpeg's demuxers that refer to other inputs (an ffconcat script, an HLS or DASH playlist, an
+    image sequence) open them through a protocol: an uploaded `ffconcat version 1.0 / file var/x.wav`
+    made the API's probe read a file of the server's own disk, and the worker transcribe it for the
+    tenant. No protocol is allowed, so every such nested open fails and the upload is `invalid_audio`.
+    """
+    import av
+
+    return av.open(
+        io.BytesIO(data), mode="r", metadata_errors="ignore", container_options={"protocol_whitelist": "none"}
+    )
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     duration_seconds: float
@@ -48,7 +63,7 @@ def probe_audio(data: bytes, *, max_seconds: float | None = None, deadline_secon
 
     deadline = time.monotonic() + deadline_seconds
     try:
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        with open_audio(data) as container:
             if not container.streams.audio:
                 raise InvalidAudio("invalid_audio", "no audio stream found")
             stream = container.streams.audio[0]
@@ -87,7 +102,7 @@ def decode_audio(data: bytes, sample_rate: int = 16000, *, max_seconds: float | 
     decoded = 0
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
     try:
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        with open_audio(data) as container:
             if not container.streams.audio:
                 raise InvalidAudio("invalid_audio", "no audio stream found")
             for frame in _frames(container, container.streams.audio[0]):
@@ -136,9 +151,8 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
 def _counted_duration(data: bytes, max_seconds: float | None, deadline: float) -> float:
     """Seconds of audio found by demuxing packets (cheap: no decoding), or by decoding when packets
     carry no durations; stops early past `max_seconds`, raises past `deadline`."""
-    import av
 
-    with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+    with open_audio(data) as container:
         stream = container.streams.audio[0]
         seconds, undated = 0.0, 0
         for count, packet in enumerate(container.demux(stream), 1):
@@ -156,9 +170,8 @@ def _counted_duration(data: bytes, max_seconds: float | None, deadline: float) -
 
 
 def _decoded_duration(data: bytes, max_seconds: float | None, deadline: float) -> float:
-    import av
 
-    with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+    with open_audio(data) as container:
         stream = container.streams.audio[0]
         samples = 0
         rate = stream.codec_context.sample_rate or 0

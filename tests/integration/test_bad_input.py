@@ -572,3 +572,33 @@ def test_refused_audio_leaves_no_traceback_in_the_api_log(stack: Stack, new_key_
     assert user.post("/v1/jobs", data={"analysis": "transcription"}, files={"file": ("a.wav", WAV)}).status_code == 202
     log = proc.log_text()
     assert "Traceback" not in log and "InvalidAudio" not in log, log[-3000:]
+
+
+def _ffconcat(target: str) -> bytes:
+    return f"ffconcat version 1.0\nfile {target}\n".encode()
+
+
+def test_audio_naming_other_files_never_makes_ffmpeg_open_them(user: Client, db: Engine) -> None:
+    """An ffconcat script uploaded as audio made FFmpeg open the file it names, relative to the process's
+    working directory: the probe read a WAV of the server's own disk and the job was accepted (202) with
+    that file's length, and the worker would have transcribed the server's file for the tenant. Audio is
+    the bytes sent, never something they point to (FFmpeg's nested opens are refused)."""
+    from models.audio import InvalidAudio, decode_audio, probe_audio
+
+    script = _ffconcat("tests/fixtures/audio/phishing.wav")  # a real audio file under the API's working dir
+    before = jobs_of_everyone(db)
+    answers = [
+        user.post("/v1/jobs", data={"analysis": "transcription"}, files={"file": ("a.ffconcat", script)}),
+        user.post("/v1/jobs", params={"analysis": "transcription"}, **raw(script, "audio/wav")),
+        user.post(
+            "/v1/jobs",
+            json={"analysis": "transcription", "input": {"audio_base64": base64.b64encode(script).decode()}},
+        ),
+    ]
+    for response in answers:
+        assert_4xx(response, 422, "invalid_audio")
+    assert jobs_of_everyone(db) == before
+    # The worker decodes what the API stored: it must not follow the script either.
+    for read in (probe_audio, decode_audio):
+        with pytest.raises(InvalidAudio):
+            read(script)
