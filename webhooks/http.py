@@ -6,14 +6,16 @@ deadline, enforced by a gevent timeout in the webhook worker and by socket timeo
 receiver gets a bounded pool of connections. A connection is reused only if its answer was read to the
 end; anything else is closed.
 
-The forgery guard runs on the address the socket actually connected to, so a DNS answer that changes
-between submission and delivery (DNS rebinding) cannot steer a webhook into the private network;
+The forgery guard resolves the host at each new connection and connects only to public addresses (then
+checks the connected peer as well), so a DNS answer that changes between submission and delivery (DNS
+rebinding) cannot steer a webhook into the private network, nor even open a TCP connection there;
 proxies from the environment are never used for the same reason.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,8 @@ from typing import Any
 from urllib3 import PoolManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 from webhooks.urlguard import address_blocked
 
@@ -36,14 +39,48 @@ class AttemptDeadlineError(TimeoutError):
     """The whole attempt ran past its deadline."""
 
 
+def _refused(address: str) -> BlockedAddressError:
+    shown = ipaddress.ip_address(address.partition("%")[0])
+    return BlockedAddressError(f"refused to deliver to non-public address {shown}")
+
+
 class _GuardedConnectionMixin:
+    """Resolve, refuse if any address is not public, connect only to the vetted addresses, then check the peer.
+
+    The check comes before the connect: refusing after it let the private peer see a TCP handshake, and told
+    the tenant (in the attempt's error) an open port ("non-public address") from a closed one ("Connection
+    refused"): a port scanner of the deliverer's network through DNS rebinding. Now a refused URL never
+    leaves the host, with the same error whatever listens there."""
+
+    _dns_host: str
+    port: int
+
     def _new_conn(self) -> Any:
-        sock = super()._new_conn()  # type: ignore[misc]
-        peer = sock.getpeername()[0]
-        if address_blocked(peer):
-            sock.close()
-            raise BlockedAddressError(f"refused to deliver to non-public address {ipaddress.ip_address(peer)}")
-        return sock
+        name = self._dns_host
+        try:
+            infos = socket.getaddrinfo(name.strip("[]"), self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(name, self, exc) from exc  # type: ignore[arg-type]
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if blocked := [a for a in addresses if address_blocked(a)]:
+            raise _refused(blocked[0])  # as at submission: one non-public answer refuses the host
+        last: BaseException | None = None
+        for address in addresses:
+            self._dns_host = address  # what urllib3 connects to; `host` (Host header, TLS name) reads it too
+            try:
+                sock = super()._new_conn()  # type: ignore[misc]
+            except NewConnectionError as exc:
+                last = exc
+                continue
+            finally:
+                self._dns_host = name
+            peer = sock.getpeername()[0]
+            if address_blocked(peer):  # cannot happen after the check above; kept as the last word
+                sock.close()
+                raise _refused(peer)
+            return sock
+        assert last is not None
+        raise last
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):

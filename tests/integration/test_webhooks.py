@@ -342,3 +342,24 @@ def test_forgery_guard_checks_the_connected_address_too(receiver: Receiver) -> N
     refused = client(allow_private=False).post(f"http://localhost:{receiver.port}/ok", b"{}", {})
     assert refused.status is None and "non-public address" in refused.error
     assert client(allow_private=True).post(f"{receiver.url}/ok", b"{}", {}).status == 204
+
+
+def test_forgery_guard_refuses_before_connecting_and_tells_no_open_port_from_a_closed_one() -> None:
+    """A URL that resolves to a private address at delivery (DNS rebinding: public at submission) was refused
+    only after the TCP handshake with the private peer, and the attempt's error, which the tenant reads in
+    GET /v1/jobs/{id}/webhooks, said "non-public address" for an open port and "Connection refused" for a
+    closed one: a port scanner of the deliverer's network. The addresses are checked before connecting."""
+    import socket
+
+    from webhooks.http import WebhookHttp
+
+    http = WebhookHttp(allow_private=False, per_host=2, deadline_seconds=2, max_body=1024)
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # an internal service nobody may reach
+        listener.settimeout(0.5)
+        open_port, closed_port = listener.getsockname()[1], free_port()
+        to_open = http.post(f"http://localhost:{open_port}/", b"{}", {})
+        to_closed = http.post(f"http://localhost:{closed_port}/", b"{}", {})
+        with pytest.raises(TimeoutError):  # nothing reached the service: no handshake, not even a SYN
+            listener.accept()
+    assert to_open.status is None and "non-public address" in (to_open.error or ""), to_open
+    assert to_open.error == to_closed.error, (to_open.error, to_closed.error)
