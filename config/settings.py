@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     upload_dir: Path | None = Field(None, description="spool folder for CDR files; empty: <var_dir>/uploads")
     max_cdr_bytes: int = Field(2 * 1024**3, ge=1024, description="a CDR file as uploaded (compressed or not)")
     max_cdr_line_bytes: int = Field(65_536, ge=256, description="one CSV or JSON line; longer → invalid_input")
+    max_cdr_inflated_bytes: int = Field(
+        16 * 1024**3,
+        ge=1024,
+        description="a gzip CDR file inflated; larger fails its job with input_too_large (a gzip bomb)",
+    )
     cdr_memory_limit_mb: int = Field(
         512, ge=64, description="DuckDB's buffer memory in a tabular worker; past it, it spills to disk"
     )

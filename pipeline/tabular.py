@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.base import InputError
-from models.cdr.detect import CdrSource, detect
+from models.cdr.detect import CdrSource, detect, inflated_past
 from models.cdr.spec import CdrInputError, CdrParameters, column_map, sniff
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome
@@ -44,8 +44,15 @@ def _run_one(ctx: WorkerContext, job: ClaimedJob) -> dict[str, Any] | InputError
         with path.open("rb") as file:
             head = file.read(4 * s.max_cdr_line_bytes + 4)
         sniffed = sniff(head, columns, max_line_bytes=s.max_cdr_line_bytes, complete=path.stat().st_size <= len(head))
+        source = CdrSource(path, sniffed, columns)
+        if inflated_past(source, s.max_cdr_inflated_bytes) is not None:
+            return InputError(
+                "input_too_large",
+                f"the call-record file inflates to more than {s.max_cdr_inflated_bytes} bytes "
+                "(ASSAY_MAX_CDR_INFLATED_BYTES)",
+            )
         report = detect(
-            CdrSource(path, sniffed, columns),
+            source,
             params,
             memory_limit_mb=s.cdr_memory_limit_mb,
             threads=s.cdr_threads,

@@ -28,6 +28,7 @@ import secrets
 import shutil
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,6 +211,37 @@ def mixed_line_endings(source: CdrSource, chunk_bytes: int = 1 << 20) -> int | N
                 start = newline + 1
             previous = chunk[-1:]
     return None
+
+
+#: Deflate cannot inflate one byte into more than this many (258-byte matches in ~2 bits): a compressed
+#: file this many times smaller than the limit cannot pass it, and is not inflated to find out.
+MAX_DEFLATE_RATIO = 1032
+
+
+def inflated_past(source: CdrSource, limit: int, chunk_bytes: int = 1 << 20) -> int | None:
+    """The bytes inflated once a gzip file passed `limit` (stopping there), or None if it did not.
+
+    The upload limit counts compressed bytes; without this a few MB of gzip (one row repeated) inflated to
+    GBs: hours of a tabular worker, DuckDB spilling to disk until it is full, then retried as a transient
+    out-of-memory. One streaming pass, bounded by `limit`, before DuckDB reads the file."""
+    if source.sniffed.compression != "gzip" or source.path.stat().st_size * MAX_DEFLATE_RATIO <= limit:
+        return None
+    inflated, pending = 0, b""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with source.path.open("rb") as file:
+        while True:
+            if not pending and not (pending := file.read(chunk_bytes)):
+                return None
+            try:
+                inflated += len(inflater.decompress(pending, 16 * chunk_bytes))
+            except zlib.error:
+                return None  # corrupt: DuckDB's read fails it and names the line
+            if inflated > limit:
+                return inflated
+            if inflater.eof:  # another gzip member may follow: a new inflater, as gzip readers do
+                pending, inflater = inflater.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                pending = inflater.unconsumed_tail
 
 
 def _input_error(exc: Exception, path: Path) -> CdrInputError:

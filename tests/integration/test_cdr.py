@@ -483,3 +483,30 @@ def test_a_tabular_worker_killed_mid_detection_leaves_no_spill_folder_behind(
     assert job["status"] == "succeeded" and job["attempts"] == 2, job
     assert flagged(job) == set(truth.sim_boxes)
     wait_for(lambda: not any(spill.iterdir()), 10, what=f"no spill folder left of {left}")
+
+
+def test_a_gzip_bomb_fails_its_job_before_the_worker_inflates_it(stack: Stack, new_key, calls) -> None:
+    """The upload limit counts compressed bytes: ~100 KB of gzip (one row repeated) inflated to 30 MB, and
+    the tabular worker read every row of it (2 GiB, the default limit, inflates to ~2 TB: hours of a worker,
+    DuckDB spilling to disk until it is full). Past ASSAY_MAX_CDR_INFLATED_BYTES the job fails at once with
+    `input_too_large`; a real file under it runs as before."""
+    prefix = f"bomb{secrets.token_hex(3)}"
+    limit = 2 << 20
+    _, url = stack.api(ASSAY_QUEUE_PREFIX=prefix)
+    stack.tabular(
+        name="tabular-bomb",
+        ASSAY_QUEUE_PREFIX=prefix,
+        ASSAY_MAX_CDR_INFLATED_BYTES=str(limit),
+        ASSAY_WORKER_METRICS_PORT=str(free_port()),
+    )
+    user = Client(url, new_key())
+    row = b"2348000000001,2349000000002,2026-09-21T00:00:00Z,1.5\n"
+    bomb = gzip.compress(b"caller,callee,start_time,duration\n" + row * 600_000, 9)
+    assert len(bomb) < 200_000 < limit < 30_000_000
+    response = upload(user, bomb, "calls.csv.gz")
+    assert response.status_code == 202, response.text
+    job = finished(user, response.json())
+    assert job["status"] == "failed" and job["error"]["code"] == "input_too_large", job
+    data, truth = calls
+    good = finished(user, upload(user, gzip.compress(data), "calls.csv.gz").json())
+    assert good["status"] == "succeeded" and good["result"]["totals"]["records"] == truth.records, good
