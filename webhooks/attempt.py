@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,19 @@ from config import Settings
 from webhooks.http import WebhookHttp
 from webhooks.policy import AttemptResult, classify, retry_after_seconds
 from webhooks.signing import sign
+
+#: The most of an attempt's error that is stored and shown (GET /v1/jobs/{id}/webhooks).
+MAX_ERROR_CHARS = 500
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
+
+
+def _printable(error: str | None) -> str | None:
+    """An attempt's error as printable text, bounded: it quotes the receiver (a Location header, an exception's
+    text), and a NUL in it made PostgreSQL refuse the statement recording a whole batch of attempts, every
+    tenant's, which the recorder then retried for ever."""
+    if error is None:
+        return None
+    return _UNPRINTABLE.sub("\N{REPLACEMENT CHARACTER}", error[:MAX_ERROR_CHARS])
 
 
 def attempt_delivery(
@@ -41,6 +55,7 @@ def attempt_delivery(
         elif not 200 <= answer.status < 300:
             error = f"HTTP {answer.status}"
             retry_after = retry_after_seconds(answer.headers.get("retry-after"), time.time())
+    error = _printable(error)
     # An incomplete answer counts as a failure whatever its status (the status is still logged).
     counted = answer.status if error is None or not 200 <= (answer.status or 0) < 300 else None
     outcome, next_in = classify(settings, attempt, counted, retry_after)

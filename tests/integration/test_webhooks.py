@@ -363,3 +363,39 @@ def test_forgery_guard_refuses_before_connecting_and_tells_no_open_port_from_a_c
             listener.accept()
     assert to_open.status is None and "non-public address" in (to_open.error or ""), to_open
     assert to_open.error == to_closed.error, (to_open.error, to_closed.error)
+
+
+def test_a_receiver_cannot_wedge_the_attempt_records_with_a_nul_in_its_answer(db: Engine, settings) -> None:
+    """A 302 whose Location holds a NUL byte put the NUL into the attempt's error; the recorder writes the
+    attempts of many events (every tenant's) in one statement, PostgreSQL refused it (jsonb takes no
+    \\u0000), and the recorder retried that statement for ever: no attempt of that webhook worker was
+    recorded again, and every event it had sent went back to its receiver once its lock ran out. What a
+    receiver said is stored as printable text, bounded."""
+    import socket
+    import threading
+
+    from store.deliveries import AttemptRecord, record_attempts
+    from webhooks.attempt import attempt_delivery
+    from webhooks.http import WebhookHttp
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65_536)
+                conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /x\x00\x1b[2J" + b"y" * 5000 + b"\r\n\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+        http = WebhookHttp(allow_private=True, per_host=2, deadline_seconds=3, max_body=1024)
+        result = attempt_delivery(
+            settings, http, event_id="evt_nul", url=url, payload={}, secrets=["whsec_" + "A" * 32], attempt=1
+        )
+    assert result.status_code == 302 and result.error is not None
+    assert result.error.isprintable() and len(result.error) <= 1000, result.error
+    with db.begin() as conn:  # raised DataError before: the whole batch of records with it
+        record_attempts(
+            conn,
+            [AttemptRecord("evt_nul", 1, url, result.outcome, 302, result.latency_ms, result.error, None)],
+        )
