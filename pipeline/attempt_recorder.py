@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from store.db import unreachable
 from store.deliveries import AttemptRecord, record_attempts, stop_url
 from telemetry import metrics
 
@@ -94,16 +95,34 @@ class AttemptRecorder:
             self._settle(len(batch))
 
     def _write_until_done(self, batch: list[Ended]) -> None:
+        """Write the batch, waiting out a database that is away; a statement PostgreSQL refuses is split in
+        halves until the record it refuses is alone, and that one is dropped (its event is re-sent when its
+        lock runs out: at least once). Retrying a refused batch as a whole stopped the recorder for good,
+        every tenant's attempts behind one record with a value PostgreSQL does not take."""
         while True:
             try:
                 self._write(batch)
                 return
-            except SQLAlchemyError:
+            except SQLAlchemyError as exc:
+                if not unreachable(exc):
+                    self._write_halves(batch, exc)
+                    return
                 log.warning("attempt records not written; retrying", extra={"records": len(batch)}, exc_info=True)
                 time.sleep(RETRY_SECONDS)
             except Exception:  # a bug must not stop the writer for good; these attempts are re-sent later
                 log.exception("attempt records dropped", extra={"records": len(batch)})
                 return
+
+    def _write_halves(self, batch: list[Ended], refused: SQLAlchemyError) -> None:
+        if len(batch) == 1:
+            log.error(
+                "attempt record refused by the database; dropped (the event is sent again)",
+                extra={"event_id": batch[0].record.id, "error": str(refused.orig or refused)[:300]},
+            )
+            return
+        middle = len(batch) // 2
+        self._write_until_done(batch[:middle])
+        self._write_until_done(batch[middle:])
 
     def _write(self, batch: list[Ended]) -> None:
         records = [ended.record for ended in batch]

@@ -329,3 +329,47 @@ def test_redelivery_racing_a_claim_leaves_the_event_to_its_deliverer(api_url: st
     assert answer.status_code == 409, answer.text
     assert answer.json()["error"]["code"] == "webhook_delivery_in_progress"
     assert event["status"] == "delivering" and event["attempts"] == claim.attempt, dict(event)
+
+
+def test_one_record_the_database_refuses_does_not_stop_the_others(settings) -> None:
+    """The recorder retried a refused statement as a whole for ever: one record with a value PostgreSQL
+    does not take (a NUL in its error) held back every tenant's attempt records behind it, and their
+    events were sent again once their locks ran out. Now the refused record is split off and dropped."""
+    from sqlalchemy import select
+
+    from pipeline.attempt_recorder import AttemptRecorder
+    from store.api import JobSpec, create_jobs
+    from store.db import make_engine
+    from store.deliveries import AttemptRecord, claim_events
+    from store.keys import ensure_tenant
+    from store.outbox import create_events
+    from store.tables import webhook_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+
+    db = make_engine(settings, pool_size=2)
+    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"refused-{secrets.token_hex(3)}")
+        rows = create_jobs(conn, owner, [JobSpec("sentiment", {"text": f"t{i}"}, webhook=hook) for i in range(5)]).rows
+        ids = [r["id"] for r in rows]
+        claimed = claim_jobs(conn, ids, 60)
+        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "positive"}) for c in claimed])
+        events = create_events(conn, ids, publish_epoch=None)
+    with db.begin() as conn:
+        taken = claim_events(conn, events, lock_seconds=60)
+    recorder = AttemptRecorder(db, linger_seconds=0.5)
+    recorder.expect(len(taken))
+    for index, event in enumerate(taken):
+        error = "bad\x00byte" if index == 2 else None
+        recorder.add(owner, AttemptRecord(event.id, event.attempt, event.url, "delivered", 204, 5, error, None))
+    assert recorder.drain(20), "the recorder is stuck on a refused record"
+    with db.connect() as conn:
+        statuses = dict(
+            conn.execute(
+                select(webhook_events.c.id, webhook_events.c.status).where(webhook_events.c.id.in_(events))
+            ).all()
+        )
+    refused = taken[2].id
+    assert statuses.pop(refused) == "delivering", "the refused record is left to its lock"
+    assert set(statuses.values()) == {"delivered"}, statuses
+    db.dispose()
