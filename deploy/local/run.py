@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -177,12 +178,27 @@ def banner(
 """
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (`kill`, systemd, a container stop) before the supervisor's own handler is in place: unwind
+    like Ctrl-C, so the children started so far and the servers started here are stopped, not orphaned."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     settings = load_settings()
     if taken := ports_taken(settings):
         print(taken, file=sys.stderr, flush=True)
         return 1
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _serve(settings)
+    except KeyboardInterrupt:
+        print("[run] interrupted: everything started has been stopped", file=sys.stderr, flush=True)
+        return 130
+
+
+def _serve(settings: Settings) -> int:
     with running(settings) as services:
         env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         if not settings.secrets_key_list:
@@ -203,24 +219,29 @@ def main() -> int:
         key = dev_api_key(services.database_url, settings.var_dir / "dev-api-key")
 
         supervisor = Supervisor(ROOT)
-        for spec in service_processes(live, detect_gpus(live), usable_cpus()):
-            supervisor.start(spec.name, spec.argv(), {**env, **spec.env})
-        api = f"http://{live.api_bind}"
-        flower = f"http://127.0.0.1:{live.flower_port}"
-        died = wait_healthy(api + "/health", supervisor)
-        if died is None:
-            text = banner(
-                api,
-                flower,
-                live.flower_user,
-                live.flower_password,
-                key,
-                local_hooks,
-                services.database_url,
-                services.redis_url,
-            )
-            print(text, file=sys.stderr)
-        code = supervisor.wait()
+        try:
+            for spec in service_processes(live, detect_gpus(live), usable_cpus()):
+                supervisor.start(spec.name, spec.argv(), {**env, **spec.env})
+            api = f"http://{live.api_bind}"
+            flower = f"http://127.0.0.1:{live.flower_port}"
+            died = wait_healthy(api + "/health", supervisor)
+            if died is None:
+                text = banner(
+                    api,
+                    flower,
+                    live.flower_user,
+                    live.flower_password,
+                    key,
+                    local_hooks,
+                    services.database_url,
+                    services.redis_url,
+                )
+                print(text, file=sys.stderr)
+            code = supervisor.wait()
+        finally:
+            # Children lead their own sessions: a Ctrl-C or SIGTERM before supervisor.wait() (while models
+            # load, say) reaches only this process, and they would outlive it and the servers below.
+            supervisor.stop()
         if died is not None:
             print(startup_failure(died, live), file=sys.stderr, flush=True)
         return code

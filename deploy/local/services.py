@@ -255,6 +255,15 @@ class Services:
 def find_or_start(settings: Settings) -> Services:
     """Resolve both URLs, starting private servers where nothing is configured and nothing answers."""
     started: list[LocalPostgres | LocalRedis] = []
+    try:
+        return _find_or_start(settings, started)
+    except BaseException:  # an error or a Ctrl-C half-way: stop what was started before it
+        for service in reversed(started):
+            service.stop()
+        raise
+
+
+def _find_or_start(settings: Settings, started: list[LocalPostgres | LocalRedis]) -> Services:
     explicit = settings.model_fields_set
     var_dir = settings.var_dir
     always = settings.local_services == "always"
@@ -272,8 +281,8 @@ def find_or_start(settings: Settings) -> Services:
                 )
             user = _service_user()
             pg = LocalPostgres(bindir, _pg_data_dir(var_dir, user), LOCAL_PG_PORT, user, settings.local_postgres_fsync)
-            database_url = pg.start()
             started.append(pg)
+            database_url = pg.start()
     elif not postgres_answers(database_url):
         raise RuntimeError(f"DATABASE_URL is set but nothing answers there: {_plain(database_url).split('@')[-1]}")
     ensure_database(database_url)
@@ -281,8 +290,8 @@ def find_or_start(settings: Settings) -> Services:
     redis_url = settings.redis_url
     if always or ("redis_url" not in explicit and not redis_answers(redis_url)):
         rd = LocalRedis(var_dir / "redis", LOCAL_REDIS_PORT)
-        redis_url = rd.start()
         started.append(rd)
+        redis_url = rd.start()
     elif not redis_answers(redis_url):
         raise RuntimeError(f"REDIS_URL is set but nothing answers there: {redis_url.split('@')[-1]}")
     return Services(_plain(database_url), redis_url, started)
