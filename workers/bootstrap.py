@@ -99,5 +99,5 @@ def install(app: Celery) -> None:
             if get_context().settings.flower_task_events:
                 get_context().lifecycle.flower = FlowerEvents(sender.app, sender.hostname)
             serve_metrics(queues)
-        elif get_settings().webhook_queue in queues:  # the deliverer: attempts by outcome
-            serve_metrics(queues)
+        elif {get_settings().webhook_queue, get_settings().maintenance_queue} & set(queues):
+            serve_metrics(queues)  # the deliverer: attempts by outcome; the sweeper: the result cache's size

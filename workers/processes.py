@@ -69,11 +69,15 @@ def tabular_process(queue: str, metrics_port: int, hostname: str = "tabular@%h")
     return ProcessSpec("tabular", hostname, args, env)
 
 
-def maintenance_process(queue: str, schedule_file: str) -> ProcessSpec:
-    """Sweeps and retention, scheduled by the beat embedded in this worker: run exactly one."""
+def maintenance_process(queue: str, schedule_file: str, metrics_port: int = 0) -> ProcessSpec:
+    """Sweeps and retention, scheduled by the beat embedded in this worker: run exactly one.
+
+    Its /metrics (the result cache's size, which its sweep measures) is on `metrics_port` + 66, past the
+    webhook deliverer's + 65; 0: none."""
     args = (*_CELERY, "worker", "-P", "threads", "-c", "2", "-Q", queue, "-n", "maintenance@%h", "-B",
             "-s", schedule_file, *_WORKER_FLAGS)  # fmt: skip
-    return ProcessSpec("maintenance", "maintenance@%h", args)
+    port = metrics_port + 66 if metrics_port and metrics_port + 66 <= 65535 else 0
+    return ProcessSpec("maintenance", "maintenance@%h", args, {"ASSAY_WORKER_METRICS_PORT": str(port)})
 
 
 def webhooks_process(queue: str, concurrency: int, hostname: str = "webhooks@%h", metrics_port: int = 0) -> ProcessSpec:
@@ -135,7 +139,11 @@ def service_processes(settings: Settings, gpus: list[str], cpu_count: int) -> li
         api_process(),
         *inference_processes(settings, gpus, cpu_count, list(settings.worker_families)),
         tabular_process(settings.queue_name("tabular"), settings.worker_metrics_port),
-        maintenance_process(settings.maintenance_queue, str(settings.var_dir / "celerybeat-schedule")),
+        maintenance_process(
+            settings.maintenance_queue,
+            str(settings.var_dir / "celerybeat-schedule"),
+            metrics_port=settings.worker_metrics_port,
+        ),
         webhooks_process(
             settings.webhook_queue, settings.webhook_batches_in_flight, metrics_port=settings.worker_metrics_port
         ),

@@ -92,11 +92,13 @@ def test_ports_agree_with_the_table() -> None:
     compose = _compose()
     assert compose["flower"]["ports"][0].endswith(f":{flower_port}")
     # Each metrics port the table gives a role is the one its pod declares and Prometheus is told to scrape.
-    for role in ("tabular", "webhooks"):
+    for role in ("tabular", "webhooks", "maintenance"):
         port = int(kinds[role].env["ASSAY_WORKER_METRICS_PORT"])
         assert port and ports[role] == [port], (role, port, ports[role])
     scraped = {t for job in _prometheus()["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert {f"worker-tabular:{kinds['tabular'].env['ASSAY_WORKER_METRICS_PORT']}", "webhooks:9165"} <= scraped
+    # The maintenance worker's sweep sets the result cache's gauges; no process served them before.
+    assert f"maintenance:{kinds['maintenance'].env['ASSAY_WORKER_METRICS_PORT']}" in scraped
 
 
 def test_every_role_renders_a_command_from_the_table() -> None:
