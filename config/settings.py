@@ -37,34 +37,46 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql+psycopg2://postgres@127.0.0.1:5432/assay",
         validation_alias=AliasChoices("DATABASE_URL", "ASSAY_DATABASE_URL"),
+        description="PostgreSQL, the source of truth (make run starts one where none answers)",
     )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "ASSAY_REDIS_URL"),
+        description="the broker, job-finished notifications, rate limits and event streams (redis://, rediss://, unix://)",
     )
     db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
     db_pool_pre_ping: bool = Field(True, description="test each pooled connection before use (a round trip)")
-    db_statement_timeout_ms: int = Field(15_000, ge=100)
+    db_statement_timeout_ms: int = Field(15_000, ge=100, description="PostgreSQL cancels a statement running longer")
     db_outage_patience_seconds: float = Field(
         120.0, ge=0, description="a worker retries PostgreSQL this long before giving a batch up"
     )
     redis_timeout_seconds: float = Field(2.0, gt=0, description="every Redis read or write")
-    redis_connect_timeout_seconds: float = Field(1.0, gt=0)
+    redis_connect_timeout_seconds: float = Field(1.0, gt=0, description="opening a Redis connection")
 
     # --- queues -----------------------------------------------------------------------
-    queue_prefix: str = Field("assay", pattern=r"^[a-z][a-z0-9_.-]*$")
+    queue_prefix: str = Field(
+        "assay",
+        pattern=r"^[a-z][a-z0-9_.-]*$",
+        description="queues are <prefix>.<family> (assay.text); Redis keys start with it",
+    )
     max_queue_depth: int = Field(100_000, ge=1, description="back-pressure: 503 above this many messages")
     max_queue_wait_seconds: float = Field(
         60.0,
         gt=0,
         description="back-pressure: 503 once a family's queued jobs need longer than this at its workers' pace",
     )
-    publish_chunk_size: int = Field(64, ge=1, le=10_000)
+    publish_chunk_size: int = Field(
+        64, ge=1, le=10_000, description="job ids per broker message from the batch endpoint"
+    )
 
     # --- batching (worker) --------------------------------------------------------------
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    max_batch_wait_ms: int = Field(50, ge=1, le=60_000)
-    worker_prefetch_batches: int = Field(2, ge=1, le=64)
+    max_batch_size: int = Field(32, ge=1, le=4096, description="jobs per model call, and messages per flush")
+    max_batch_wait_ms: int = Field(
+        50, ge=1, le=60_000, description="longest a job waits for its batch to fill (an idle queue runs at once)"
+    )
+    worker_prefetch_batches: int = Field(
+        2, ge=1, le=64, description="batches' worth of messages a worker holds ahead (prefetch = this × batch size)"
+    )
 
     # --- leases, recovery ---------------------------------------------------------------
     lease_seconds: int = Field(300, ge=1, description="renewed every third of it while the worker runs the job")
@@ -76,36 +88,42 @@ class Settings(BaseSettings):
         ge=1,
         description="a queued job whose message is in no queue and held by no worker for this long is re-sent",
     )
-    max_attempts: int = Field(3, ge=1, le=100)
+    max_attempts: int = Field(3, ge=1, le=100, description="starts of a job before it fails with attempts_exhausted")
     transient_retry_seconds: int = Field(
         30,
         ge=1,
         description="a job whose run hit a transient error (memory, disk full) runs again after about this long",
     )
-    sweep_interval_seconds: float = Field(15.0, gt=0)
-    sweep_limit: int = Field(5_000, ge=1)
+    sweep_interval_seconds: float = Field(15.0, gt=0, description="how often the sweeper looks for lost and stuck jobs")
+    sweep_limit: int = Field(5_000, ge=1, description="jobs one sweep re-publishes or fails, at most")
     retention_days: float = Field(30.0, ge=0, description="erase finished jobs this old; 0 keeps them forever")
-    retention_interval_seconds: float = Field(3_600.0, gt=0)
-    retention_chunk: int = Field(5_000, ge=1)
-    visibility_timeout_seconds: int = Field(7_200, ge=10)
+    retention_interval_seconds: float = Field(3_600.0, gt=0, description="how often retention runs")
+    retention_chunk: int = Field(
+        5_000, ge=1, description="jobs erased per transaction (retention repeats until none is due)"
+    )
+    visibility_timeout_seconds: int = Field(
+        7_200, ge=10, description="Redis redelivers an unacknowledged message after this; must exceed lease + requeue"
+    )
     # How often kombu scans for unacknowledged messages older than the visibility timeout
     # (a killed worker's), roughly interval x throttle seconds in a worker's event loop.
-    broker_restore_interval_seconds: int = Field(10, ge=1)
-    broker_restore_throttle: int = Field(10, ge=1)
+    broker_restore_interval_seconds: int = Field(
+        10, ge=1, description="how often a worker scans for a dead worker's unacknowledged messages"
+    )
+    broker_restore_throttle: int = Field(10, ge=1, description="that scan runs at most every interval × this seconds")
 
     # --- input limits -------------------------------------------------------------------
-    max_text_chars: int = Field(20_000, ge=1)
-    max_metadata_bytes: int = Field(16_384, ge=2)
-    max_jobs_per_batch: int = Field(1_000, ge=1)
+    max_text_chars: int = Field(20_000, ge=1, description="characters per text; longer is 413 text_too_long")
+    max_metadata_bytes: int = Field(16_384, ge=2, description="a job's metadata as UTF-8 JSON; larger is 413")
+    max_jobs_per_batch: int = Field(1_000, ge=1, description="entries of one POST /v1/jobs/batch; more is 413")
     group_commit_max: int = Field(
         64, ge=0, description="single text submissions written together per API process (app/group_commit.py); 0: off"
     )
     max_request_bytes: int = Field(40 * 1024 * 1024, ge=1024, description="fits base64 audio at the audio limit")
-    max_wait_seconds: int = Field(30, ge=0, le=300)
-    list_max_limit: int = Field(200, ge=1)
+    max_wait_seconds: int = Field(30, ge=0, le=300, description="the longest GET /v1/jobs/{id}?wait= a client may ask")
+    list_max_limit: int = Field(200, ge=1, description="the largest ?limit= of GET /v1/jobs")
 
     # --- models -------------------------------------------------------------------------
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA where a GPU is visible")
     gpus: str = Field(
         "", pattern=r"^[0-9, ]*$", description="GPU indices for the launcher; empty: all nvidia-smi lists"
     )
@@ -115,7 +133,9 @@ class Settings(BaseSettings):
         description="0: one per core this process may use, capped by its cgroup CPU quota (a container CPU limit)",
     )
     text_model_path: str = Field("", description="embedding model dir or HF id; empty: the packaged MiniLM")
-    max_model_tokens: int = Field(256, ge=8, le=8192)
+    max_model_tokens: int = Field(
+        256, ge=8, le=8192, description="tokens a text model reads; longer texts are cut and flagged truncated"
+    )
     analysis_models: dict[str, str] = Field(
         default_factory=dict, description='JSON {"analysis": "engine:source"}, e.g. {"sentiment": "hf-classifier:/m"}'
     )
@@ -129,12 +149,14 @@ class Settings(BaseSettings):
     speech_beam_size: int = Field(
         5, ge=1, le=10, description="5: WER 15.5 % against 19.4 % greedy on bench/wer.py, for ~12 % CPU throughput"
     )
-    max_audio_bytes: int = Field(25 * 1024 * 1024, ge=1024)
-    max_audio_seconds: float = Field(600.0, gt=0)
+    max_audio_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="an audio upload; larger is 413 audio_too_large"
+    )
+    max_audio_seconds: float = Field(600.0, gt=0, description="audio longer than this is refused (413)")
     audio_probe_seconds: float = Field(
         0.8, gt=0, le=10, description="an upload whose length cannot be read this fast is refused (422)"
     )
-    warmup: bool = True
+    warmup: bool = Field(True, description="a worker runs each model once before it takes jobs")
 
     # --- call records (cdr_fraud, issue 13) ----------------------------------------------
     # CDR files are far larger than audio: they are streamed to a spool folder shared by the API and the
@@ -159,11 +181,12 @@ class Settings(BaseSettings):
     # --- end call records ---------------------------------------------------------------
 
     # --- API ----------------------------------------------------------------------------
-    api_bind: str = "127.0.0.1:8000"
-    api_workers: int = Field(2, ge=1, le=64)
-    api_worker_connections: int = Field(1000, ge=1)
-    public_url: str = ""
-    auth_cache_seconds: float = Field(10.0, ge=0)
+    api_bind: str = Field("127.0.0.1:8000", description="where gunicorn listens (host:port)")
+    api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (gevent)")
+    api_worker_connections: int = Field(1000, ge=1, description="concurrent connections per API worker")
+    auth_cache_seconds: float = Field(
+        10.0, ge=0, description="an API key's lookup is cached this long: a revoked key works until it passes"
+    )
 
     worker_metrics_port: int = Field(9100, ge=0, le=65535, description="a worker's /metrics port; 0: off")
     worker_metrics_address: str = Field(
@@ -174,7 +197,7 @@ class Settings(BaseSettings):
     )
 
     # --- webhooks -------------------------------------------------------------------------------
-    webhook_timeout_seconds: float = Field(15.0, gt=0, le=120)
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=120, description="one delivery attempt, whole")
     webhook_schedule_seconds: list[float] = Field(
         default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000],
         description="delay before each retry after the first try (JSON list); then the event fails",
@@ -182,8 +205,10 @@ class Settings(BaseSettings):
     webhook_jitter: float = Field(0.1, ge=0, le=1, description="± fraction of each delay")
     webhook_allow_private: bool = Field(False, description="let webhooks reach loopback/private addresses (dev, tests)")
     webhook_secret_grace_seconds: float = Field(86_400, ge=0, description="old secret keeps signing after rotation")
-    webhook_sweep_interval_seconds: float = Field(5.0, gt=0)
-    webhook_max_retry_after_seconds: float = Field(86_400, gt=0)
+    webhook_sweep_interval_seconds: float = Field(5.0, gt=0, description="how often due retries are published")
+    webhook_max_retry_after_seconds: float = Field(
+        86_400, gt=0, description="a receiver's Retry-After is honoured up to this"
+    )
     webhook_publish_grace_seconds: float = Field(
         60.0, gt=0, description="a published delivery in no queue and held by no worker for this long is re-sent"
     )
@@ -197,19 +222,21 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(
         10, ge=1, description="consecutive failures that pause a receiver (its events wait their schedule)"
     )
-    webhook_circuit_open_seconds: float = Field(30.0, gt=0)
+    webhook_circuit_open_seconds: float = Field(
+        30.0, gt=0, description="how long a paused receiver stays paused before one attempt tries it"
+    )
     secrets_keys: SecretStr = Field(
         SecretStr(""), description="Fernet keys, newest first, comma separated: encrypt webhook secrets at rest"
     )
-    max_webhook_url_chars: int = Field(2048, ge=16)
+    max_webhook_url_chars: int = Field(2048, ge=16, description="a webhook URL; longer is 422")
 
     # --- rate limits, quotas, event stream (issue 14: app/ratelimits.py, app/events_api.py) ----------
     # Per API key unless said otherwise; every figure can be overridden per tenant in the tenant_limits table.
     # Defaults are generous (a single team's bulk client is not throttled below what one box serves); a deployment
     # shared by many tenants lowers them, globally or per tenant.
-    rate_limits_enabled: bool = True
+    rate_limits_enabled: bool = Field(True, description="off: no rate limits, open-wait caps or tenant quotas")
     rate_requests: int = Field(1_000, ge=1, description="requests per API key per rate_requests_window_seconds")
-    rate_requests_window_seconds: int = Field(1, ge=1, le=3600)
+    rate_requests_window_seconds: int = Field(1, ge=1, le=3600, description="the window of rate_requests")
     rate_jobs_per_minute: int = Field(120_000, ge=1, description="jobs per API key per minute; batch entries count")
     max_open_waits_per_key: int = Field(1_000, ge=1, description="open ?wait long-polls plus event streams per key")
     tenant_max_queued_jobs: int = Field(100_000, ge=1, description="a tenant's queued jobs; 429 for it alone past this")
@@ -237,10 +264,10 @@ class Settings(BaseSettings):
     )
 
     # --- Flower ---------------------------------------------------------------------------
-    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_port: int = Field(5555, ge=1, le=65535, description="Flower's port (make run, the compose file)")
     flower_address: str = Field("127.0.0.1", description="0.0.0.0 in a container")
-    flower_user: str = "admin"
-    flower_password: str = "assay-dev"
+    flower_user: str = Field("admin", description="Flower's basic auth user")
+    flower_password: str = Field("assay-dev", description="Flower's basic auth password; production refuses a weak one")
     flower_task_events: bool = Field(
         True, description="per-job task events for Flower's task list (one message per batch); off saves broker work"
     )
@@ -253,17 +280,22 @@ class Settings(BaseSettings):
     )
 
     # --- logging ----------------------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="the least severe level logged")
+    log_json: bool = Field(True, description="JSON lines (request_id, job_id bound); false: plain text")
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = Field(
+        "development",
+        description="production refuses weak Flower credentials, no secrets keys, /metrics on the API port",
+    )
     # make run / make test only: "auto" uses configured or default servers when they answer and
     # starts private ones under var/ otherwise; "always" starts private ones regardless.
-    local_services: Literal["auto", "always"] = "auto"
+    local_services: Literal["auto", "always"] = Field(
+        "auto", description="make run/test: auto starts private servers only where none answers; always: always"
+    )
     # The private PostgreSQL flushes each commit to disk (an accepted job survives a crash of the machine);
     # `make test` turns this off, since its databases are thrown away and fsync only slows it down.
-    local_postgres_fsync: bool = True
-    var_dir: Path = ROOT / "var"
+    local_postgres_fsync: bool = Field(True, description="the private PostgreSQL flushes each commit (make test: off)")
+    var_dir: Path = Field(ROOT / "var", description="local state: uploads, metrics, dev keys, private servers")
 
     @field_validator("database_url")
     @classmethod
