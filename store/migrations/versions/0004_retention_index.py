@@ -20,6 +20,7 @@ def upgrade() -> None:
         "jobs",
         ["completed_at"],
         postgresql_where=sa.text("erased_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')"),
+        if_not_exists=True,  # an operator may build it first, CONCURRENTLY (docs/OPERATIONS.md, Upgrade)
     )
 
 

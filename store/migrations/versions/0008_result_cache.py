@@ -19,16 +19,22 @@ TS = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("options", JSONB(none_as_null=True)))
-    op.add_column("jobs", sa.Column("cache_key", sa.String(64)))
-    op.add_column("jobs", sa.Column("coalesced_into", sa.String(40)))
+    # IF NOT EXISTS here and on the indexes: an operator may add them first (docs/OPERATIONS.md, Upgrade).
+    op.add_column("jobs", sa.Column("cache_key", sa.String(64)), if_not_exists=True)
+    op.add_column("jobs", sa.Column("coalesced_into", sa.String(40)), if_not_exists=True)
     op.create_index(
         "ix_jobs_live_cache_key",
         "jobs",
         ["cache_key"],
         postgresql_where=sa.text("status IN ('queued', 'running') AND coalesced_into IS NULL"),
+        if_not_exists=True,
     )
     op.create_index(
-        "ix_jobs_coalesced_into", "jobs", ["coalesced_into"], postgresql_where=sa.text("coalesced_into IS NOT NULL")
+        "ix_jobs_coalesced_into",
+        "jobs",
+        ["coalesced_into"],
+        postgresql_where=sa.text("coalesced_into IS NOT NULL"),
+        if_not_exists=True,
     )
     op.create_table(
         "result_cache",
