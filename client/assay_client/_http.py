@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from assay_client.errors import APIConnectionError, AssayError, error_from_response
-from assay_client.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from assay_client.retry import GATEWAY_STATUSES, RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 # Failures where the request cannot have reached the application: always safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -112,6 +112,8 @@ def retry_delay(
         assert response is not None
         if response.status_code not in RETRY_STATUSES:
             return None
+        if response.status_code in GATEWAY_STATUSES and not call.repeatable:
+            return None  # the proxy may have passed it on: a cancel or a redelivery would happen twice
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         error = error_from_response(response.status_code, response.content, response.headers, retry_after)
         delay = policy.delay(attempts - 1, retry_after, rng)

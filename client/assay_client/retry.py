@@ -3,7 +3,9 @@
 429 and 503 mean "not now": the API refused before doing anything, so any request may be sent
 again. A connection that failed before the request was sent is safe to retry too; one that broke
 after sending is retried only when repeating it cannot duplicate work (GET/DELETE, or a POST with
-an Idempotency-Key, which the client always sends when it creates jobs).
+an Idempotency-Key, which the client always sends when it creates jobs). 502 and 504 come from a
+proxy in front of the API, which may have passed the request on before it gave up: like a broken
+connection, they are retried only for a request that is harmless to repeat.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: A gateway's answers: the API behind it may have done the work, so only a repeatable request is sent again.
+GATEWAY_STATUSES = frozenset({502, 504})
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

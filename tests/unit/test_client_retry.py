@@ -118,3 +118,13 @@ def test_a_broken_answer_is_retried_only_when_repeating_is_harmless() -> None:
     assert retry_delay(Call("DELETE", "/v1/jobs/job_1"), POLICY, attempts=1, elapsed=0, exc=lost) is not None
     assert retry_delay(KEYED_POST, POLICY, attempts=1, elapsed=0, exc=lost) is not None  # the key makes it a replay
     assert retry_delay(BARE_POST, POLICY, attempts=1, elapsed=0, exc=lost) is None  # might have happened already
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_error_is_retried_only_when_repeating_is_harmless(status: int) -> None:
+    # The proxy may have handed the request to the API before it gave up: a cancel or a webhook redelivery
+    # sent again would be done twice (a second cancel answers 409 job_not_cancelable for a cancel that worked).
+    assert retry_delay(GET, POLICY, attempts=1, elapsed=0, response=_response(status)) is not None
+    assert retry_delay(KEYED_POST, POLICY, attempts=1, elapsed=0, response=_response(status)) is not None
+    assert retry_delay(BARE_POST, POLICY, attempts=1, elapsed=0, response=_response(status)) is None
+    assert retry_delay(BARE_POST, POLICY, attempts=1, elapsed=0, response=_response(503, QUEUE_FULL)) is not None
