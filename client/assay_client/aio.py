@@ -110,6 +110,33 @@ class AsyncClient:
         call = job_call(analysis, text, audio, metadata, webhook, idempotency_key, options=options)
         return Job.from_dict(await self._call(call))
 
+    async def submit_file(
+        self,
+        analysis: str,
+        file: bytes | str | Path | Audio,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        webhook: WebhookLike | None = None,
+        idempotency_key: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        columns: Mapping[str, str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> tuple[Job, bool]:
+        """One job from a file sent as a multipart upload, and whether it was created (see `Client.submit_file`)."""
+        call = job_call(
+            analysis,
+            None,
+            file,
+            metadata,
+            webhook,
+            idempotency_key,
+            options=options,
+            columns=columns,
+            parameters=parameters,
+        )
+        response = await self._send(call)
+        return Job.from_dict(decode(response)), response.status_code == 202
+
     async def submit_many(
         self,
         analysis: str,

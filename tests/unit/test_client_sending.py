@@ -6,6 +6,7 @@ the rare cases — 429 with a date, a lost answer, a policy running out — are 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-from assay_client import APIConnectionError, Client, QueueFull, RateLimited, RetryPolicy
+from assay_client import APIConnectionError, AsyncClient, Client, QueueFull, RateLimited, RetryPolicy
 
 JOB = {
     "id": "job_1",
@@ -114,3 +115,32 @@ def test_wait_long_polls_with_the_wait_parameter(sleeps: list[float]) -> None:
     job = client.wait("job_1")
     assert job.status == "succeeded" and job.result == {"label": "positive"}
     assert [r.url.params["wait"] for r in seen] == ["25", "25"]
+
+
+def test_the_async_client_has_every_method_of_the_sync_one() -> None:
+    # The README: "AsyncClient has the same methods to await". `watcher` is the sync client's thread pool
+    # (async code has iter_results), `close` is `aclose`.
+    public = {name for name in dir(Client) if not name.startswith("_")} - {"watcher", "close"}
+    assert public - set(dir(AsyncClient)) == set()
+
+
+def test_the_async_client_uploads_a_file_and_says_whether_it_was_created(tmp_path) -> None:
+    seen: list[httpx.Request] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202 if len(seen) == 1 else 200, json={**JOB, "analysis": "cdr_fraud"})
+
+    calls = tmp_path / "calls.csv"
+    calls.write_bytes(b"caller,callee,start,duration\n")
+
+    async def run() -> list[tuple[str, bool]]:
+        async with AsyncClient("http://assay.test", "k", transport=httpx.MockTransport(handle)) as assay:
+            first = await assay.submit_file("cdr_fraud", calls, idempotency_key="f1", columns={"caller": "a"})
+            again = await assay.submit_file("cdr_fraud", calls, idempotency_key="f1", columns={"caller": "a"})
+        return [(first[0].id, first[1]), (again[0].id, again[1])]
+
+    assert asyncio.run(run()) == [("job_1", True), ("job_1", False)]
+    assert [r.headers["Idempotency-Key"] for r in seen] == ["f1", "f1"]
+    assert seen[0].headers["Content-Type"].startswith("multipart/form-data")
+    assert b'name="columns"' in seen[0].content and b"caller,callee" in seen[0].content
