@@ -173,7 +173,9 @@ def events() -> Response:
         deadline += s.events_max_stream_seconds
         woken = events_hub.subscribe(tenant)  # here, not before: a body never read (HEAD) never subscribes
         try:
-            yield f"retry: {RECONNECT_MS}\n\n"
+            # The id it starts from, before any event: a stream that ends before its first event (a deploy,
+            # the hour's end) still leaves the client a Last-Event-ID, so what changes meanwhile is not lost.
+            yield f"retry: {RECONNECT_MS}\nid: {cursor}\n\n"
             if reset:
                 yield _frame(cursor, {"reason": reset}, "reset")
             while time.monotonic() < deadline and not draining.stopping():

@@ -39,6 +39,7 @@ class Stream:
     last_event_id: str | None = None
     events: list[tuple[str, str, dict]] = field(default_factory=list)  # (id, kind, data)
     opened: threading.Event = field(default_factory=threading.Event)
+    position: str | None = None  # the last id the stream gave, with an event or without (what to resume from)
     _response: requests.Response | None = None
 
     def start(self) -> Stream:
@@ -60,6 +61,8 @@ class Stream:
                 if line.startswith("retry:"):
                     self.opened.set()
                 elif line == "":
+                    if "id" in fields:
+                        self.position = fields["id"]
                     if "data" in fields:
                         self.events.append(
                             (fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"]))
@@ -161,6 +164,34 @@ def test_reconnect_with_last_event_id_misses_nothing(api_url: str, worker: Proc,
         assert seen[job_id][0] == "queued" and seen[job_id][-1] == "succeeded", seen[job_id]
     assert seen[canceled][-1] == canceled_as in ("canceled", "succeeded")
     assert all(_key(i) > _key(resume_from) for i, _, _ in again.events)
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["events-before", "no-events-yet"])
+def test_a_stream_that_ends_before_any_event_resumes_where_it_began(
+    api_url: str, worker: Proc, new_key, history: bool
+) -> None:
+    """A stream gave no id until an event came: one that ended first (a deploy, worker recycling, the hour's
+    end) left its client nothing to send as Last-Event-ID, and every change during the reconnect was lost."""
+    key = new_key()
+    user = Client(api_url, key)
+    if history:
+        before = user.submit("before the stream opened")["id"]
+        assert user.get(f"/v1/jobs/{before}", params={"wait": 20}).json()["status"] == "succeeded"
+    quiet = Stream(api_url, key).start()
+    wait_for(lambda: quiet.position is not None, 5, what="the id a fresh stream starts from")
+    quiet.close()
+    assert quiet.events == []
+
+    away = user.submit("while the client reconnects")["id"]
+    assert user.get(f"/v1/jobs/{away}", params={"wait": 20}).json()["status"] == "succeeded"
+    again = Stream(api_url, key, last_event_id=quiet.position).start()
+    try:
+        wait_for(lambda: again.final({away}), 20, what="the change made while reconnecting")
+    finally:
+        again.close()
+    assert again.jobs()[away][0] == "queued"
+    if history:
+        assert before not in again.jobs() and "reset" not in [kind for _, kind, _ in again.events]
 
 
 def _key(event_id: str) -> tuple[int, int]:
