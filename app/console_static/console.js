@@ -41,7 +41,9 @@ async function api(method, path, body) {
   if (!response.ok) {
     const error = data.error || {};
     const code = error.code || `http_${response.status}`;
-    throw new ApiError(response.status, code, error.message || response.statusText, error.details);
+    const failure = new ApiError(response.status, code, error.message || response.statusText, error.details);
+    if (response.status === 401 && state.signedIn) expire(failure);
+    throw failure;
   }
   return data;
 }
@@ -58,15 +60,37 @@ async function signIn(key) {
     throw error;
   }
   sessionStorage.setItem(KEY, key);
+  state.signedIn = true;
   $("sign-in-view").hidden = true;
   $("app-view").hidden = false;
   $("sign-out").hidden = false;
   $("who").textContent = `key ${key.slice(0, 12)}…`;
   fillAnalyses();
-  await loadJobs();
-  startStream();
+  startStream(); // lists the jobs once the stream is open: no change falls between the list and the stream
   refreshStats();
   state.statsTimer = setInterval(refreshStats, 5000);
+}
+
+// The key stopped working (revoked): back to the sign-in form, saying why, rather than an "offline" page
+// retrying for ever with every action refused.
+function expire(error) {
+  state.signedIn = false;
+  state.key = null;
+  state.lastEventId = null; // the next key may be another tenant's
+  sessionStorage.removeItem(KEY);
+  clearInterval(state.statsTimer);
+  clearTimeout(state.attemptsTimer);
+  if (state.stream) state.stream.abort();
+  state.jobs.clear();
+  state.selected = null;
+  $("jobs").tBodies[0].replaceChildren();
+  $("detail").hidden = true;
+  $("app-view").hidden = true;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+  setLive(false);
+  $("sign-in-view").hidden = false;
+  $("sign-in-error").textContent = `signed out: ${error.message}`;
 }
 
 function signOut() {
@@ -136,14 +160,23 @@ function setLive(on) {
 
 async function startStream() {
   let delay = 1000;
-  while (state.key) {
+  const session = (state.session = (state.session || 0) + 1); // a sign-in after a sign-out has its own loop
+  while (state.key && state.session === session) {
     const controller = new AbortController();
     state.stream = controller;
     try {
       const headers = { Authorization: `Bearer ${state.key}`, Accept: "text/event-stream" };
       if (state.lastEventId) headers["Last-Event-ID"] = state.lastEventId;
       const response = await fetch("/v1/events", { headers, signal: controller.signal, cache: "no-store" });
+      if (response.status === 401) {
+        const { error = {} } = await response.json().catch(() => ({}));
+        expire(new ApiError(401, error.code || "http_401", error.message || response.statusText));
+        return;
+      }
       if (!response.ok) throw new Error(`events: HTTP ${response.status}`);
+      // Not yet resuming (no event id): the list as of now, read after the stream began, so every change
+      // after the list is on the stream (a change in between was never shown). A resumed stream replays.
+      if (!state.lastEventId) await loadJobs();
       setLive(true);
       delay = 1000;
       await readEvents(response.body.getReader());

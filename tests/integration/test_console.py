@@ -9,6 +9,7 @@ that cannot be done.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -174,4 +175,50 @@ def test_a_wrong_key_is_refused_on_the_sign_in_form(browser, console_url: str) -
     page.click("#sign-in button[type=submit]")
     page.wait_for_selector("#sign-in-error:has-text('invalid_api_key')")
     assert page.is_hidden("#app-view") and page.evaluate("sessionStorage.length") == 0
+    context.close()
+
+
+def test_a_job_that_changes_while_the_live_stream_connects_is_shown(browser, console_url: str, new_key) -> None:
+    """The console listed the jobs, then opened the event stream from "now": a job made or finished in between
+    was never shown (or stayed "queued" for ever). The stream's connection is held here until a job has been
+    made and has finished; the page must show it once the stream is through."""
+    key = new_key()
+    context = browser.new_context()
+    page = context.new_page()
+    held: list[object] = []
+    # Not continued: the request waits here. (A lambda: Playwright cannot wrap a builtin such as list.append.)
+    page.route("**/v1/events*", lambda route: held.append(route))  # noqa: PLW0108
+    page.goto(f"{console_url}/console")
+    page.fill("#api-key", key)
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector("#app-view:not([hidden])")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the console never opened its event stream"
+    page.wait_for_timeout(500)  # whatever the page does before its stream answers, it has done
+    user = Client(console_url, key)
+    job = user.submit("made while the console's stream was connecting")
+    assert user.get(f"/v1/jobs/{job['id']}", params={"wait": 20}).json()["status"] == "succeeded"
+    held[0].continue_()
+    page.wait_for_selector(f"#jobs tbody tr[data-id='{job['id']}'][data-status=succeeded]", timeout=15_000)
+    context.close()
+
+
+def test_a_key_revoked_while_signed_in_returns_to_the_sign_in_form(browser, console_url: str, db) -> None:
+    """A revoked key left the console "offline", retrying its stream every 15 s for ever with the
+    key in session storage, and every action failing with invalid_api_key one by one."""
+    from store.keys import create_key, revoke_key
+
+    with db.begin() as conn:
+        issued = create_key(conn, f"console-revoked-{secrets.token_hex(3)}")
+    context, page = _sign_in(browser, console_url, issued.secret)
+    with db.begin() as conn:
+        assert revoke_key(conn, issued.key_id)
+    # The stats refresh (every 5 s) asks again once the API's auth cache (10 s) has let the key go.
+    page.wait_for_selector("#sign-in-view:not([hidden])", timeout=40_000)
+    assert page.is_hidden("#app-view")
+    assert "invalid_api_key" in page.text_content("#sign-in-error")
+    assert page.evaluate("sessionStorage.getItem('assay.apiKey')") is None
     context.close()
