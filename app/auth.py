@@ -8,7 +8,7 @@ from flask import g, request
 
 from app.errors import ApiError
 from app.ratelimits import check_request
-from app.resources import resources
+from app.resources import Resources, resources
 from store.keys import hash_key, tenant_for_key
 
 _cache: dict[str, tuple[str, float]] = {}
@@ -51,3 +51,19 @@ def authenticate() -> None:
     _cache[digest] = (tenant, now + svc.settings.auth_cache_seconds)
     g.tenant = tenant
     check_request()
+
+
+def still_valid(svc: Resources, key: str) -> bool:
+    """Whether the key an open event stream was authenticated with still works (not revoked): asked by the
+    stream at most once per ASSAY_AUTH_CACHE_SECONDS, through the same cache as requests."""
+    digest = hash_key(key)
+    cached = _cache.get(digest)
+    if cached and cached[1] > time.monotonic():
+        return True
+    with svc.db.connect() as conn:
+        tenant = tenant_for_key(conn, key)
+    if tenant is None:
+        _cache.pop(digest, None)
+        return False
+    _cache[digest] = (tenant, time.monotonic() + svc.settings.auth_cache_seconds)
+    return True

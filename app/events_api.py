@@ -26,7 +26,7 @@ import redis
 from flask import Blueprint, Response, current_app, g, request
 
 from app import draining
-from app.auth import authenticate
+from app.auth import authenticate, still_valid
 from app.errors import ApiError
 from app.ratelimits import SLOT_LEASE_SECONDS, take_slot
 from app.request_json import check_query
@@ -167,9 +167,11 @@ def events() -> Response:
             slot.release()
         raise
 
+    key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+
     def stream() -> Iterator[str]:
         nonlocal cursor
-        deadline = renewed = time.monotonic()
+        deadline = renewed = checked = time.monotonic()
         deadline += s.events_max_stream_seconds
         woken = events_hub.subscribe(tenant)  # here, not before: a body never read (HEAD) never subscribes
         try:
@@ -194,6 +196,14 @@ def events() -> Response:
                 wait = s.events_heartbeat_seconds if events_hub.healthy else 1.0
                 if not woken.wait(min(wait, max(0.0, deadline - time.monotonic()))):
                     yield ": keepalive\n\n"  # a hung-up client shows here, as a failed write
+                if time.monotonic() - checked > s.auth_cache_seconds:
+                    # A revoked key's stream ends (its reconnect is refused, 401): it went on for up to an hour.
+                    checked = time.monotonic()
+                    try:
+                        if not still_valid(svc, key):
+                            break
+                    except Exception:  # the database away: keep the stream, ask again later
+                        log.warning("could not re-check an event stream's API key", exc_info=True)
                 if slot is not None and time.monotonic() - renewed > SLOT_LEASE_SECONDS / 3:
                     slot.renew(SLOT_LEASE_SECONDS)  # not every heartbeat: 500 streams would storm Redis
                     renewed = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import resource
+import secrets
 import socket
 import threading
 import time
@@ -39,6 +40,7 @@ class Stream:
     last_event_id: str | None = None
     events: list[tuple[str, str, dict]] = field(default_factory=list)  # (id, kind, data)
     opened: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
     position: str | None = None  # the last id the stream gave, with an event or without (what to resume from)
     _response: requests.Response | None = None
 
@@ -73,6 +75,8 @@ class Stream:
                     fields[name] = value.removeprefix(" ")
         except (requests.RequestException, AttributeError, ValueError):
             pass  # closed by the test
+        finally:
+            self.ended.set()
 
     def close(self) -> None:
         """Hang up at once (closing the response alone waits for the reader's next frame, a heartbeat away)."""
@@ -192,6 +196,25 @@ def test_a_stream_that_ends_before_any_event_resumes_where_it_began(
     assert again.jobs()[away][0] == "queued"
     if history:
         assert before not in again.jobs() and "reset" not in [kind for _, kind, _ in again.events]
+
+
+def test_a_revoked_keys_open_stream_ends(api_url: str, db) -> None:
+    """Revoking a key stopped its requests within the auth cache time, but a stream it had open went on
+    carrying the tenant's job changes for up to ASSAY_EVENTS_MAX_STREAM_SECONDS (an hour)."""
+    from store.keys import create_key, revoke_key
+
+    with db.begin() as conn:
+        issued = create_key(conn, f"stream-revoked-{secrets.token_hex(3)}")
+    stream = Stream(api_url, issued.secret).start()
+    try:
+        with db.begin() as conn:
+            assert revoke_key(conn, issued.key_id)
+        # The auth cache (10 s) lets the key go; the stream notices at its next wake-up (heartbeat 15 s).
+        assert stream.ended.wait(40), "a revoked key's event stream is still open"
+    finally:
+        stream.close()
+    again = requests.get(f"{api_url}/v1/events", headers={"Authorization": f"Bearer {issued.secret}"}, timeout=10)
+    assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_api_key"
 
 
 def _key(event_id: str) -> tuple[int, int]:
