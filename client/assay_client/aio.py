@@ -26,10 +26,11 @@ from assay_client.batching import (
     plan_chunks,
 )
 from assay_client.client import _headers, _seconds, in_input, job_call, list_call, page
-from assay_client.errors import AssayError, WaitTimeout
+from assay_client.errors import AssayError, Gone, WaitTimeout
 from assay_client.inputs import Audio, ItemLike, WebhookLike, webhook_dict
 from assay_client.models import Analysis, CancelResult, Job, JobPage, WebhookEvent
 from assay_client.retry import RetryPolicy
+from assay_client.watch import erased_job
 
 
 class AsyncClient:
@@ -209,7 +210,13 @@ class AsyncClient:
                 return item
             async with gate:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return await self.wait(item if isinstance(item, str) else item.id, left)
+                try:
+                    return await self.wait(item if isinstance(item, str) else item.id, left)
+                except Gone as exc:  # erased meanwhile: its bare record is final, as in the sync client
+                    found = erased_job(exc)
+                    if found is None:
+                        raise
+                    return found
 
         unique = list({(j if isinstance(j, str) else j.id): j for j in jobs}.values())
         tasks = [asyncio.ensure_future(one(item)) for item in unique]

@@ -13,12 +13,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from assay_client.errors import WaitTimeout
+from assay_client.errors import Gone, WaitTimeout
 from assay_client.models import Job
 
 Fetch = Callable[[str, float], Job]  # (job id, seconds the server may wait) -> the job
 
 _STOP = object()
+
+
+def erased_job(exc: Gone) -> Job | None:
+    """What remains of a job erased while it was waited for (410 `details.job`): final, `erased_at` set."""
+    details = exc.details
+    return Job.from_dict(details["job"]) if isinstance(details, dict) and isinstance(details.get("job"), dict) else None
+
+
 _CLOSED = object()
 
 
@@ -80,6 +88,10 @@ class JobWatcher:
             wait = self._long_poll if remaining is None else max(0.0, min(self._long_poll, remaining))
             try:
                 job = self._fetch(job_id, wait)
+            except Gone as exc:  # erased meanwhile: its bare record is its final state, not the wait's end
+                found = erased_job(exc)
+                self._results.put(exc if found is None else found)
+                continue
             except BaseException as exc:  # handed to the consumer, who decides
                 self._results.put(exc)
                 continue

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from assay_client.cli.ordered import OrderedWriter
-from assay_client.errors import NotFound, WaitTimeout
+from assay_client.errors import Gone, NotFound, WaitTimeout
 from assay_client.models import Job
 from assay_client.watch import JobWatcher
 from hypothesis import given
@@ -130,3 +130,22 @@ def test_a_deadline_ends_the_wait_naming_what_is_left() -> None:
         seen.extend(j.id for j in watcher)
     assert seen == ["soon"] and caught.value.pending == ["never"]
     assert all(wait <= 0.2 for _, wait in server.calls)  # never asks the server to hold past the deadline
+
+
+def test_a_job_erased_while_waited_for_comes_back_as_its_bare_record() -> None:
+    """GET of an erased job is 410 with what remains in details.job: it is final, and waiting for many
+    (wait_many, iter_results, `assay submit --wait`) stopped at it with an error, dropping every other result."""
+    bare = {**job("erased", "canceled").raw, "result": None, "erased_at": "2026-11-23T12:00:02Z"}
+    server = FakeServer({"ok": 2})
+
+    def fetch(job_id: str, wait: float) -> Job:
+        if job_id == "erased":
+            raise Gone("job erased", code="job_erased", status=410, details={"job": bare})
+        return server.fetch(job_id, wait)
+
+    watcher = JobWatcher(fetch, concurrency=2)
+    watcher.add(["erased", "ok"])
+    watcher.close()
+    done = {j.id: j for j in watcher}
+    assert done["ok"].status == "succeeded"
+    assert done["erased"].status == "canceled" and done["erased"].erased_at is not None

@@ -144,3 +144,20 @@ def test_the_async_client_uploads_a_file_and_says_whether_it_was_created(tmp_pat
     assert [r.headers["Idempotency-Key"] for r in seen] == ["f1", "f1"]
     assert seen[0].headers["Content-Type"].startswith("multipart/form-data")
     assert b'name="columns"' in seen[0].content and b"caller,callee" in seen[0].content
+
+
+def test_async_wait_many_gives_an_erased_job_as_its_bare_record() -> None:
+    bare = {**JOB, "id": "job_2", "status": "canceled", "erased_at": "2026-11-23T12:00:02Z"}
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("job_2"):
+            gone = {"error": {"code": "job_erased", "message": "erased", "details": {"job": bare}}}
+            return httpx.Response(410, json=gone)
+        return httpx.Response(200, json={**JOB, "status": "succeeded"})
+
+    async def run() -> list[tuple[str, str, bool]]:
+        async with AsyncClient("http://assay.test", "k", transport=httpx.MockTransport(handle)) as assay:
+            jobs = await assay.wait_many(["job_2", "job_1"])
+        return [(j.id, j.status, j.erased_at is not None) for j in jobs]
+
+    assert asyncio.run(run()) == [("job_2", "canceled", True), ("job_1", "succeeded", False)]
