@@ -236,7 +236,10 @@ def _wait_seconds(svc: Resources) -> float:
     wait = float(raw) if _DECIMAL.fullmatch(raw) else -1
     if not 0 <= wait <= svc.settings.max_wait_seconds:
         raise ApiError(
-            400, "invalid_wait", f"wait must be a number of seconds from 0 to {svc.settings.max_wait_seconds}"
+            400,
+            "invalid_wait",
+            f"wait must be a number of seconds from 0 to {svc.settings.max_wait_seconds}",
+            {"limit": svc.settings.max_wait_seconds},  # what a client's long-poll may ask here at most
         )
     return wait
 

@@ -26,7 +26,7 @@ from assay_client.batching import (
     plan_chunks,
 )
 from assay_client.client import _headers, _seconds, in_input, job_call, list_call, page
-from assay_client.errors import AssayError, Gone, WaitTimeout
+from assay_client.errors import AssayError, Gone, WaitTimeout, wait_limit
 from assay_client.inputs import Audio, ItemLike, WebhookLike, webhook_dict
 from assay_client.models import Analysis, CancelResult, Job, JobPage, WebhookEvent
 from assay_client.retry import RetryPolicy
@@ -52,6 +52,7 @@ class AsyncClient:
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.long_poll = long_poll
+        self._wait_limit: float | None = None  # the server's longest ?wait, once a refusal named it
         self._timeout = httpx.Timeout(timeout)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -180,8 +181,16 @@ class AsyncClient:
         return jobs
 
     async def get(self, job_id: str, *, wait: float = 0) -> Job:
+        if wait and self._wait_limit is not None:
+            wait = min(wait, self._wait_limit)
         params = {"wait": _seconds(wait)} if wait else None
-        return Job.from_dict(await self._call(Call("GET", job_path(job_id), params=params, wait=wait)))
+        try:
+            return Job.from_dict(await self._call(Call("GET", job_path(job_id), params=params, wait=wait)))
+        except AssayError as exc:
+            if (limit := wait_limit(exc, wait)) is None:
+                raise
+        self._wait_limit = self.long_poll = limit
+        return await self.get(job_id, wait=limit)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout

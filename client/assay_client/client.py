@@ -21,7 +21,7 @@ from assay_client.batching import (
     batch_jobs,
     plan_chunks,
 )
-from assay_client.errors import AssayError, WaitTimeout
+from assay_client.errors import AssayError, WaitTimeout, wait_limit
 from assay_client.idempotency import random_key
 from assay_client.inputs import Audio, ItemLike, WebhookLike, webhook_dict
 from assay_client.models import Analysis, CancelResult, Job, JobPage, WebhookEvent
@@ -136,6 +136,7 @@ class Client:
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
         self.long_poll = long_poll
+        self._wait_limit: float | None = None  # the server's longest ?wait, once a refusal named it
         self._timeout = httpx.Timeout(timeout)
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -280,9 +281,19 @@ class Client:
         return jobs
 
     def get(self, job_id: str, *, wait: float = 0) -> Job:
-        """The job; with `wait`, the server answers as soon as it is final or after `wait` seconds."""
+        """The job; with `wait`, the server answers as soon as it is final or after `wait` seconds (at most
+        the server's own limit: a refusal naming it lowers `long_poll` and later waits to it, and the call
+        is made again)."""
+        if wait and self._wait_limit is not None:
+            wait = min(wait, self._wait_limit)
         params = {"wait": _seconds(wait)} if wait else None
-        return Job.from_dict(self._call(Call("GET", job_path(job_id), params=params, wait=wait)))
+        try:
+            return Job.from_dict(self._call(Call("GET", job_path(job_id), params=params, wait=wait)))
+        except AssayError as exc:
+            if (limit := wait_limit(exc, wait)) is None:
+                raise
+        self._wait_limit = self.long_poll = limit
+        return self.get(job_id, wait=limit)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is final (long-polling), or raise WaitTimeout after `timeout` seconds."""

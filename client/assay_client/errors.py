@@ -174,3 +174,14 @@ def error_from_response(
         retry_after=retry_after,
         request_id=headers.get("X-Request-ID"),
     )
+
+
+def wait_limit(error: AssayError, asked: float) -> float | None:
+    """The server's longest `?wait`, when `error` refused a long-poll of `asked` seconds for being longer
+    (a deployment may lower ASSAY_MAX_WAIT_SECONDS below the client's `long_poll`); else None."""
+    if not isinstance(error, BadRequest) or error.code != "invalid_wait" or not isinstance(error.details, Mapping):
+        return None
+    limit = error.details.get("limit")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 <= limit < asked:
+        return float(limit)
+    return None

@@ -7,6 +7,7 @@ Rows are counted in PostgreSQL per tenant to prove nothing was submitted twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from assay_client import (
     NotFound,
     Unauthorized,
     ValidationFailed,
+    WaitTimeout,
 )
 from sqlalchemy import Engine, func, select
 
@@ -608,3 +610,26 @@ def test_async_client(api_url: str, worker: Proc, key: str) -> None:
 
     done = asyncio.run(scenario())
     assert [j.result["label"] for j in done if j.result] == ["positive", "negative", "positive", "negative"]
+
+
+def test_waiting_keeps_to_a_server_whose_longest_wait_is_below_the_clients_long_poll(stack: Stack, key: str) -> None:
+    """A deployment that lowers ASSAY_MAX_WAIT_SECONDS below the client's long_poll (30 s) refused every
+    `?wait=30` with 400 invalid_wait: Client.wait, wait_many and `assay submit --wait` failed at once. The
+    refusal names the limit; the client keeps to it from then on."""
+    _, url = stack.api(ASSAY_QUEUE_PREFIX=f"mw{secrets.token_hex(3)}", ASSAY_MAX_WAIT_SECONDS="1")
+    with Client(url, key) as client:  # no worker serves this prefix: the job stays queued
+        job = client.submit("sentiment", "waiting on a short leash")
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout):
+            client.wait(job.id, timeout=3)
+        assert time.monotonic() - started < 10
+        assert client.long_poll == 1
+        assert client.get(job.id, wait=30).status == "queued"  # kept to the limit, no second refusal
+
+    async def waited_async() -> float:
+        async with AsyncClient(url, key) as aclient:
+            with pytest.raises(WaitTimeout):
+                await aclient.wait(job.id, timeout=2)
+            return aclient.long_poll
+
+    assert asyncio.run(waited_async()) == 1
