@@ -11,7 +11,7 @@ prototypes are scored on exactly the same rows. Records the table in docs/BENCHM
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 
@@ -84,7 +84,13 @@ def rows_for(task: Task) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    names = argv or list(TRAINED)
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "analyses", nargs="*", metavar="analysis", help="any of " + ", ".join(TRAINED) + " (default: all)"
+    )
+    names = parser.parse_args(argv).analyses or list(TRAINED)
+    if unknown := [name for name in names if name not in TRAINED]:
+        parser.error(f"no trained head for {', '.join(unknown)}: choose from {', '.join(TRAINED)}")
     header = (
         "| analysis | evaluation data | n | head accuracy | head macro-F1 | head ECE "
         "| prototype accuracy | prototype macro-F1 | prototype ECE |\n|---|---|---|---|---|---|---|---|---|"
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [line for name in names for line in rows_for(prepare(name))]
     record(
         "Quality of the trained heads (bench/quality.py)",
-        " ".join([".venv/bin/python -m bench.quality", *(argv or [])]),
+        " ".join([".venv/bin/python -m bench.quality", *names]),
         "\n".join([header, *lines]),
         "Held-out rows were never used for fitting, choosing C or calibrating; prompt injection's figures are "
         "the mean of 3 repeats of 5-fold cross-validation, each fold refitting the whole head without its rows; "
@@ -101,4 +107,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
