@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.base import InputError
-from models.cdr.detect import CdrSource, detect, inflated_past
+from models.cdr.detect import CdrSource, InflatesTooLarge, detect
 from models.cdr.spec import CdrInputError, CdrParameters, column_map, sniff
 from pipeline.context import WorkerContext
 from pipeline.inference import outcome
@@ -44,22 +44,18 @@ def _run_one(ctx: WorkerContext, job: ClaimedJob) -> dict[str, Any] | InputError
         with path.open("rb") as file:
             head = file.read(4 * s.max_cdr_line_bytes + 4)
         sniffed = sniff(head, columns, max_line_bytes=s.max_cdr_line_bytes, complete=path.stat().st_size <= len(head))
-        source = CdrSource(path, sniffed, columns)
-        if inflated_past(source, s.max_cdr_inflated_bytes) is not None:
-            return InputError(
-                "input_too_large",
-                f"the call-record file inflates to more than {s.max_cdr_inflated_bytes} bytes "
-                "(ASSAY_MAX_CDR_INFLATED_BYTES)",
-            )
         report = detect(
-            source,
+            CdrSource(path, sniffed, columns),
             params,
             memory_limit_mb=s.cdr_memory_limit_mb,
             threads=s.cdr_threads,
             temp_dir=s.var_dir / "duckdb-tmp",
             max_line_bytes=s.max_cdr_line_bytes,
             max_flagged=s.cdr_max_flagged,
+            max_inflated_bytes=s.max_cdr_inflated_bytes,
         )
+    except InflatesTooLarge as exc:
+        return InputError("input_too_large", f"{exc} (ASSAY_MAX_CDR_INFLATED_BYTES)")
     except (CdrInputError, ValueError) as exc:
         return InputError("invalid_input", getattr(exc, "message", str(exc))[:500])
     log.info("cdr detection", extra={"job_id": job.id, **report.totals, **report.timings})

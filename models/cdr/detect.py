@@ -218,18 +218,35 @@ def mixed_line_endings(source: CdrSource, chunk_bytes: int = 1 << 20) -> int | N
 MAX_DEFLATE_RATIO = 1032
 
 
-def inflated_past(source: CdrSource, limit: int, chunk_bytes: int = 1 << 20) -> int | None:
-    """The bytes inflated once a gzip file passed `limit` (stopping there), or None if it did not.
+class InflatesTooLarge(Exception):  # noqa: N818 (what the file does, as the job's error says)
+    """A gzip file inflates past the limit (`limit`); the job fails with `input_too_large`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the call-record file inflates to more than {limit} bytes")
+        self.limit = limit
+
+
+def may_inflate_past(source: CdrSource, limit: int) -> bool:
+    """Whether the file could inflate past `limit` at all: a gzip file bigger than limit ÷ deflate's ratio."""
+    return source.sniffed.compression == "gzip" and source.path.stat().st_size * MAX_DEFLATE_RATIO > limit
+
+
+def inflated_past(
+    source: CdrSource, limit: int, chunk_bytes: int = 1 << 20, stop: threading.Event | None = None
+) -> int | None:
+    """The bytes inflated once a gzip file passed `limit` (stopping there), or None if it did not (or
+    `stop` was set first).
 
     The upload limit counts compressed bytes; without this a few MB of gzip (one row repeated) inflated to
     GBs: hours of a tabular worker, DuckDB spilling to disk until it is full, then retried as a transient
-    out-of-memory. One streaming pass, bounded by `limit`, before DuckDB reads the file."""
-    if source.sniffed.compression != "gzip" or source.path.stat().st_size * MAX_DEFLATE_RATIO <= limit:
+    out-of-memory. One streaming pass, bounded by `limit`; `detect` runs it beside DuckDB's read (zlib lets
+    go of the GIL) and interrupts the read if it passes: run first, it added half again to a 5M-record job."""
+    if not may_inflate_past(source, limit):
         return None
     inflated, pending = 0, b""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     with source.path.open("rb") as file:
-        while True:
+        while stop is None or not stop.is_set():
             if not pending and not (pending := file.read(chunk_bytes)):
                 return None
             try:
@@ -242,6 +259,32 @@ def inflated_past(source: CdrSource, limit: int, chunk_bytes: int = 1 << 20) -> 
                 pending, inflater = inflater.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
             else:
                 pending = inflater.unconsumed_tail
+    return None
+
+
+class _InflationGuard:
+    """`inflated_past` on a thread beside DuckDB's read of the same file; interrupts the read if it passes."""
+
+    def __init__(self, source: CdrSource, limit: int, con: Any) -> None:
+        self.limit, self.passed = limit, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source, con), name="cdr-inflation-guard")
+        self._thread.start()
+
+    def _run(self, source: CdrSource, con: Any) -> None:
+        if inflated_past(source, self.limit, stop=self._stop) is not None:
+            self.passed = True
+            con.interrupt()
+
+    def finish(self) -> None:
+        """Wait for the count to end (it reads faster than DuckDB: it has usually ended); raise if it passed."""
+        self._thread.join()
+        if self.passed:
+            raise InflatesTooLarge(self.limit)
+
+    def abandon(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _input_error(exc: Exception, path: Path) -> CdrInputError:
@@ -270,8 +313,10 @@ def detect(
     temp_dir: Path | None = None,
     max_line_bytes: int = 65_536,
     max_flagged: int = 1_000,
+    max_inflated_bytes: int | None = None,
 ) -> CdrReport:
-    """Read the file once, flag SDHF callers; CdrInputError (with a line) for a file that cannot be read."""
+    """Read the file once, flag SDHF callers; CdrInputError (with a line) for a file that cannot be read,
+    InflatesTooLarge for a gzip file inflating past `max_inflated_bytes`."""
     import duckdb
 
     config: dict[str, Any] = {
@@ -287,11 +332,20 @@ def detect(
         config["temp_directory"] = str(own_temp)
     header_lines = 1 if source.sniffed.format == "csv" else 0
     con = duckdb.connect(config=config)
+    guard = None
     try:
         con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
+        if max_inflated_bytes is not None and may_inflate_past(source, max_inflated_bytes):
+            guard = _InflationGuard(source, max_inflated_bytes, con)  # its interrupt can only meet the read
         began = time.perf_counter()
         try:
             con.execute(_load_sql(source, max_line_bytes, params.window_seconds))
+            if guard is not None:
+                guard.finish()
+        except duckdb.InterruptException:
+            if guard is not None:
+                guard.finish()  # raises InflatesTooLarge: the guard interrupted the read
+            raise
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
             if "state machine" in str(exc) and (line := mixed_line_endings(source)) is not None:
                 raise CdrInputError(
@@ -321,6 +375,8 @@ def detect(
         # Not a daemon: the interpreter waits for it at exit. A daemon thread still inside DuckDB's C++
         # when the interpreter finalises aborts the process ("terminate called ... exception not
         # rethrown", exit 134), which a worker stopping after a failed detection did.
+        if guard is not None:
+            guard.abandon()  # ended already, or the read failed for another reason: its count is of no use
         threading.Thread(target=_close, args=(con, own_temp, lock), name="duckdb-close").start()
 
 
