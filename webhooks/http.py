@@ -23,7 +23,7 @@ from typing import Any
 from urllib3 import PoolManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NameResolutionError
 from urllib3.util.connection import allowed_gai_family
 
 from webhooks.urlguard import address_blocked
@@ -69,7 +69,7 @@ class _GuardedConnectionMixin:
             self._dns_host = address  # what urllib3 connects to; `host` (Host header, TLS name) reads it too
             try:
                 sock = super()._new_conn()  # type: ignore[misc]
-            except NewConnectionError as exc:
+            except ConnectTimeoutError as exc:  # refused or timed out (NewConnectionError is one): the next
                 last = exc
                 continue
             finally:
