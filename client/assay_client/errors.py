@@ -178,10 +178,11 @@ def error_from_response(
 
 def wait_limit(error: AssayError, asked: float) -> float | None:
     """The server's longest `?wait`, when `error` refused a long-poll of `asked` seconds for being longer
-    (a deployment may lower ASSAY_MAX_WAIT_SECONDS below the client's `long_poll`); else None."""
+    (a deployment may lower ASSAY_MAX_WAIT_SECONDS below the client's `long_poll`); else None. A limit of 0
+    (long-polls off) is not kept to: every poll would be answered at once, and waiting became a busy loop."""
     if not isinstance(error, BadRequest) or error.code != "invalid_wait" or not isinstance(error.details, Mapping):
         return None
     limit = error.details.get("limit")
-    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 <= limit < asked:
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 < limit < asked:
         return float(limit)
     return None

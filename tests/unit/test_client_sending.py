@@ -161,3 +161,23 @@ def test_async_wait_many_gives_an_erased_job_as_its_bare_record() -> None:
         return [(j.id, j.status, j.erased_at is not None) for j in jobs]
 
     assert asyncio.run(run()) == [("job_2", "canceled", True), ("job_1", "succeeded", False)]
+
+
+def test_a_server_that_allows_no_long_poll_is_not_polled_in_a_busy_loop(sleeps: list[float]) -> None:
+    # ASSAY_MAX_WAIT_SECONDS=0 (long-polls off): a limit of 0 must not turn wait() into back-to-back GETs
+    # that the server answers at once; the refusal stands, as it did before clients kept to the limit.
+    from assay_client import BadRequest
+
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if "wait" in request.url.params:
+            refusal = {"code": "invalid_wait", "message": "wait must be from 0 to 0", "details": {"limit": 0}}
+            return httpx.Response(400, json={"error": refusal})
+        return httpx.Response(200, json={**JOB, "status": "running" if len(seen) < 200 else "succeeded"})
+
+    client = Client("http://assay.test", "k", transport=httpx.MockTransport(handle), long_poll=30)
+    with pytest.raises(BadRequest):
+        client.wait("job_1")
+    assert len(seen) == 1
