@@ -31,7 +31,7 @@ from app.errors import ApiError
 from app.ratelimits import SLOT_LEASE_SECONDS, take_slot
 from app.request_json import check_query
 from app.resources import resources
-from broker.job_events import channel, first_id, last_id, read_after
+from broker.job_events import channel, first_id, last_id, never_trimmed, read_after
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,10 @@ def events() -> Response:
         cursor = given or newest
         if given:
             oldest = first_id(svc.redis, prefix, tenant)
-            if oldest is not None and _older(given, oldest):  # events between may have been trimmed
+            # Events between may have been trimmed; "0-0" (a stream's first id while its tenant had no events)
+            # asks for everything, which is all there while nothing was ever trimmed.
+            from_start = given == "0-0" and never_trimmed(svc.redis, prefix, tenant)
+            if oldest is not None and _older(given, oldest) and not from_start:
                 reset = "Last-Event-ID is older than the events kept: list the jobs again"
             elif newest is not None and _older(newest, given):  # read from there, it would wait for ever
                 reset, cursor = "Last-Event-ID is newer than any event sent: list the jobs again", newest

@@ -108,5 +108,16 @@ def first_id(client: redis.Redis, prefix: str, tenant: str) -> str | None:
     return _text(rows[0][0]) if rows else None
 
 
+def never_trimmed(client: redis.Redis, prefix: str, tenant: str) -> bool:
+    """Whether the tenant's stream still holds every event it was given (Redis 7's max-deleted-entry-id is
+    0-0); False where that is unknown (an older Redis), so a caller resets rather than miss a loss."""
+    try:
+        info = client.xinfo_stream(stream_key(prefix, tenant))
+    except redis.ResponseError:  # no such stream: nothing kept, nothing to miss
+        return True
+    deleted = info.get("max-deleted-entry-id")
+    return deleted is not None and _text(deleted) == "0-0"
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -136,20 +136,28 @@ def expire_jobs(conn: Connection, older_than_seconds: float, limit: int) -> list
         )
         .exists()
     )
-    due = _pick(
-        jobs.c.id,
+    due = [
         jobs.c.erased_at.is_(None),
         jobs.c.status.in_(FINAL_STATUSES),
         jobs.c.completed_at < func.now() - interval(older_than_seconds),
         ~undelivered,
-        limit=limit,
-        # Oldest first, which is also what keeps the plan on ix_jobs_retention: without an order, at
-        # 10 M rows with 3 % due the planner expected 1,000 due rows early in a sequential scan (138 ms;
-        # bench/scale.py).
-        order_by=jobs.c.completed_at,
+    ]
+    # Oldest first, which is also what keeps the plan on ix_jobs_retention: without an order, at 10 M rows
+    # with 3 % due the planner expected 1,000 due rows early in a sequential scan (138 ms; bench/scale.py).
+    picked = list(
+        conn.execute(
+            select(jobs.c.id).where(*due).order_by(jobs.c.completed_at).limit(limit).with_for_update(skip_locked=True)
+        ).scalars()
     )
+    if not picked:
+        return []
+    # Two statements, so the erasure asks about the events again with a snapshot taken once the rows are
+    # locked: in one, a redelivery (which holds the job's row) committing between the statement's start
+    # and its lock on the row went unseen, and the event it had just made pending was erased.
     ids = list(
-        conn.execute(update(jobs).where(jobs.c.id.in_(due)).values(**ERASED_VALUES).returning(jobs.c.id)).scalars()
+        conn.execute(
+            update(jobs).where(jobs.c.id.in_(picked), *due).values(**ERASED_VALUES).returning(jobs.c.id)
+        ).scalars()
     )
     delete_dependents(conn, ids)
     return ids

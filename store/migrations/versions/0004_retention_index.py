@@ -8,6 +8,8 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
+from store.index_ops import drop_index_if_invalid
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -15,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    drop_index_if_invalid(op, "ix_jobs_retention")
     op.create_index(
         "ix_jobs_retention",
         "jobs",

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from store.index_ops import drop_index_if_invalid
+
 revision = "0008"
 down_revision = "0007_console"
 branch_labels = None
@@ -18,6 +20,8 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    drop_index_if_invalid(op, "ix_jobs_live_cache_key")
+    drop_index_if_invalid(op, "ix_jobs_coalesced_into")
     op.add_column("jobs", sa.Column("options", JSONB(none_as_null=True)))
     # IF NOT EXISTS here and on the indexes: an operator may add them first (docs/OPERATIONS.md, Upgrade).
     op.add_column("jobs", sa.Column("cache_key", sa.String(64)), if_not_exists=True)
