@@ -331,7 +331,12 @@ def detect(
         own_temp, lock = _own_temp_dir(temp_dir)
         config["temp_directory"] = str(own_temp)
     header_lines = 1 if source.sniffed.format == "csv" else 0
-    con = duckdb.connect(config=config)
+    try:
+        con = duckdb.connect(config=config)
+    except BaseException:
+        if lock is not None:  # nothing else will: its lock held, no orphan clean-up could take the folder
+            _close_temp(own_temp, lock)
+        raise
     guard = None
     try:
         con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
@@ -382,6 +387,10 @@ def detect(
 
 def _close(con: Any, temp: Path | None, lock: int | None) -> None:
     con.close()
+    _close_temp(temp, lock)
+
+
+def _close_temp(temp: Path | None, lock: int | None) -> None:
     if temp is not None:
         shutil.rmtree(temp, ignore_errors=True)
     if lock is not None:
