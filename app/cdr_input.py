@@ -151,6 +151,10 @@ def spooled_until_created(specs: list[JobSpec], settings: Settings) -> Iterator[
 def discard_spooled(specs: list[JobSpec], settings: Settings) -> None:
     """Delete the files of specs that will not become jobs."""
     for spec in specs:
-        name = (spec.input.get("cdr") or {}).get("file") if isinstance(spec.input, dict) else None
-        if isinstance(name, str) and "/" not in name:
-            (settings.cdr_upload_dir / name).unlink(missing_ok=True)
+        discard_file((spec.input.get("cdr") or {}).get("file") if isinstance(spec.input, dict) else None, settings)
+
+
+def discard_file(name: Any, settings: Settings) -> None:
+    """Delete one spooled file by the name a job's input gives it (an erased job's, say)."""
+    if isinstance(name, str) and name and "/" not in name:
+        (settings.cdr_upload_dir / name).unlink(missing_ok=True)

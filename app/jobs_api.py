@@ -14,7 +14,7 @@ from sqlalchemy import Connection, RowMapping
 
 from app.auth import authenticate
 from app.backpressure import check_queue_depth
-from app.cdr_input import spooled_until_created
+from app.cdr_input import discard_file, spooled_until_created
 from app.cursors import decode_cursor, encode_cursor
 from app.entries import unknown_analysis
 from app.errors import ApiError
@@ -349,6 +349,15 @@ def cancel_job(job_id: str) -> Response:
 
 @bp.delete("/<job_id:job_id>")
 def erase_job(job_id: str) -> Response:
-    """Erasure; a live job is canceled by it, and that cancellation follows the job-finished path."""
-    row, _ = _end(job_id, store.erase_job)
+    """Erasure; a live job is canceled by it, and that cancellation follows the job-finished path. A
+    call-record job's spooled file goes once the erasure has committed (a queued one's was otherwise
+    left to the upload sweep, `ASSAY_UPLOAD_GRACE_SECONDS` later)."""
+    spooled: list[str | None] = []
+
+    def erase(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, str] | None:
+        spooled.append(store.spooled_file(conn, owner, job_id))
+        return store.erase_job(conn, owner, job_id)
+
+    row, _ = _end(job_id, erase)
+    discard_file(spooled[0] if spooled else None, resources().settings)
     return jsonify(job_document(row))

@@ -219,6 +219,13 @@ def cancel_job(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, s
     return row, before
 
 
+def spooled_file(conn: Connection, owner: str, job_id: str) -> str | None:
+    """The name of the call-record file the tenant's job's input names in the upload folder, if any."""
+    return conn.execute(
+        select(jobs.c.input["cdr"]["file"].astext).where(jobs.c.id == job_id, jobs.c.owner == owner)
+    ).scalar_one_or_none()
+
+
 def erase_job(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, str] | None:
     """Right to erasure; returns (the erased job, status before) or None if unknown.
 

@@ -172,6 +172,21 @@ def test_requests_that_make_no_job_leave_no_file(client: Client, tabular: Proc, 
     wait_for(lambda: not any(spool.iterdir()), 5, what="no spooled file left")
 
 
+def test_erasing_a_job_deletes_its_spooled_file_at_once(client: Client, settings: Settings, db) -> None:
+    """DELETE erases the input: a queued job's spooled file went only with the sweep, 15 min later."""
+    from sqlalchemy import text
+
+    response = upload(client, HEADER + GOOD_ROW)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    with db.connect() as conn:
+        name = conn.execute(text("SELECT input->'cdr'->>'file' FROM jobs WHERE id = :id"), {"id": job_id}).scalar_one()
+    path: Path = settings.cdr_upload_dir / name
+    erased = client.delete(f"/v1/jobs/{job_id}")
+    assert erased.status_code == 200 and erased.json()["erased_at"] is not None, erased.text
+    assert not path.exists(), "the erased job's call-record file is still in the spool folder"
+
+
 def _bomb_later() -> bytes:
     return HEADER + GOOD_ROW * 10 + b"1," + b"9" * 200_000 + b",2026-11-01T10:00:00Z,3\n"
 
