@@ -21,6 +21,9 @@ REQUIRED_COLUMNS = ("caller", "callee", "start_time", "duration")
 INTEGER_PARAMETERS = ("min_unique_destinations", "min_calls")
 GZIP_MAGIC = b"\x1f\x8b"
 _EPOCH = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
+#: A calendar date written without separators (ISO 8601 basic, YYYYMMDD, 1900-2099): a number, so it passed
+#: for epoch seconds, where it lands in 1970 (20260101 s is 1970-08-23) and every window is wrong, silently.
+_BASIC_DATE = re.compile(r"^\s*(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\s*$")
 
 Format = Literal["csv", "jsonl"]
 Compression = Literal["gzip", "none"]
@@ -152,6 +155,12 @@ def _first_lines(head: bytes, max_line_bytes: int) -> tuple[list[str], bool]:
 
 
 def _time_format(value: Any) -> TimeFormat:
+    if not isinstance(value, bool) and _BASIC_DATE.match(str(value)):
+        raise CdrInputError(
+            f"the first record's start_time {str(value).strip()!r} reads as a date without separators "
+            "(YYYYMMDD), which would be taken for epoch seconds in 1970: send ISO 8601 "
+            "(2026-01-01T00:00:00Z) or epoch seconds"
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
         return "epoch"
     return "epoch" if isinstance(value, str) and _EPOCH.match(value) else "iso8601"

@@ -249,3 +249,21 @@ def test_parameters_resolve_over_catalog_defaults() -> None:
     for huge in (10**400, -(10**309)):  # JSON integers beyond a float's range still get a ValueError's message
         with pytest.raises(ValueError, match=r"must be from .* got a number beyond 1e300"):
             CdrParameters.resolve({"min_calls": huge}, defaults)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"caller,callee,start_time,duration\n111,222,20260101,1\n",
+        b'{"caller":"1","callee":"2","start_time":20260101,"duration":1}\n',
+    ],
+)
+def test_a_date_without_separators_is_refused_not_read_as_1970(head: bytes) -> None:
+    """`20260101` matched the epoch pattern: every call landed on 1970-08-23, windows and all, with no error."""
+    with pytest.raises(CdrInputError, match="YYYYMMDD"):
+        sniff(head, COLUMNS, max_line_bytes=1024, complete=True)
+
+
+def test_epoch_seconds_of_today_are_still_epoch() -> None:
+    sniffed = sniff(b"caller,callee,start_time,duration\n111,222,1796685515,1\n", COLUMNS, max_line_bytes=1024)
+    assert sniffed.time_format == "epoch"
