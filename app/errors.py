@@ -13,6 +13,7 @@ from redis import RedisError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.spool_upload import BodyCutShortError
 from store.db import unreachable
 from store.secrets_box import SecretsKeyError
 
@@ -85,6 +86,12 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: ApiError) -> Response:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(BodyCutShortError)
+    def _body_cut_short(exc: BodyCutShortError) -> Response:
+        response = error_response(400, "bad_request", str(exc), {"declared": exc.declared, "received": exc.received})
+        response.headers["Connection"] = "close"
         return response
 
     @app.errorhandler(HTTPException)

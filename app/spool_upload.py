@@ -150,10 +150,56 @@ class LargeReadFormDataParser(FormDataParser):
         return stream, form, files
 
 
+class BodyCutShortError(Exception):
+    """The client closed its side before sending the `Content-Length` it declared."""
+
+    def __init__(self, declared: int, received: int) -> None:
+        super().__init__(f"the request body ended after {received} of its declared {declared} bytes (Content-Length)")
+        self.declared, self.received = declared, received
+
+
+class _WholeBody:
+    """`wsgi.input` that raises `BodyCutShortError` where the body ends before its Content-Length.
+
+    gunicorn's reader returns b"" at the client's end of stream as if the body were complete, and werkzeug's
+    reader, limited by `max_content_length` rather than the declared length, takes that as the end: a client
+    that disconnected mid-upload got its truncated call-record file (or JSON that still parsed) made a job."""
+
+    def __init__(self, stream: Any, declared: int) -> None:
+        self._stream, self._declared, self._received = stream, declared, 0
+
+    def _count(self, data: bytes, size: int | None) -> bytes:
+        self._received += len(data)
+        if not data and size != 0 and self._received < self._declared:
+            raise BodyCutShortError(self._declared, self._received)
+        return data
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._count(self._stream.read(size), size)
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._count(self._stream.readline(size), size)
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "readinto":  # every read goes through `read`, counted
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
 class SpoolingRequest(Request):
-    """Flask's request, with large file parts spooled into the upload folder (see the module doc)."""
+    """Flask's request, with large file parts spooled into the upload folder (see the module doc), and a body
+    cut short of its Content-Length refused (`_WholeBody`)."""
 
     form_data_parser_class = LargeReadFormDataParser
+
+    def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        declared = environ.get("CONTENT_LENGTH", "")
+        if declared.isdigit() and int(declared) > 0 and "wsgi.input" in environ:
+            environ["wsgi.input"] = _WholeBody(environ["wsgi.input"], int(declared))
+        super().__init__(environ, *args, **kwargs)
 
     def _get_file_stream(
         self,

@@ -479,11 +479,14 @@ def test_the_batch_webhook_and_the_rotation_name_their_first_problem(
     assert answer.json()["error"]["message"].startswith(message), answer.json()
 
 
-def _send_raw(url: str, request: bytes) -> tuple[int, dict[str, Any] | None]:
-    """One HTTP/1.1 request written byte for byte (framing no client library would send): (status, JSON body)."""
+def _send_raw(url: str, request: bytes, *, half_close: bool = False) -> tuple[int, dict[str, Any] | None]:
+    """One HTTP/1.1 request written byte for byte (framing no client library would send): (status, JSON body).
+    `half_close`: the client then closes its sending side, as one that gave up mid-upload."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
@@ -530,6 +533,41 @@ def test_a_chunked_body_past_the_size_limit_is_refused_not_cut(stack: Stack, db:
     status, answer = _send_raw(url, _chunked(key, f"{len(over):x}".encode() + b"\r\n" + over + b"\r\n0\r\n\r\n"))
     assert status == 413 and answer is not None and answer["error"]["code"] == "request_too_large", (status, answer)
     assert jobs_of_everyone(db) == before
+
+
+CUT_CSV = b"caller,callee,start_time,duration\n" + b"".join(
+    b"+1555000%04d,+1555111%04d,2024-01-01T00:00:%02d,%d\n" % (i, i, i % 60, i) for i in range(200)
+)
+CUT_FORM = (
+    b'--xx\r\nContent-Disposition: form-data; name="analysis"\r\n\r\ncdr_fraud\r\n--xx\r\n'
+    b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv\r\n\r\n'
+    + CUT_CSV
+    + b"\r\n--xx--\r\n"
+)
+CUT_SHORT = [
+    # (name, request target, content type, body sent; its Content-Length says 5000 bytes more)
+    ("json", "/v1/jobs", "application/json", json.dumps(OK).encode()),
+    ("raw call records", "/v1/jobs?analysis=cdr_fraud", "text/csv", CUT_CSV),
+    ("multipart call records", "/v1/jobs", "multipart/form-data; boundary=xx", CUT_FORM),
+]
+
+
+@pytest.mark.parametrize(("target", "content_type", "body"), [c[1:] for c in CUT_SHORT], ids=[c[0] for c in CUT_SHORT])
+def test_a_body_cut_short_of_its_content_length_is_refused(
+    api: str, db: Engine, settings, new_key_module, target: str, content_type: str, body: bytes
+) -> None:
+    """A client that disconnects mid-upload: gunicorn's reader ends the body at the end of the stream as if it
+    were whole, and the truncated call-record file (or JSON that still parsed) became a job."""
+    before, spooled = jobs_of_everyone(db), set(settings.cdr_upload_dir.glob("*"))
+    request = (
+        f"POST {target} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {new_key_module()}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body) + 5000}\r\n\r\n"
+    ).encode() + body
+    status, answer = _send_raw(api, request, half_close=True)
+    assert status == 400 and answer is not None and answer["error"]["code"] == "bad_request", (status, answer)
+    assert answer["error"]["details"] == {"declared": len(body) + 5000, "received": len(body)}, answer
+    assert jobs_of_everyone(db) == before
+    assert set(settings.cdr_upload_dir.glob("*")) <= spooled  # nothing spooled is left behind
 
 
 GUNICORN_REFUSALS = [
