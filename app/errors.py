@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
+import socket
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -13,7 +15,7 @@ from redis import RedisError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from app.spool_upload import BodyCutShortError
+from app.spool_upload import BodyCutShortError, BodyTimeoutError
 from store.db import unreachable
 from store.secrets_box import SecretsKeyError
 
@@ -91,6 +93,17 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BodyCutShortError)
     def _body_cut_short(exc: BodyCutShortError) -> Response:
         response = error_response(400, "bad_request", str(exc), {"declared": exc.declared, "received": exc.received})
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.errorhandler(BodyTimeoutError)
+    def _body_timeout(exc: BodyTimeoutError) -> Response:
+        # The rest of the body may never come: gunicorn would wait for it again before the next request.
+        # Shutting the reading side makes that an end of stream, and the connection closes after the answer.
+        with contextlib.suppress(KeyError, OSError):
+            request.environ["gunicorn.socket"].shutdown(socket.SHUT_RD)
+        limit = current_app.extensions["assay"].settings.api_read_timeout_seconds
+        response = error_response(408, "request_timeout", str(exc), {"timeout_seconds": limit})
         response.headers["Connection"] = "close"
         return response
 

@@ -13,6 +13,7 @@ import json
 import socket
 
 from gunicorn import util
+from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 #: The error code of each status gunicorn answers itself (README's Errors table lists them).
@@ -55,8 +56,19 @@ class JsonErrorGeventWorker(GeventWorker):
     graceful timeout."""
 
     def init_process(self) -> None:
+        from config import get_settings
+
         util.write_error = write_json_error
+        self.read_timeout = get_settings().api_read_timeout_seconds
         super().init_process()
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: object) -> None:
+        """A socket timeout on every connection: a client that stalls mid-body (headers sent, then nothing, a
+        slowloris) held its greenlet and one of `worker_connections` forever; it now gets a 408 once nothing
+        has arrived for `ASSAY_API_READ_TIMEOUT_SECONDS` (app.spool_upload.BodyTimeoutError). The headers
+        are bounded already, by `keepalive`. GeventWorker.handle's one line (`setblocking(1)`) would clear it."""
+        client.settimeout(self.read_timeout)
+        AsyncWorker.handle(self, listener, client, addr)
 
     def run(self) -> None:
         import gevent

@@ -158,27 +158,40 @@ class BodyCutShortError(Exception):
         self.declared, self.received = declared, received
 
 
+class BodyTimeoutError(Exception):
+    """The client sent nothing of its body for `ASSAY_API_READ_TIMEOUT_SECONDS` (the socket's timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__("the request body stalled: nothing of it arrived within the server's read timeout")
+
+
 class _WholeBody:
-    """`wsgi.input` that raises `BodyCutShortError` where the body ends before its Content-Length.
+    """`wsgi.input` that raises `BodyCutShortError` where the body ends before its Content-Length, and
+    `BodyTimeoutError` where the client stops sending (the socket timeout set in app/gunicorn_worker.py).
 
     gunicorn's reader returns b"" at the client's end of stream as if the body were complete, and werkzeug's
     reader, limited by `max_content_length` rather than the declared length, takes that as the end: a client
-    that disconnected mid-upload got its truncated call-record file (or JSON that still parsed) made a job."""
+    that disconnected mid-upload got its truncated call-record file (or JSON that still parsed) made a job.
+    werkzeug's reader also takes a socket error (the timeout) for a disconnect, with a message that says not."""
 
-    def __init__(self, stream: Any, declared: int) -> None:
+    def __init__(self, stream: Any, declared: int | None) -> None:
         self._stream, self._declared, self._received = stream, declared, 0
 
-    def _count(self, data: bytes, size: int | None) -> bytes:
+    def _count(self, read: Any, size: int | None) -> bytes:
+        try:
+            data: bytes = read(size)
+        except TimeoutError:
+            raise BodyTimeoutError() from None
         self._received += len(data)
-        if not data and size != 0 and self._received < self._declared:
+        if not data and size != 0 and self._declared is not None and self._received < self._declared:
             raise BodyCutShortError(self._declared, self._received)
         return data
 
     def read(self, size: int | None = None) -> bytes:
-        return self._count(self._stream.read(size), size)
+        return self._count(self._stream.read, size)
 
     def readline(self, size: int | None = None) -> bytes:
-        return self._count(self._stream.readline(size), size)
+        return self._count(self._stream.readline, size)
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
@@ -191,14 +204,14 @@ class _WholeBody:
 
 class SpoolingRequest(Request):
     """Flask's request, with large file parts spooled into the upload folder (see the module doc), and a body
-    cut short of its Content-Length refused (`_WholeBody`)."""
+    cut short of its Content-Length or stalled refused (`_WholeBody`)."""
 
     form_data_parser_class = LargeReadFormDataParser
 
     def __init__(self, environ: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         declared = environ.get("CONTENT_LENGTH", "")
-        if declared.isdigit() and int(declared) > 0 and "wsgi.input" in environ:
-            environ["wsgi.input"] = _WholeBody(environ["wsgi.input"], int(declared))
+        if "wsgi.input" in environ and not isinstance(environ["wsgi.input"], _WholeBody):
+            environ["wsgi.input"] = _WholeBody(environ["wsgi.input"], int(declared) if declared.isdigit() else None)
         super().__init__(environ, *args, **kwargs)
 
     def _get_file_stream(

@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     api_bind: str = Field("127.0.0.1:8000", description="where gunicorn listens (host:port)")
     api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes (gevent)")
     api_worker_connections: int = Field(1000, ge=1, description="concurrent connections per API worker")
+    api_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a client that sends nothing of its request body this long is answered 408 and disconnected",
+    )
     auth_cache_seconds: float = Field(
         10.0, ge=0, description="an API key's lookup is cached this long: a revoked key works until it passes"
     )

@@ -8,6 +8,7 @@ import base64
 import json
 import secrets
 import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -568,6 +569,42 @@ def test_a_body_cut_short_of_its_content_length_is_refused(
     assert answer["error"]["details"] == {"declared": len(body) + 5000, "received": len(body)}, answer
     assert jobs_of_everyone(db) == before
     assert set(settings.cdr_upload_dir.glob("*")) <= spooled  # nothing spooled is left behind
+
+
+def test_a_body_that_stalls_is_answered_408_and_holds_no_connection(
+    stack: Stack, db: Engine, settings, new_key_module
+) -> None:
+    """Headers, part of the body, then nothing (a slowloris): the greenlet and one of `worker_connections`
+    were held for good, since gevent's sockets had no timeout (gunicorn's `timeout` is the worker's heartbeat)."""
+    proc, url = stack.api(ASSAY_API_READ_TIMEOUT_SECONDS="2", ASSAY_QUEUE_PREFIX=f"bad{secrets.token_hex(3)}")
+    key = new_key_module()
+    before, spooled = jobs_of_everyone(db), set(settings.cdr_upload_dir.glob("*"))
+    parts = urlsplit(url)
+    for target, content_type, body in [c[1:] for c in CUT_SHORT]:
+        head = (
+            f"POST {target} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body) + 5000}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+            started = time.monotonic()
+            sock.sendall(head + body)  # and then nothing, the connection left open
+            received = b""
+            while chunk := sock.recv(65536):  # the server answers, then closes
+                received += chunk
+            took = time.monotonic() - started
+        status = int(received.split(b" ", 2)[1])
+        answer = json.loads(received.partition(b"\r\n\r\n")[2])
+        assert status == 408 and answer["error"]["code"] == "request_timeout", (target, received[:500])
+        assert answer["error"]["details"] == {"timeout_seconds": 2} and 1.5 < took < 15, (answer, took)
+    assert jobs_of_everyone(db) == before
+    assert set(settings.cdr_upload_dir.glob("*")) <= spooled
+    assert "Traceback" not in proc.log_text()
+    # A long-poll reads nothing from the socket while it waits: the timeout does not cut it short.
+    user = Client(url, key)
+    job_id = user.submit("fine")["id"]
+    started = time.monotonic()
+    assert user.get(f"/v1/jobs/{job_id}", params={"wait": 4}).status_code == 200
+    assert time.monotonic() - started > 3.5
 
 
 GUNICORN_REFUSALS = [
