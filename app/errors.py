@@ -120,6 +120,8 @@ def register_error_handlers(app: Flask) -> None:
             else:
                 if (bare := request.path.rstrip("/")) != request.path and _is_route(bare):
                     message = f"no route {request.path[:80]!r}: the API's paths have no trailing slash ({bare[:80]!r})"
+                elif (single := re.sub("/{2,}", "/", request.path)) != request.path and _is_route(single):
+                    message = f"no route {request.path[:80]!r}: paths have no empty segments ({single[:80]!r})"
         details = None
         if status == 413 and (limit := request.max_content_length) is not None:
             # The body limit (ASSAY_MAX_REQUEST_BYTES, or the upload limit): say which, and the declared

@@ -27,6 +27,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("assay")
     app.request_class = SpoolingRequest
+    # werkzeug answered `//v1//jobs` with a 308 to `/v1/jobs` that bypasses the error handlers (an HTML page),
+    # and sent a POST's client round again: a 404 in the one JSON shape instead, naming the path (app/errors.py).
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -368,6 +368,22 @@ def test_a_trailing_slash_is_named(user: Client, method: str, path: str) -> None
     assert "trailing slash" not in user.get("/v1/horoscope/").json()["error"]["message"]
 
 
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1//jobs"), ("POST", "/v1//jobs"), ("GET", "/v1//analyses")])
+def test_a_doubled_slash_is_a_json_404(api: str, db: Engine, new_key_module, method: str, path: str) -> None:
+    """werkzeug merged the slashes with a 308 redirect that bypassed the error handlers: an HTML page."""
+    body = json.dumps(OK).encode()
+    before = jobs_of_everyone(db)
+    status, answer = _send_raw(
+        api,
+        f"{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {new_key_module()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
+    assert status == 404 and answer is not None and answer["error"]["code"] == "not_found", (status, answer)
+    assert "empty segments" in answer["error"]["message"], answer
+    assert jobs_of_everyone(db) == before
+
+
 @pytest.mark.parametrize(("name", "headers", "code"), AUTH_CASES, ids=[c[0] for c in AUTH_CASES])
 def test_credentials(api: str, db: Engine, name, headers, code) -> None:
     before = jobs_of_everyone(db)
