@@ -102,8 +102,7 @@ def register_error_handlers(app: Flask) -> None:
         # Shutting the reading side makes that an end of stream, and the connection closes after the answer.
         with contextlib.suppress(KeyError, OSError):
             request.environ["gunicorn.socket"].shutdown(socket.SHUT_RD)
-        limit = current_app.extensions["assay"].settings.api_read_timeout_seconds
-        response = error_response(408, "request_timeout", str(exc), {"timeout_seconds": limit})
+        response = error_response(408, "request_timeout", str(exc))
         response.headers["Connection"] = "close"
         return response
 

@@ -59,14 +59,17 @@ class JsonErrorGeventWorker(GeventWorker):
         from config import get_settings
 
         util.write_error = write_json_error
-        self.read_timeout = get_settings().api_read_timeout_seconds
+        # Past `keepalive`, so that an idle keep-alive connection is closed by gunicorn's own timer (quietly),
+        # never by the socket's (a "Socket error" traceback in the log).
+        self.read_timeout = max(get_settings().api_read_timeout_seconds, self.cfg.keepalive + 1)
         super().init_process()
 
     def handle(self, listener: socket.socket, client: socket.socket, addr: object) -> None:
         """A socket timeout on every connection: a client that stalls mid-body (headers sent, then nothing, a
         slowloris) held its greenlet and one of `worker_connections` forever; it now gets a 408 once nothing
-        has arrived for `ASSAY_API_READ_TIMEOUT_SECONDS` (app.spool_upload.BodyTimeoutError). The headers
-        are bounded already, by `keepalive`. GeventWorker.handle's one line (`setblocking(1)`) would clear it."""
+        has arrived for `ASSAY_API_READ_TIMEOUT_SECONDS`, at least `keepalive` + 1 (app.spool_upload.BodyTimeoutError).
+        The headers are bounded already, by `keepalive`. GeventWorker.handle's one line (`setblocking(1)`) would
+        clear the timeout."""
         client.settimeout(self.read_timeout)
         AsyncWorker.handle(self, listener, client, addr)
 

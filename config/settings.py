@@ -187,7 +187,8 @@ class Settings(BaseSettings):
     api_read_timeout_seconds: float = Field(
         60.0,
         gt=0,
-        description="a client that sends nothing of its request body this long is answered 408 and disconnected",
+        description="a client that sends nothing of its request body this long is answered 408 and disconnected "
+        "(at least gunicorn's keepalive + 1: 6)",
     )
     auth_cache_seconds: float = Field(
         10.0, ge=0, description="an API key's lookup is cached this long: a revoked key works until it passes"
