@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -140,6 +141,25 @@ def test_retention_erases_only_finished_jobs_past_the_period(db: Engine, owner: 
         )
 
 
+def _old_finished_job_with_event(db: Engine, text: str, **event: Any) -> tuple[str, str, str]:
+    """(tenant, job id, event id): a succeeded job with a webhook, finished 40 days ago (past the default
+    retention), whose `job.succeeded` event then has `event`'s column values."""
+    from store.outbox import create_events
+    from store.tables import webhook_events
+
+    with db.begin() as conn:
+        tenant = ensure_tenant(conn, f"store-{secrets.token_hex(4)}")
+        hooked = {"url": "https://receiver.example/hook", "events": ["completed"]}
+        spec = q.JobSpec("sentiment", {"text": text}, webhook=hooked)
+        (job_id,) = [r["id"] for r in q.create_jobs(conn, tenant, [spec]).rows]
+        (claimed,) = claim_jobs(conn, [job_id], 60)
+        finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "positive"})])
+        (event_id,) = create_events(conn, [job_id], None)
+        conn.execute(update(webhook_events).where(webhook_events.c.id == event_id).values(**event))
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=func.now() - timedelta(days=40)))
+    return tenant, job_id, event_id
+
+
 def test_retention_waits_for_a_finished_jobs_webhook_events_to_end(db: Engine, settings) -> None:
     """A receiver down for longer than the retention period (ASSAY_RETENTION_DAYS=1 against the default
     schedule's ~27.6 h of retries, or a Retry-After of up to a day): retention erased the job and, with it,
@@ -148,25 +168,13 @@ def test_retention_waits_for_a_finished_jobs_webhook_events_to_end(db: Engine, s
     import redis as redis_lib
 
     from pipeline.recovery import retention_once
-    from store.outbox import create_events
     from store.tables import webhook_events
     from tests.integration.helpers import worker_context
 
-    with db.begin() as conn:
-        tenant = ensure_tenant(conn, f"store-{secrets.token_hex(4)}")
-        hooked = {"url": "https://receiver.example/hook", "events": ["completed"]}
-        spec = q.JobSpec("sentiment", {"text": "waiting for its receiver"}, webhook=hooked)
-        (job_id,) = [r["id"] for r in q.create_jobs(conn, tenant, [spec]).rows]
-        (claimed,) = claim_jobs(conn, [job_id], 60)
-        finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "positive"})])
-        (event_id,) = create_events(conn, [job_id], None)
-        # Its receiver answered 503 to every attempt so far; the next one is due in an hour.
-        conn.execute(
-            update(webhook_events)
-            .where(webhook_events.c.id == event_id)
-            .values(attempts=5, next_attempt_at=func.now() + timedelta(hours=1))
-        )
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=func.now() - timedelta(days=40)))
+    # Its receiver answered 503 to every attempt so far; the next one is due in an hour.
+    _, job_id, event_id = _old_finished_job_with_event(
+        db, "waiting for its receiver", attempts=5, next_attempt_at=func.now() + timedelta(hours=1)
+    )
     ctx = worker_context(settings, db, redis_lib.Redis.from_url(settings.redis_url))
 
     retention_once(ctx)
@@ -188,19 +196,9 @@ def test_retention_leaves_a_job_whose_event_is_being_redelivered(db: Engine) -> 
     import threading
 
     from store.maintenance import expire_jobs
-    from store.outbox import create_events
     from store.tables import webhook_events
 
-    with db.begin() as conn:
-        tenant = ensure_tenant(conn, f"store-{secrets.token_hex(4)}")
-        hooked = {"url": "https://receiver.example/hook", "events": ["completed"]}
-        spec = q.JobSpec("sentiment", {"text": "redelivered as retention runs"}, webhook=hooked)
-        (job_id,) = [r["id"] for r in q.create_jobs(conn, tenant, [spec]).rows]
-        (claimed,) = claim_jobs(conn, [job_id], 60)
-        finish_jobs(conn, [Outcome(job_id, claimed.attempt, result={"label": "positive"})])
-        (event_id,) = create_events(conn, [job_id], None)
-        conn.execute(update(webhook_events).where(webhook_events.c.id == event_id).values(status="failed"))
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=func.now() - timedelta(days=40)))
+    tenant, job_id, event_id = _old_finished_job_with_event(db, "redelivered as retention runs", status="failed")
 
     erased: list[list[str]] = []
     with db.connect() as api:
