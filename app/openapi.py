@@ -49,7 +49,7 @@ ERRORS: dict[int, str] = {
     404: "no such job or event for this API key's tenant (another tenant's is never revealed)",
     409: "conflict (`idempotency_key_reused`, `job_not_cancelable`, `webhook_delivery_in_progress`)",
     413: "a limit from settings was passed (`input_too_large`, `audio_too_large`, `batch_too_large`, ...)",
-    415: "the body is not application/json (or multipart/form-data for an upload)",
+    415: "the body is not application/json (or multipart/form-data for an upload); JSON with a Content-Encoding",
     410: "the job was erased (DELETE): `job_erased`, with what remains of it in `details.job`",
     422: "well-formed but not a valid job (`validation_error`, `unknown_analysis`, `invalid_audio`, ...)",
     429: "a per-key rate limit (`rate_limited`), too many open long-polls/streams (`too_many_open`) or the "

@@ -152,6 +152,17 @@ def json_body() -> Any:
             "send the body as application/json (a file to /v1/jobs: multipart/form-data, or the file itself as "
             "text/csv, application/gzip, audio/… with ?analysis=…)",
         )
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        # Decoding would put a bomb's inflated size past the body limit's check; left as is, the bytes fail
+        # as invalid JSON, which points the user at the body rather than at the header.
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Encoding {coding[:40]!r} is not accepted on JSON bodies: send the JSON uncompressed",
+            {"content_encoding": coding[:40]},
+            {"Accept-Encoding": "identity"},
+        )
     data = request.get_data(cache=False)
     limit = request.max_content_length
     at_limit = request.content_length is None and limit is not None and len(data) >= limit

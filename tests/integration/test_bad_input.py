@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import secrets
 import socket
@@ -74,6 +75,8 @@ JSON_CASES: list[tuple[str, dict[str, Any], int, str | None]] = [
     ("form urlencoded", raw("analysis=sentiment", "application/x-www-form-urlencoded"), 415, None),
     ("no content type", {"data": b'{"analysis":"sentiment"}', "headers": {"Content-Type": ""}}, 415, None),
     ("xml", raw("<job/>", "application/xml"), 415, None),
+    ("gzip-encoded json", {"data": gzip.compress(json.dumps(OK).encode()),
+     "headers": {"Content-Type": "application/json", "Content-Encoding": "gzip"}}, 415, "unsupported_media_type"),
     ("analysis null", {"json": job(analysis=None)}, 422, None),
     ("analysis number", {"json": job(analysis=5)}, 422, "unknown_analysis"),
     ("analysis list", {"json": job(analysis=["sentiment"])}, 422, "unknown_analysis"),
