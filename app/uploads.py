@@ -68,6 +68,16 @@ class Submission:
 
 def _from_form(kind: str) -> Submission:
     upload = request.files.get("file")
+    if upload is None and "file" in request.form:
+        # A part with no filename in its Content-Disposition is a text field to the form parser (curl -F
+        # 'file=<calls.csv' sends one): "send it in a field named 'file'" would send the user round in a circle.
+        raise EntryError(
+            422,
+            "missing_file",
+            "the 'file' part has no filename, so it arrived as a text field: send it as a file part "
+            "(curl -F file=@path, or a filename in its Content-Disposition)",
+            {"received_files": sorted(request.files), "received_fields": sorted(request.form)},
+        )
     if upload is None:
         raise EntryError(
             422,

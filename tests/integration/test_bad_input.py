@@ -341,6 +341,16 @@ def test_uploads(user: Client, db: Engine, name, form, files, status, code) -> N
     assert jobs_of_everyone(db) == before
 
 
+def test_a_file_part_without_a_filename_is_named_as_such(user: Client, db: Engine) -> None:
+    """curl -F 'file=<calls.csv' sends the part with no filename, which the form parser files as a text field:
+    "send it in a form field named 'file'" was the answer, to a request that had done just that."""
+    before = jobs_of_everyone(db)
+    response = user.post("/v1/jobs", data={"analysis": "transcription", "file": "RIFF"}, files={"x": ("x", b"")})
+    assert_4xx(response, 422, "missing_file")
+    assert "no filename" in response.json()["error"]["message"], response.text
+    assert jobs_of_everyone(db) == before
+
+
 @pytest.mark.parametrize(("name", "kwargs", "status", "code"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
 def test_batches(user: Client, db: Engine, name, kwargs, status, code) -> None:
     before = jobs_of_everyone(db)
