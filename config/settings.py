@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     broker_restore_throttle: int = Field(10, ge=1, description="that scan runs at most every interval × this seconds")
 
     # --- input limits -------------------------------------------------------------------
-    max_text_chars: int = Field(20_000, ge=1, description="characters per text; longer is 413 text_too_long")
+    max_text_chars: int = Field(20_000, ge=1, description="characters per text; longer is 413 input_too_large")
     max_metadata_bytes: int = Field(16_384, ge=2, description="a job's metadata as UTF-8 JSON; larger is 413")
     max_jobs_per_batch: int = Field(1_000, ge=1, description="entries of one POST /v1/jobs/batch; more is 413")
     group_commit_max: int = Field(

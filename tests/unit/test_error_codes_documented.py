@@ -82,3 +82,14 @@ def test_every_failed_job_code_is_in_the_readme() -> None:
     listed = set(re.findall(r"`([a-z_]+)`", paragraph))
     assert {"inference_error", "attempts_exhausted", "result_too_large"} <= failed_job_codes()
     assert not failed_job_codes() - listed, f"README's failed-job codes lack: {sorted(failed_job_codes() - listed)}"
+
+
+def test_codes_named_in_settings_descriptions_are_the_ones_answered() -> None:
+    """docs/CONFIGURATION.md is generated from these descriptions: a "413 text_too_long" there sent readers
+    looking for a code the API never answers (an over-long text is 413 input_too_large)."""
+    settings_source = (ROOT / "config" / "settings.py").read_text()
+    codes = raised_codes()
+    named = re.findall(r"\b(\d{3}) ([a-z]+_[a-z_]+)\b", settings_source)
+    assert named, "the scan finds no status and code in the settings' descriptions"
+    wrong = sorted(f"{status} {code}" for status, code in named if int(status) not in codes.get(code, set()))
+    assert not wrong, f"settings' descriptions name codes the API does not answer with that status: {wrong}"
