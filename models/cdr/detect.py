@@ -26,15 +26,16 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from models.cdr.spec import CdrInputError, CdrParameters, Sniffed
+from models.cdr.spec import UTF8_BOM, CdrInputError, CdrParameters, Sniffed
 from models.transient import is_transient
 
 FIRST_DESTINATIONS = 5
@@ -287,6 +288,30 @@ class _InflationGuard:
         self._thread.join()
 
 
+def _without_bom(source: CdrSource, folder: Path, max_inflated_bytes: int | None) -> CdrSource:
+    """A copy of a JSON lines file without its byte order mark (inflated, if it was gzip) in `folder`.
+
+    DuckDB's CSV reader skips a BOM, its JSON reader refuses one ("byte order mark (BOM) is not supported"):
+    a file the upload's sniffer accepted then failed its job. Windows tools (PowerShell 5, Notepad) write one.
+    Bounded like the read itself: a gzip file inflating past `max_inflated_bytes` raises InflatesTooLarge."""
+    gzipped = source.sniffed.compression == "gzip"
+    target = folder / "input-without-bom.jsonl"
+    written = 0
+    try:
+        with gzip.open(source.path, "rb") if gzipped else source.path.open("rb") as src, target.open("wb") as out:
+            src.read(len(UTF8_BOM))
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if gzipped and max_inflated_bytes is not None and written > max_inflated_bytes:
+                    raise InflatesTooLarge(max_inflated_bytes)
+                out.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and is_transient(exc):  # our copy met a full disk: not the file's fault
+            raise
+        raise CdrInputError(f"the file cannot be decompressed: {exc}") from None
+    return CdrSource(target, replace(source.sniffed, compression="none", bom=False), source.columns)
+
+
 def _input_error(exc: Exception, path: Path) -> CdrInputError:
     """DuckDB's reader errors as ours: the line number and what is wrong, never the row or the file's path."""
     text = _QUERY_CONTEXT.sub("", str(exc).replace(str(path), "the file"))
@@ -337,9 +362,12 @@ def detect(
         if lock is not None:  # nothing else will: its lock held, no orphan clean-up could take the folder
             _close_temp(own_temp, lock)
         raise
-    guard = None
+    guard, scratch = None, None
     try:
         con.execute("SET TimeZone = 'UTC'")  # an ISO time without an offset is UTC, whatever the host's zone
+        if source.sniffed.format == "jsonl" and source.sniffed.bom:
+            scratch = own_temp or Path(tempfile.mkdtemp(prefix="assay-cdr-"))
+            source = _without_bom(source, scratch, max_inflated_bytes)
         if max_inflated_bytes is not None and may_inflate_past(source, max_inflated_bytes):
             guard = _InflationGuard(source, max_inflated_bytes, con)  # its interrupt can only meet the read
         began = time.perf_counter()
@@ -383,6 +411,8 @@ def detect(
         if guard is not None:
             guard.abandon()  # ended already, or the read failed for another reason: its count is of no use
         threading.Thread(target=_close, args=(con, own_temp, lock), name="duckdb-close").start()
+        if scratch is not None and scratch != own_temp:  # own_temp goes with `_close`
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _close(con: Any, temp: Path | None, lock: int | None) -> None:

@@ -20,6 +20,7 @@ REQUIRED_COLUMNS = ("caller", "callee", "start_time", "duration")
 #: Parameters that must be whole numbers.
 INTEGER_PARAMETERS = ("min_unique_destinations", "min_calls")
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 _EPOCH = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 #: A calendar date written without separators (ISO 8601 basic, YYYYMMDD, 1900-2099): a number, so it passed
 #: for epoch seconds, where it lands in 1970 (20260101 s is 1970-08-23) and every window is wrong, silently.
@@ -119,6 +120,7 @@ class Sniffed:
     header: tuple[str, ...]  # CSV: the header's columns, in order; JSON lines: the first object's keys
     time_format: TimeFormat
     delimiter: str = ","  # CSV: one of DELIMITERS
+    bom: bool = False  # the (decompressed) file starts with a UTF-8 byte order mark
 
 
 #: Field separators a CSV may use, in the order tried: switch and billing exports are often `;` or `|`
@@ -133,8 +135,8 @@ SNIFF_LINES = 8
 
 def _first_lines(head: bytes, max_line_bytes: int) -> tuple[list[str], bool]:
     """Up to `SNIFF_LINES` complete lines of the (already decompressed) head, and whether the head was all of it."""
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
+    if head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM) :]
     lines: list[str] = []
     start = 0
     for number in range(1, SNIFF_LINES + 1):
@@ -191,6 +193,7 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
             raise CdrInputError(f"the file looks gzip-compressed but cannot be decompressed: {exc}") from None
     if complete and not head.endswith(b"\n"):
         head += b"\n"
+    bom = head.startswith(UTF8_BOM)
     lines, _ = _first_lines(head, max_line_bytes)
     if not lines:
         raise CdrInputError("the file has no complete first line (empty, or cut short)", 1)
@@ -203,7 +206,8 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
         if not isinstance(record, dict):
             raise CdrInputError("line 1 is not a JSON object", 1)
         _check_columns(tuple(record), columns, "the first JSON line has keys")
-        return Sniffed("jsonl", compression, tuple(record), _time_format(record.get(columns["start_time"])))
+        time_format = _time_format(record.get(columns["start_time"]))
+        return Sniffed("jsonl", compression, tuple(record), time_format, bom=bom)
     delimiter = _delimiter(lines[0], columns.values())
     try:
         header = tuple(next(csv.reader([lines[0]], delimiter=delimiter)))
@@ -219,7 +223,7 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
     # The first start time given decides: a first record may leave it empty (a skipped row, counted).
     given = next((row[index] for row in rows if index < len(row) and row[index].strip()), None)
     time_format = _time_format(given) if given is not None else "iso8601"
-    return Sniffed("csv", compression, header, time_format, delimiter)
+    return Sniffed("csv", compression, header, time_format, delimiter, bom)
 
 
 def _delimiter(line: str, wanted: Iterable[str]) -> str:

@@ -158,6 +158,41 @@ def test_bad_requests_are_4xx(client: Client) -> None:
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_base64"
 
 
+def _json_lines(rows: int = 60) -> bytes:
+    return b"".join(
+        b'{"caller": "111", "callee": "%d", "start_time": "2026-11-01T10:%02d:00Z", "duration": 1}\n' % (i, i % 60)
+        for i in range(rows)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("bom.csv", b"\xef\xbb\xbf" + HEADER + GOOD_ROW * 3),
+        (
+            "crlf_quoted.csv",
+            b'"caller","callee","start_time","duration"\r\n' + b'"111","222","2026-11-01T10:00:00Z","4"\r\n' * 3,
+        ),
+        ("header_only.csv", HEADER),
+        ("bom.jsonl", b"\xef\xbb\xbf" + _json_lines()),  # Windows tools (PowerShell 5, Notepad) write one
+        ("bom_crlf.jsonl", b"\xef\xbb\xbf" + _json_lines().replace(b"\n", b"\r\n")),
+        ("bom.jsonl.gz", gzip.compress(b"\xef\xbb\xbf" + _json_lines())),
+    ],
+)
+def test_odd_but_legal_files_are_read(client: Client, tabular: Proc, name: str, body: bytes) -> None:
+    """A byte order mark, CRLF, quoted fields, a header alone: accepted at submission, so read by the worker.
+    A JSON lines file with a BOM was accepted (the sniffer skips it) and then failed its job, as DuckDB's JSON
+    reader refuses a BOM ("line 2: Malformed JSON ... byte order mark (BOM) is not supported")."""
+    response = upload(client, body, name)
+    assert response.status_code == 202, response.text
+    job = finished(client, response.json())
+    assert job["status"] == "succeeded", job["error"]
+    expected = 60 if "jsonl" in name else body.count(b"\n") - 1
+    assert job["result"]["totals"]["records"] == expected, job["result"]["totals"]
+    if "jsonl" in name:
+        assert flagged(job) == {"111"}
+
+
 def test_requests_that_make_no_job_leave_no_file(client: Client, tabular: Proc, settings: Settings) -> None:
     good = {"analysis": "cdr_fraud", "input": {"cdr_base64": base64.b64encode(HEADER + GOOD_ROW).decode()}}
     bad = {**good, "parameters": {"min_calls": -1}}
