@@ -329,6 +329,42 @@ def _input_error(exc: Exception, path: Path) -> CdrInputError:
     return CdrInputError(f"{where}{reason}", row)
 
 
+def _json_line_error(error: CdrInputError, source: CdrSource) -> CdrInputError:
+    """A JSON lines reader error with the file's line in place of DuckDB's number.
+
+    DuckDB's JSON reader numbers records, not lines (blank lines hold none), and a malformed record as the one
+    after it: a bad line 3 was reported as "line 4", a bad line after a blank one by the wrong count."""
+    if error.row is None:
+        return error
+    record = error.row - 1 if "Malformed JSON" in error.message else error.row
+    line = _record_line(source, record)
+    if line is None or line == error.row:
+        return error
+    return CdrInputError(re.sub(rf"\bline {error.row}\b", f"line {line}", error.message), line)
+
+
+def _record_line(source: CdrSource, record: int, chunk_bytes: int = 1 << 20) -> int | None:
+    """The line number of the file's `record`-th non-blank line (1-based), or None if it has fewer; one
+    streamed pass up to it, in chunks (a line may be longer than a chunk)."""
+    if record < 1:
+        return None
+    seen, number, blank = 0, 1, True  # `blank`: the line being read holds only whitespace so far
+    try:
+        with gzip.open(source.path, "rb") if source.sniffed.compression == "gzip" else source.path.open("rb") as file:
+            while chunk := file.read(chunk_bytes):
+                *complete, rest = chunk.split(b"\n")
+                for piece in complete:
+                    if not (blank and not piece.strip()):
+                        seen += 1
+                        if seen == record:
+                            return number
+                    number, blank = number + 1, True
+                blank = blank and not rest.strip()
+    except (OSError, EOFError, zlib.error):
+        return None
+    return number if not blank and seen + 1 == record else None  # a last line without a newline
+
+
 def detect(
     source: CdrSource,
     params: CdrParameters,
@@ -386,7 +422,8 @@ def detect(
                     "convert it to one (dos2unix, or save it again) and send it again",
                     line,
                 ) from None
-            raise _input_error(exc, source.path) from None
+            error = _input_error(exc, source.path)
+            raise (_json_line_error(error, source) if source.sniffed.format == "jsonl" else error) from None
         except duckdb.IOException as exc:
             if is_transient(exc):  # its spill files met a full disk: not the file's fault, try again later
                 raise

@@ -239,6 +239,7 @@ def _corrupt_gzip() -> bytes:
         (HEADER + GOOD_ROW * 9 + b"111,223,2026-11-01T10:00:00Z,-2\n", 11),  # a negative duration
         (HEADER + GOOD_ROW * 4 + b"111,223,2026-11-01T10:00:00Z,4,extra\n", 6),  # a row too long
         (_bomb_later(), 12),  # a CSV bomb: one enormous line deep in the file
+        (_json_lines(5) + b'{"caller": "111",,}\n' + _json_lines(5), 6),  # malformed JSON: its line, not the next
         (_corrupt_gzip(), None),
     ],
 )

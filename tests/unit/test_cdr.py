@@ -202,6 +202,30 @@ def test_json_lines_with_unreadable_times_name_the_files_line_not_the_querys(tmp
         assert caught.value.row == 4 and caught.value.message.startswith("line 4:"), caught.value.message
 
 
+_RECORD = '{"caller": "1", "callee": "2", "start_time": 1800000000, "duration": 1}'
+
+
+@pytest.mark.parametrize(
+    ("lines", "line"),
+    [
+        ([_RECORD, '{"caller": "1",,}', _RECORD], 2),  # DuckDB said "line 3": one past the bad record
+        ([_RECORD] * 4 + ['{"caller": "1"'], 5),  # the last line, cut short
+        ([_RECORD, "", "   ", '{"caller": "1",,}'], 4),  # blank lines hold no record but are lines
+        ([_RECORD, "", "[1, 2]", _RECORD], 3),  # not an object: DuckDB counted records, not lines
+        ([_RECORD] * 2999 + ["{,}"] + [_RECORD] * 10, 3000),
+    ],
+)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_malformed_json_lines_name_the_files_line(tmp_path: Path, lines: list[str], line: int, compressed) -> None:
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(CdrInputError) as caught:
+        _run(path)
+    assert caught.value.row == line and f"line {line}:" in caught.value.message, caught.value.message
+    assert f"line {line + 1}" not in caught.value.message, caught.value.message
+
+
 def test_the_earliest_and_latest_times_are_written_as_rfc3339(tmp_path: Path) -> None:
     report = _run(_csv(tmp_path, ["1,2,0001-02-01T00:00:00Z,3", "1,3,9999-11-29T00:00:00Z,3"]))
     assert report.time_range == {"start": "0001-02-01T00:00:00Z", "end": "9999-11-29T00:00:00Z"}
