@@ -22,7 +22,7 @@ from app.offload import off_loop
 from app.spool_upload import SpoolFile
 from config import Settings
 from config.catalog import AnalysisConfig
-from models.cdr.spec import CdrInputError, CdrParameters, Sniffed, column_map, head_bytes, sniff
+from models.cdr.spec import CdrInputError, CdrParameters, EmptyCdrFileError, Sniffed, column_map, head_bytes, sniff
 from store.api import JobSpec
 
 CHUNK = 1 << 20
@@ -95,6 +95,8 @@ def cdr_spec(
             sniffed = sniff(
                 spooled.head, mapping, max_line_bytes=settings.max_cdr_line_bytes, complete=size <= len(spooled.head)
             )
+        except EmptyCdrFileError as exc:
+            raise EntryError(422, "empty_file", exc.message) from None
         except CdrInputError as exc:
             raise EntryError(422, "invalid_input", exc.message, {"line": exc.row}) from None
         name = _final_name(sniffed, digest)

@@ -40,6 +40,10 @@ class CdrInputError(ValueError):
         self.row = row
 
 
+class EmptyCdrFileError(CdrInputError):
+    """The file holds nothing once inflated (a gzip file of an empty file): as empty as a file of no bytes."""
+
+
 @dataclass(frozen=True)
 class CdrParameters:
     """Detection thresholds; a caller-window is flagged when it is past all of them."""
@@ -191,6 +195,8 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
             complete = complete and inflater.eof
         except zlib.error as exc:
             raise CdrInputError(f"the file looks gzip-compressed but cannot be decompressed: {exc}") from None
+        if complete and not head:
+            raise EmptyCdrFileError("the call-record file is empty (it inflates to nothing)")
     if complete and not head.endswith(b"\n"):
         head += b"\n"
     bom = head.startswith(UTF8_BOM)

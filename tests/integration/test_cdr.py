@@ -135,6 +135,7 @@ GOOD_ROW = b"111,222,2026-11-01T10:00:00Z,4\n"
         (b"caller," + b"x" * 200_000, 422, "invalid_input"),  # one enormous first line
         (gzip.compress(b"caller,callee," + b"y" * 5_000_000), 422, "invalid_input"),  # the same, gzipped
         (b"", 422, "empty_file"),
+        (gzip.compress(b"", mtime=0), 422, "empty_file"),  # was invalid_input "the CSV header has columns []"
         (b"\x1f\x8b\x08\x00garbage", 422, "invalid_input"),  # gzip magic, no gzip
     ],
 )
