@@ -199,6 +199,13 @@ def _lock_status(conn: Connection, owner: str, job_id: str) -> str | None:
     )
 
 
+def _stopped_at() -> Any:
+    """When a live job is canceled: now(), but never before it started. now() is the transaction's start, and a
+    cancel may have begun before the worker's claim committed (it waited on the row's lock), which stamped a
+    later started_at: the job answered completed_at < started_at. GREATEST skips a NULL started_at."""
+    return func.greatest(func.now(), jobs.c.started_at)
+
+
 def cancel_job(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, str] | None:
     """Cancel a queued or running job; returns (job, status before) or None if unknown.
 
@@ -212,7 +219,7 @@ def cancel_job(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, s
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(status=JobStatus.CANCELED, completed_at=func.now(), lease_expires_at=None)
+            .values(status=JobStatus.CANCELED, completed_at=_stopped_at(), lease_expires_at=None)
         )
     row = get_job(conn, owner, job_id)
     assert row is not None
@@ -242,7 +249,7 @@ def erase_job(conn: Connection, owner: str, job_id: str) -> tuple[RowMapping, st
         .values(
             **ERASED_VALUES,
             status=case((live, JobStatus.CANCELED), else_=jobs.c.status),
-            completed_at=case((live, func.now()), else_=jobs.c.completed_at),
+            completed_at=case((live, _stopped_at()), else_=jobs.c.completed_at),
             lease_expires_at=None,
         )
     )

@@ -76,6 +76,22 @@ def test_canceling_a_running_job_discards_its_result(db: Engine, owner: str) -> 
     assert row(db, job_id)["status"] == "canceled" and row(db, job_id)["result"] is None
 
 
+@pytest.mark.parametrize("stop", ["cancel", "erase"])
+def test_a_job_stopped_as_its_claim_commits_never_completes_before_it_started(db: Engine, owner: str, stop) -> None:
+    """The cancel's transaction began before the worker's claim committed (it waited on the row's lock): its
+    now() was earlier than the claim's, and the canceled job answered completed_at < started_at."""
+    (job_id,) = make_jobs(db, owner, 1)
+    with db.connect() as stopping:
+        with stopping.begin():
+            stopping.execute(select(func.now())).scalar_one()  # the transaction's clock starts here
+            with db.begin() as worker:
+                claim_jobs(worker, [job_id], 60)
+            stopped, before = (q.cancel_job if stop == "cancel" else q.erase_job)(stopping, owner, job_id)
+        assert before == "running" and stopped["status"] == "canceled"
+    stored = row(db, job_id)
+    assert stored["completed_at"] >= stored["started_at"], (stored["started_at"], stored["completed_at"])
+
+
 def test_sweeper_republishes_lost_queued_jobs_requeues_expired_leases_and_gives_up(db: Engine, owner: str) -> None:
     lost, expired, exhausted, healthy = make_jobs(db, owner, 4)
     with db.begin() as conn:
