@@ -434,6 +434,7 @@ def detect(
         loaded = time.perf_counter()
         _check_values(con, header_lines)
         report = _detect(con, params, max_flagged)
+        _refuse_nul(con, report, header_lines)
         report.timings = {
             "read_seconds": round(loaded - began, 4),
             "detect_seconds": round(time.perf_counter() - loaded, 4),
@@ -525,6 +526,20 @@ def _check_values(con: Any, header_lines: int) -> None:
         line = bad_duration + 1 + header_lines
         (value,) = con.execute("SELECT dur FROM calls WHERE rowid = ?", [bad_duration]).fetchone()
         raise CdrInputError(f"line {line}: duration {value} is negative or not a number", line)
+
+
+def _refuse_nul(con: Any, report: CdrReport, header_lines: int) -> None:
+    """Fail on a NUL in a number the report shows: PostgreSQL's jsonb cannot store one, so the result could never
+    be written and the job stayed running until its lease ran out, attempt after attempt. Checked on the report
+    (a few numbers), not on every row: the file's line is looked up only when there is one."""
+    flagged = report.flagged_callers
+    shown = [f.caller for f in flagged] + [number for f in flagged for number in f.evidence.first_destinations]
+    if not any("\x00" in number for number in shown):
+        return
+    row = con.execute("SELECT min(rowid) FROM calls WHERE contains(caller, chr(0)) OR contains(callee, chr(0))")
+    first = row.fetchone()[0]
+    line = None if first is None else first + 1 + header_lines
+    raise CdrInputError(f"{f'line {line}: ' if line else ''}the caller or callee holds a NUL character", line)
 
 
 def _detect(con: Any, params: CdrParameters, max_flagged: int) -> CdrReport:

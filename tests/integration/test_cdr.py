@@ -241,6 +241,8 @@ def _corrupt_gzip() -> bytes:
         (HEADER + GOOD_ROW * 4 + b"111,223,2026-11-01T10:00:00Z,4,extra\n", 6),  # a row too long
         (_bomb_later(), 12),  # a CSV bomb: one enormous line deep in the file
         (_json_lines(5) + b'{"caller": "111",,}\n' + _json_lines(5), 6),  # malformed JSON: its line, not the next
+        # A NUL in a number: its result could not be written (jsonb holds no \u0000), the job stayed running.
+        (HEADER + GOOD_ROW + b"".join(b"1\x001,%d,2026-11-01T10:00:00Z,1\n" % i for i in range(60)), 3),
         (_corrupt_gzip(), None),
     ],
 )

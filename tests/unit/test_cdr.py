@@ -226,6 +226,16 @@ def test_malformed_json_lines_name_the_files_line(tmp_path: Path, lines: list[st
     assert f"line {line + 1}" not in caught.value.message, caught.value.message
 
 
+@pytest.mark.parametrize("row", ["1\x002,3,1800000000,3", "1,\x00,1800000000,3"])
+def test_a_nul_in_a_number_names_its_line(tmp_path: Path, row: str) -> None:
+    """PostgreSQL's jsonb cannot hold \\u0000: a flagged caller or a destination with one made the result
+    unwritable, and the job stayed running until its lease ran out, attempt after attempt. (Every caller is
+    flagged here.)"""
+    with pytest.raises(CdrInputError) as caught:
+        _run(_csv(tmp_path, ["1,2,1800000000,3", "1,3,1800000000,3", row]), CdrParameters(min_unique_destinations=1))
+    assert caught.value.row == 4 and "NUL" in caught.value.message, caught.value.message
+
+
 def test_the_earliest_and_latest_times_are_written_as_rfc3339(tmp_path: Path) -> None:
     report = _run(_csv(tmp_path, ["1,2,0001-02-01T00:00:00Z,3", "1,3,9999-11-29T00:00:00Z,3"]))
     assert report.time_range == {"start": "0001-02-01T00:00:00Z", "end": "9999-11-29T00:00:00Z"}
