@@ -15,7 +15,7 @@ from redis import RedisError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from app.spool_upload import BodyCutShortError, BodyTimeoutError
+from app.spool_upload import BodyCutShortError, BodyTimeoutError, MalformedFormError
 from store.db import unreachable
 from store.secrets_box import SecretsKeyError
 
@@ -95,6 +95,10 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(400, "bad_request", str(exc), {"declared": exc.declared, "received": exc.received})
         response.headers["Connection"] = "close"
         return response
+
+    @app.errorhandler(MalformedFormError)
+    def _malformed_form(exc: MalformedFormError) -> Response:
+        return error_response(400, "bad_request", str(exc))
 
     @app.errorhandler(BodyTimeoutError)
     def _body_timeout(exc: BodyTimeoutError) -> Response:

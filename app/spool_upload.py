@@ -145,9 +145,16 @@ class LargeReadFormDataParser(FormDataParser):
         )
         boundary = options.get("boundary", "").encode("ascii")
         if not boundary:
-            raise ValueError("Missing boundary")
-        form, files = parser.parse(stream, boundary, content_length)
+            raise MalformedFormError("the multipart body's Content-Type names no boundary")
+        try:
+            form, files = parser.parse(stream, boundary, content_length)
+        except ValueError as exc:  # werkzeug would drop the whole form silently: a 422 about a field that was sent
+            raise MalformedFormError(f"the multipart body does not parse: {exc}") from None
         return stream, form, files
+
+
+class MalformedFormError(Exception):
+    """A multipart body that cannot be parsed (no boundary, no closing boundary, cut short): a 400."""
 
 
 class BodyCutShortError(Exception):

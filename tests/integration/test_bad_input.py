@@ -351,6 +351,33 @@ def test_a_file_part_without_a_filename_is_named_as_such(user: Client, db: Engin
     assert jobs_of_everyone(db) == before
 
 
+_FIELD = b'--zz\r\nContent-Disposition: form-data; name="analysis"\r\n\r\ntranscription\r\n'
+_FILE = b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + WAV + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=zz", _FIELD + _FILE),  # no closing boundary
+        ("multipart/form-data; boundary=zz", (_FIELD + _FILE)[: len(_FIELD) + 100]),  # cut inside the file
+        ("multipart/form-data", _FIELD + _FILE + b"--zz--\r\n"),  # no boundary parameter
+    ],
+    ids=["unclosed", "cut", "no-boundary"],
+)
+def test_a_multipart_body_that_does_not_parse_is_a_400(
+    user: Client, db: Engine, content_type: str, body: bytes
+) -> None:
+    """werkzeug's parser drops a form it cannot parse silently: the answer was 422 "form field 'analysis' is
+    required" for a form that sent it, sending the user after the wrong problem."""
+    before = jobs_of_everyone(db)
+    response = user.post("/v1/jobs", data=body, headers={"Content-Type": content_type})
+    assert_4xx(response, 400, "bad_request")
+    assert "multipart" in response.json()["error"]["message"], response.text
+    assert jobs_of_everyone(db) == before
+    whole = user.post("/v1/jobs", data=_FIELD + _FILE + b"--zz--\r\n", headers={"Content-Type": content_type})
+    assert whole.status_code == 202 or "boundary" not in content_type, whole.text
+
+
 @pytest.mark.parametrize(("name", "kwargs", "status", "code"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
 def test_batches(user: Client, db: Engine, name, kwargs, status, code) -> None:
     before = jobs_of_everyone(db)
