@@ -108,6 +108,10 @@ class CdrSource:
     columns: dict[str, str]  # ours → the file's
 
 
+#: The name given to the empty last column of a header written with a delimiter at the end of every line.
+UNNAMED_LAST_COLUMN = "_assay_unnamed_last"
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -129,9 +133,11 @@ def _reader(source: CdrSource, max_line_bytes: int) -> str:
             f"compression={_literal(compression)}, maximum_object_size={max(max_line_bytes, 1 << 20)})"
         )
     time_type = "DOUBLE" if s.time_format == "epoch" else "TIMESTAMPTZ"
-    typed = {cols["caller"]: "VARCHAR", cols["callee"]: "VARCHAR", cols["start_time"]: time_type,
-             cols["duration"]: "DOUBLE"}  # fmt: skip
-    spec = ", ".join(f"{_literal(name)}: {_literal(typed.get(name, 'VARCHAR'))}" for name in s.header)
+    # Keyed in lower case: the header may spell `Caller`; DuckDB's quoted names then match ours, ignoring case.
+    typed = {cols["caller"].lower(): "VARCHAR", cols["callee"].lower(): "VARCHAR",
+             cols["start_time"].lower(): time_type, cols["duration"].lower(): "DOUBLE"}  # fmt: skip
+    names = [name or UNNAMED_LAST_COLUMN for name in s.header]  # sniff lets only the last column be unnamed
+    spec = ", ".join(f"{_literal(name)}: {_literal(typed.get(name.lower(), 'VARCHAR'))}" for name in names)
     return (
         f"read_csv({_literal(str(source.path))}, header=true, auto_detect=false, delim={_literal(s.delimiter)}, "
         "quote='\"', "

@@ -220,12 +220,14 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
         rows = [next(csv.reader([line], delimiter=delimiter)) for line in lines[1:] if line.strip()]
     except (csv.Error, StopIteration) as exc:  # a NUL byte, an empty first line
         raise CdrInputError(f"the first lines are not CSV: {exc}", 1) from None
-    _check_columns(header, columns, "the CSV header has columns")
-    if "" in header:
-        raise CdrInputError(f"the CSV header's column {header.index('') + 1} has no name", 1)
-    if len({name.lower() for name in header}) != len(header):  # the reader matches names ignoring case
+    # DuckDB's CSV reader matches column names ignoring case (`Caller` is read as `caller`), so the check does.
+    _check_columns(header, columns, "the CSV header has columns", ignore_case=True)
+    named = header[:-1] if len(header) > 1 and header[-1] == "" else header  # a delimiter ending every line
+    if "" in named:
+        raise CdrInputError(f"the CSV header's column {named.index('') + 1} has no name", 1)
+    if len({name.lower() for name in header}) != len(header):
         raise CdrInputError("the CSV header names a column twice (names are compared ignoring case)", 1)
-    index = header.index(columns["start_time"])
+    index = [name.lower() for name in header].index(columns["start_time"].lower())
     # The first start time given decides: a first record may leave it empty (a skipped row, counted).
     given = next((row[index] for row in rows if index < len(row) and row[index].strip()), None)
     time_format = _time_format(given) if given is not None else "iso8601"
@@ -233,20 +235,23 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
 
 
 def _delimiter(line: str, wanted: Iterable[str]) -> str:
-    """The first of DELIMITERS whose split of the header line names every wanted column; "," if none does
-    (the missing columns are then reported as the comma split shows them)."""
+    """The first of DELIMITERS whose split of the header line names every wanted column (ignoring case); ","
+    if none does (the missing columns are then reported as the comma split shows them)."""
+    wanted = {name.lower() for name in wanted}
     for delimiter in DELIMITERS:
         try:
-            if set(wanted) <= set(next(csv.reader([line], delimiter=delimiter))):
+            if wanted <= {name.lower() for name in next(csv.reader([line], delimiter=delimiter))}:
                 return delimiter
         except (csv.Error, StopIteration):
             continue
     return ","
 
 
-def _check_columns(found: tuple[str, ...], columns: dict[str, str], what: str) -> None:
+def _check_columns(found: tuple[str, ...], columns: dict[str, str], what: str, *, ignore_case: bool = False) -> None:
+    """Every column we read is in the file. JSON keys are matched exactly, as DuckDB's JSON reader does."""
+    present = {name.lower() for name in found} if ignore_case else set(found)
     missing = [f"{ours} (as {theirs!r})" if ours != theirs else ours for ours, theirs in columns.items()
-               if theirs not in found]  # fmt: skip
+               if (theirs.lower() if ignore_case else theirs) not in present]  # fmt: skip
     if missing:
         shown = [name[:40] for name in found[:20]]
         raise CdrInputError(f"{what} {shown}; missing: {', '.join(missing)}", 1)

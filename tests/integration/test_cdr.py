@@ -175,6 +175,8 @@ def _json_lines(rows: int = 60) -> bytes:
             b'"caller","callee","start_time","duration"\r\n' + b'"111","222","2026-11-01T10:00:00Z","4"\r\n' * 3,
         ),
         ("header_only.csv", HEADER),
+        ("capitalised.csv", HEADER.title() + GOOD_ROW * 3),  # `Caller,Callee,Start_Time,Duration`
+        ("trailing_delimiter.csv", HEADER.replace(b"\n", b",\n") + GOOD_ROW.replace(b"\n", b",\n") * 3),
         ("bom.jsonl", b"\xef\xbb\xbf" + _json_lines()),  # Windows tools (PowerShell 5, Notepad) write one
         ("bom_crlf.jsonl", b"\xef\xbb\xbf" + _json_lines().replace(b"\n", b"\r\n")),
         ("bom.jsonl.gz", gzip.compress(b"\xef\xbb\xbf" + _json_lines())),

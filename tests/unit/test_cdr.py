@@ -259,6 +259,28 @@ def test_headers_the_reader_would_refuse_are_refused_by_sniff(header: str, colum
         sniff(f"{header}\n1,x,2,1700000000,5\n".encode(), column_map(columns), max_line_bytes=1024)
 
 
+@pytest.mark.parametrize(
+    ("header", "rows"),
+    [
+        ("Caller,CALLEE,Start_Time,Duration", ["1,2,1800000000,3", "1,3,1800000060,3"]),  # exports capitalise
+        ("caller,callee,start_time,duration,", ["1,2,1800000000,3,", "1,3,1800000060,3,"]),  # ends with a delimiter
+        ("Caller;Callee;Start_Time;Duration;", ["1;2;1800000000;3;", "1;3;1800000060;3;"]),
+    ],
+    ids=["capitalised", "trailing-delimiter", "both-semicolon"],
+)
+def test_headers_common_exports_write_are_read(tmp_path: Path, header: str, rows: list[str]) -> None:
+    """DuckDB's CSV reader matches names ignoring case, but the sniffer compared them exactly: `Caller` was
+    refused as missing `caller`. A delimiter at the end of every line made an unnamed last column, refused."""
+    report = _run(_csv(tmp_path, rows, header=header), CdrParameters(min_unique_destinations=1, min_calls=1))
+    assert report.totals["records"] == 2 and report.totals["rejected_rows"] == 0, report.totals
+    assert [f.caller for f in report.flagged_callers] == ["1"], report.flagged_callers
+
+
+def test_json_keys_are_matched_exactly_as_the_json_reader_does() -> None:
+    with pytest.raises(CdrInputError, match="missing: caller"):
+        sniff(b'{"Caller":"1","callee":"2","start_time":1800000000,"duration":3}\n', COLUMNS, max_line_bytes=1024)
+
+
 def test_two_of_our_columns_cannot_read_one_column_of_the_file() -> None:
     """With duration also read from start_time, DuckDB refused its own query (a Binder Error quoting our SQL)."""
     for mapping in ({"duration": "start_time"}, {"caller": "Callee"}):
