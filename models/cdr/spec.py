@@ -121,7 +121,7 @@ class Sniffed:
 
     format: Format
     compression: Compression
-    header: tuple[str, ...]  # CSV: the header's columns, in order; JSON lines: the first object's keys
+    header: tuple[str, ...]  # CSV: the header's columns, in order; JSON lines: the first lines' keys
     time_format: TimeFormat
     delimiter: str = ","  # CSV: one of DELIMITERS
     bom: bool = False  # the (decompressed) file starts with a UTF-8 byte order mark
@@ -211,9 +211,9 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
             raise CdrInputError(f"line 1 is not a JSON object: {str(exc)[:200]}", 1) from None
         if not isinstance(record, dict):
             raise CdrInputError("line 1 is not a JSON object", 1)
-        _check_columns(tuple(record), columns, "the first JSON line has keys")
-        time_format = _time_format(record.get(columns["start_time"]))
-        return Sniffed("jsonl", compression, tuple(record), time_format, bom=bom)
+        keys, start_time = _json_keys(record, lines[1:], columns["start_time"])
+        _check_columns(keys, columns, "the first JSON lines have keys")
+        return Sniffed("jsonl", compression, keys, _time_format(start_time), bom=bom)
     delimiter = _delimiter(lines[0], columns.values())
     try:
         header = tuple(next(csv.reader([lines[0]], delimiter=delimiter)))
@@ -232,6 +232,23 @@ def sniff(head: bytes, columns: dict[str, str], *, max_line_bytes: int, complete
     given = next((row[index] for row in rows if index < len(row) and row[index].strip()), None)
     time_format = _time_format(given) if given is not None else "iso8601"
     return Sniffed("csv", compression, header, time_format, delimiter, bom)
+
+
+def _json_keys(first: dict[str, Any], rest: list[str], start_time: str) -> tuple[tuple[str, ...], Any]:
+    """The keys of the first JSON lines, and the first start time given. JSON writers leave out empty fields,
+    so a first record without `duration` (an unanswered call) is a record the reader counts as rejected, as it
+    does later ones, not a file to refuse; a key no sniffed line has is still refused (a misspelt name)."""
+    keys, given = dict.fromkeys(first), first.get(start_time)
+    for line in rest:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            break  # the worker names the line
+        if not isinstance(record, dict):
+            break
+        keys.update(dict.fromkeys(record))
+        given = record.get(start_time) if given is None else given
+    return tuple(keys), given
 
 
 def _delimiter(line: str, wanted: Iterable[str]) -> str:

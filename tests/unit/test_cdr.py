@@ -281,6 +281,20 @@ def test_json_keys_are_matched_exactly_as_the_json_reader_does() -> None:
         sniff(b'{"Caller":"1","callee":"2","start_time":1800000000,"duration":3}\n', COLUMNS, max_line_bytes=1024)
 
 
+def test_a_first_json_record_without_a_field_is_a_rejected_row_not_a_refused_file(tmp_path: Path) -> None:
+    """JSON writers leave empty fields out: a first record without `duration` refused the whole file at
+    submission, while the same record on line 2 was one rejected row."""
+    lines = ['{"caller":"1","callee":"2","start_time":1800000000}'] + [
+        f'{{"caller":"1","callee":"{n}","start_time":1800000060,"duration":3}}' for n in (3, 4)
+    ]
+    path = tmp_path / "calls.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = _run(path, CdrParameters(min_unique_destinations=1, min_calls=1))
+    assert report.totals["records"] == 3 and report.totals["rejected_rows"] == 1, report.totals
+    with pytest.raises(CdrInputError, match="missing: duration"):  # a key no line has is still refused
+        sniff("\n".join(lines[:1] * 3).encode() + b"\n", COLUMNS, max_line_bytes=1024, complete=True)
+
+
 def test_two_of_our_columns_cannot_read_one_column_of_the_file() -> None:
     """With duration also read from start_time, DuckDB refused its own query (a Binder Error quoting our SQL)."""
     for mapping in ({"duration": "start_time"}, {"caller": "Callee"}):
