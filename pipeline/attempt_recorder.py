@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from store.db import unreachable
 from store.deliveries import AttemptRecord, record_attempts, stop_url
@@ -104,7 +104,9 @@ class AttemptRecorder:
                 self._write(batch)
                 return
             except SQLAlchemyError as exc:
-                if not unreachable(exc):
+                # Only a statement PostgreSQL refused is split; anything else (an outage, a pool with no
+                # connection free in time: SQLAlchemy's own TimeoutError) is waited out, as the whole batch.
+                if isinstance(exc, DBAPIError) and not unreachable(exc):
                     self._write_halves(batch, exc)
                     return
                 log.warning("attempt records not written; retrying", extra={"records": len(batch)}, exc_info=True)
@@ -113,7 +115,7 @@ class AttemptRecorder:
                 log.exception("attempt records dropped", extra={"records": len(batch)})
                 return
 
-    def _write_halves(self, batch: list[Ended], refused: SQLAlchemyError) -> None:
+    def _write_halves(self, batch: list[Ended], refused: DBAPIError) -> None:
         if len(batch) == 1:
             log.error(
                 "attempt record refused by the database; dropped (the event is sent again)",

@@ -373,3 +373,44 @@ def test_one_record_the_database_refuses_does_not_stop_the_others(settings) -> N
     assert statuses.pop(refused) == "delivering", "the refused record is left to its lock"
     assert set(statuses.values()) == {"delivered"}, statuses
     db.dispose()
+
+
+def test_a_busy_connection_pool_holds_the_records_rather_than_dropping_them(settings) -> None:
+    """A pool with no connection to spare (every one in use past its checkout timeout) raises SQLAlchemy's
+    own TimeoutError, not a statement PostgreSQL refused: the records wait for a connection and are written,
+    and the recorder lives on. Split as refused, each lone record read `.orig` (which only a DBAPIError has)
+    and the AttributeError ended the recorder's thread: no attempt record was written again."""
+    from sqlalchemy import create_engine, select
+
+    from pipeline.attempt_recorder import AttemptRecorder
+    from store.api import JobSpec, create_jobs
+    from store.deliveries import AttemptRecord, claim_events
+    from store.keys import ensure_tenant
+    from store.outbox import create_events
+    from store.tables import webhook_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+
+    db = create_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"pool-{secrets.token_hex(3)}")
+        rows = create_jobs(conn, owner, [JobSpec("sentiment", {"text": f"p{i}"}, webhook=hook) for i in range(2)]).rows
+        ids = [r["id"] for r in rows]
+        claimed = claim_jobs(conn, ids, 60)
+        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "positive"}) for c in claimed])
+        events = create_events(conn, ids, publish_epoch=None)
+        taken = claim_events(conn, events, lock_seconds=60)
+    recorder = AttemptRecorder(db)
+    held = db.connect()  # the pool's only connection, busy past the checkout timeout
+    try:
+        recorder.expect(len(taken))
+        for event in taken:
+            recorder.add(owner, AttemptRecord(event.id, event.attempt, event.url, "delivered", 204, 5, None, None))
+        time.sleep(1.0)  # a few checkout timeouts
+    finally:
+        held.close()
+    assert recorder.drain(10), "the records were not written once a connection was free"
+    with db.connect() as conn:
+        statuses = set(conn.execute(select(webhook_events.c.status).where(webhook_events.c.id.in_(events))).scalars())
+    db.dispose()
+    assert statuses == {"delivered"}, statuses
