@@ -438,9 +438,9 @@ def detect(
             reason = _input_error(exc, source.path).message
             raise CdrInputError(f"the columns cannot be read as mapped: {reason}") from None
         loaded = time.perf_counter()
-        _check_values(con, header_lines)
+        _check_values(con, source, header_lines)
         report = _detect(con, params, max_flagged)
-        _refuse_nul(con, report, header_lines)
+        _refuse_nul(con, source, report, header_lines)
         report.timings = {
             "read_seconds": round(loaded - began, 4),
             "detect_seconds": round(time.perf_counter() - loaded, 4),
@@ -519,22 +519,30 @@ def _remove_orphans(temp_dir: Path) -> None:
             os.close(fd)
 
 
-def _check_values(con: Any, header_lines: int) -> None:
+def _row_line(source: CdrSource, rowid: int, header_lines: int) -> int:
+    """The file's line of the table's row `rowid`: in JSON lines a blank line holds no row (`_record_line`)."""
+    record = rowid + 1
+    if source.sniffed.format == "jsonl":
+        return _record_line(source, record) or record
+    return record + header_lines
+
+
+def _check_values(con: Any, source: CdrSource, header_lines: int) -> None:
     """Fail on the first row whose time cannot be read or whose duration is negative or not finite."""
     row = con.execute(
         "SELECT min(rowid) FILTER (unparsable), min(rowid) FILTER (dur < 0 OR NOT isfinite(dur)) FROM calls"
     ).fetchone()
     unparsable, bad_duration = row if row else (None, None)
     if unparsable is not None:
-        line = unparsable + 1 + header_lines
+        line = _row_line(source, unparsable, header_lines)
         raise CdrInputError(f"line {line}: the start time or duration cannot be read", line)
     if bad_duration is not None:
-        line = bad_duration + 1 + header_lines
+        line = _row_line(source, bad_duration, header_lines)
         (value,) = con.execute("SELECT dur FROM calls WHERE rowid = ?", [bad_duration]).fetchone()
         raise CdrInputError(f"line {line}: duration {value} is negative or not a number", line)
 
 
-def _refuse_nul(con: Any, report: CdrReport, header_lines: int) -> None:
+def _refuse_nul(con: Any, source: CdrSource, report: CdrReport, header_lines: int) -> None:
     """Fail on a NUL in a number the report shows: PostgreSQL's jsonb cannot store one, so the result could never
     be written and the job stayed running until its lease ran out, attempt after attempt. Checked on the report
     (a few numbers), not on every row: the file's line is looked up only when there is one."""
@@ -544,7 +552,7 @@ def _refuse_nul(con: Any, report: CdrReport, header_lines: int) -> None:
         return
     row = con.execute("SELECT min(rowid) FROM calls WHERE contains(caller, chr(0)) OR contains(callee, chr(0))")
     first = row.fetchone()[0]
-    line = None if first is None else first + 1 + header_lines
+    line = None if first is None else _row_line(source, first, header_lines)
     raise CdrInputError(f"{f'line {line}: ' if line else ''}the caller or callee holds a NUL character", line)
 
 

@@ -236,6 +236,25 @@ def test_a_nul_in_a_number_names_its_line(tmp_path: Path, row: str) -> None:
     assert caught.value.row == 4 and "NUL" in caught.value.message, caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        (_RECORD.replace("1800000000", '"not a time"'), "cannot be read"),
+        (_RECORD.replace('"2"', '"2\\u0000"'), "NUL"),
+    ],
+)
+def test_a_bad_json_value_after_blank_lines_names_the_files_line(tmp_path: Path, bad: str, words: str) -> None:
+    """The value checks after the read (an unreadable time, a NUL in a number) named the row's position among
+    the records, not the file's line: blank lines hold no record, so the line named was one too early per
+    blank line before it (here: line 3 for a bad line 5), as the reader's own errors once were."""
+    path = tmp_path / "calls.jsonl"
+    path.write_text("\n".join([_RECORD, "", "  ", _RECORD, bad, _RECORD]) + "\n")
+    with pytest.raises(CdrInputError) as caught:
+        _run(path, CdrParameters(min_unique_destinations=1, min_calls=1))
+    assert caught.value.row == 5 and caught.value.message.startswith("line 5:"), caught.value.message
+    assert words in caught.value.message, caught.value.message
+
+
 def test_the_earliest_and_latest_times_are_written_as_rfc3339(tmp_path: Path) -> None:
     report = _run(_csv(tmp_path, ["1,2,0001-02-01T00:00:00Z,3", "1,3,9999-11-29T00:00:00Z,3"]))
     assert report.time_range == {"start": "0001-02-01T00:00:00Z", "end": "9999-11-29T00:00:00Z"}
