@@ -178,10 +178,22 @@ def banner(
 """
 
 
-def _stop_on_sigterm(signum: int, _frame: object) -> None:
-    """SIGTERM (`kill`, systemd, a container stop) before the supervisor's own handler is in place: unwind
-    like Ctrl-C, so the children started so far and the servers started here are stopped, not orphaned."""
+def _interrupt(signum: int, _frame: object) -> None:
+    """Ctrl-C or SIGTERM (`kill`, systemd, a container stop) outside the supervisor's own wait: unwind, so the
+    children started so far and the servers started here are stopped, not orphaned. Later signals are
+    ignored: a second Ctrl-C while they stop would abort the stopping halfway and orphan the rest."""
+    _ignore_signals()
     raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
+def _ignore_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def main() -> int:
@@ -190,7 +202,7 @@ def main() -> int:
         print(taken, file=sys.stderr, flush=True)
         return 1
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    stop_on_signals()
     try:
         return _serve(settings)
     except KeyboardInterrupt:
@@ -240,7 +252,9 @@ def _serve(settings: Settings) -> int:
             code = supervisor.wait()
         finally:
             # Children lead their own sessions: a Ctrl-C or SIGTERM before supervisor.wait() (while models
-            # load, say) reaches only this process, and they would outlive it and the servers below.
+            # load, say) reaches only this process, and they would outlive it and the servers below. From
+            # here on everything is being stopped, the servers too: a second signal must not cut that short.
+            _ignore_signals()
             supervisor.stop()
         if died is not None:
             print(startup_failure(died, live), file=sys.stderr, flush=True)

@@ -1,10 +1,14 @@
-"""`make run`: a port another program holds (no "Assay is running" banner, which variable to set); the banner."""
+"""`make run`: a port another program holds (no "Assay is running" banner, which variable to set); the banner;
+signals while it stops."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import textwrap
 
-from config.settings import load_settings
+from config.settings import ROOT, load_settings
 from deploy.local.run import startup_failure
 
 
@@ -90,3 +94,27 @@ def test_make_run_stops_before_starting_anything_when_another_api_holds_its_port
     assert "Assay is running" not in done.stderr
     assert f"127.0.0.1:{port} is taken by another program" in done.stderr, done.stderr
     assert f"ASSAY_API_BIND=127.0.0.1:{port + 1} make run" in done.stderr
+
+
+def test_after_the_first_interrupt_later_signals_cannot_cut_the_stopping_short() -> None:
+    """The first Ctrl-C or SIGTERM unwinds make run, stopping what it started; a second one, while that ran,
+    raised KeyboardInterrupt inside the stopping and left the rest (workers, the private servers) running."""
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        from deploy.local.run import stop_on_signals
+        stop_on_signals()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("unwinding", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            print("stopped everything", flush=True)
+        """
+    )
+    argv = [sys.executable, "-c", script]
+    done = subprocess.run(argv, check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["unwinding", "stopped", "everything"], (done.returncode, done.stderr[-800:])
