@@ -184,6 +184,20 @@ def events() -> Response:
             if reset:
                 yield _frame(cursor, {"reason": reset}, "reset")
             while time.monotonic() < deadline and not draining.stopping():
+                # First in each round, so a backlog that keeps filling whole chunks cannot skip them. Not more
+                # than once a second whatever ASSAY_AUTH_CACHE_SECONDS says: a query on every wake of every
+                # stream would load PostgreSQL with the event rate times the streams.
+                if time.monotonic() - checked > max(s.auth_cache_seconds, 1.0):
+                    # A revoked key's stream ends (its reconnect is refused, 401): it went on for up to an hour.
+                    checked = time.monotonic()
+                    try:
+                        if not still_valid(svc, key):
+                            break
+                    except Exception:  # the database away: keep the stream, ask again later
+                        log.warning("could not re-check an event stream's API key", exc_info=True)
+                if slot is not None and time.monotonic() - renewed > SLOT_LEASE_SECONDS / 3:
+                    slot.renew(SLOT_LEASE_SECONDS)  # not every heartbeat: 500 streams would storm Redis
+                    renewed = time.monotonic()
                 woken.clear()
                 try:
                     rows = read_after(svc.redis, prefix, tenant, cursor, READ_CHUNK)
@@ -199,17 +213,6 @@ def events() -> Response:
                 wait = s.events_heartbeat_seconds if events_hub.healthy else 1.0
                 if not woken.wait(min(wait, max(0.0, deadline - time.monotonic()))):
                     yield ": keepalive\n\n"  # a hung-up client shows here, as a failed write
-                if time.monotonic() - checked > s.auth_cache_seconds:
-                    # A revoked key's stream ends (its reconnect is refused, 401): it went on for up to an hour.
-                    checked = time.monotonic()
-                    try:
-                        if not still_valid(svc, key):
-                            break
-                    except Exception:  # the database away: keep the stream, ask again later
-                        log.warning("could not re-check an event stream's API key", exc_info=True)
-                if slot is not None and time.monotonic() - renewed > SLOT_LEASE_SECONDS / 3:
-                    slot.renew(SLOT_LEASE_SECONDS)  # not every heartbeat: 500 streams would storm Redis
-                    renewed = time.monotonic()
         finally:
             events_hub.unsubscribe(tenant, woken)
 
