@@ -460,8 +460,10 @@ def detect(
 
 
 def _close(con: Any, temp: Path | None, lock: int | None) -> None:
-    con.close()
-    _close_temp(temp, lock)
+    try:
+        con.close()
+    finally:  # a close that fails must not keep the folder and its lock for the worker's life
+        _close_temp(temp, lock)
 
 
 def _close_temp(temp: Path | None, lock: int | None) -> None:
@@ -493,6 +495,10 @@ def _own_temp_dir(temp_dir: Path) -> tuple[Path, int]:
                 return own, lock
         except FileNotFoundError:
             pass
+        except BaseException:  # the folder cannot be made (a full disk): a lock held for the worker's life
+            Path(f"{own}.lock").unlink(missing_ok=True)
+            os.close(lock)
+            raise
         os.close(lock)
 
 

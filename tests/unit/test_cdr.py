@@ -356,3 +356,26 @@ def test_a_date_without_separators_is_refused_not_read_as_1970(head: bytes) -> N
 def test_epoch_seconds_of_today_are_still_epoch() -> None:
     sniffed = sniff(b"caller,callee,start_time,duration\n111,222,1796685515,1\n", COLUMNS, max_line_bytes=1024)
     assert sniffed.time_format == "epoch"
+
+
+def test_a_spill_folder_that_cannot_be_made_leaves_no_held_lock(tmp_path: Path, monkeypatch) -> None:
+    """A full disk at the folder's mkdir left its flocked lock file open for the worker's life: no clean-up
+    could take it, and each failed run added another descriptor."""
+    import errno
+    import os
+
+    from models.cdr import detect as detect_module
+
+    real_mkdir = Path.mkdir
+
+    def full_disk(self: Path, *args, **kwargs) -> None:
+        if self.name.startswith("run-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full_disk)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="No space"):
+        detect_module._own_temp_dir(tmp_path / "spill")
+    assert list((tmp_path / "spill").iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == descriptors
