@@ -54,7 +54,9 @@ def create_events(conn: Connection, job_ids: list[str], publish_epoch: str | Non
                 "url": row["webhook"]["url"],
                 "payload": payload,
                 "publish_epoch": publish_epoch,
-                "published_at": now,
+                # PostgreSQL's clock, which the webhook sweep compares it with (store.maintenance.due_events), as
+                # the job's enqueued_at; the payload's timestamp is for the receiver and may stay this process's.
+                "published_at": func.now(),
             }
         )
     if not values:

@@ -267,6 +267,31 @@ def test_jobs_of_an_old_epoch_are_published_again_once(db: Engine, owner: str) -
     assert {row(db, j)["publish_epoch"] for j in before_restart} == {"e2"}
 
 
+def test_a_webhook_event_is_stamped_published_on_the_databases_clock(db: Engine, owner: str) -> None:
+    """The webhook sweep compares `published_at` with PostgreSQL's now(), as the job sweep does `enqueued_at`;
+    but the outbox stamped it with the clock of the process that made the event (an API or a worker). On a host
+    whose clock ran S seconds ahead of the database's, an event lost with Redis was published again only S
+    seconds late (never re-sent, for a clock hours off); one S > 2 s behind was re-sent while its message still
+    waited. The event is now stamped in the statement that inserts it, as the job is."""
+    from store.outbox import create_events
+    from store.tables import webhook_events
+
+    with db.begin() as conn:
+        hooked = {"url": "https://receiver.example/hook", "events": ["started", "completed"]}
+        (job_id,) = [
+            r["id"] for r in q.create_jobs(conn, owner, [q.JobSpec("sentiment", {"text": "t"}, webhook=hooked)]).rows
+        ]
+        claim_jobs(conn, [job_id], 60)
+        (event_id,) = create_events(conn, [job_id], "e1")
+        published, enqueued, now = conn.execute(
+            select(webhook_events.c.published_at, jobs.c.enqueued_at, func.now())
+            .join(jobs, jobs.c.id == webhook_events.c.job_id)
+            .where(webhook_events.c.id == event_id)
+        ).one()
+    assert enqueued == now, "the job's publish time is PostgreSQL's"
+    assert published == now, f"the event's publish time came from another clock: {published} against {now}"
+
+
 def test_a_stray_is_published_again_only_when_its_queue_is_empty_and_no_worker_holds_it(db: Engine, owner: str) -> None:
     stray, held, fresh = make_jobs(db, owner, 3)
     _settle(db, [stray, held], "e1", seconds=120)  # older than requeue_after (60 s)
