@@ -35,6 +35,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.maintenance_queue,
         "task_create_missing_queues": True,
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        # After a broker reconnect Celery cuts the prefetch to what the pool holds and restores it as tasks
+        # end; a gevent pool counts the greenlets running at that moment (often 0), so the webhook worker was
+        # left at a prefetch of 2 for good, polling every 2 s: ~1 message/s after any Redis restart. Nothing
+        # here needs the cut: PostgreSQL claims, not the broker, keep a message taken twice from running twice.
+        "worker_enable_prefetch_count_reduction": False,
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

@@ -16,6 +16,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from sqlalchemy import select
 
 from config.settings import load_settings
 from deploy.local.services import LocalRedis
@@ -75,6 +76,72 @@ def test_redis_killed_while_clients_submit_every_202_job_succeeds_once(stack: St
         assert Counter(final.values()) == Counter({"succeeded": len(load.accepted)})
         assert_each_ran_once(worker, load.accepted)
     finally:  # both servers are the test's own: the restarted one was left running after every run
+        restarted.stop()
+        broker.stop()
+
+
+def test_after_redis_restarts_the_webhook_worker_takes_messages_as_fast_as_before(
+    stack: Stack, fresh_database, tmp_path
+) -> None:
+    """Celery cuts a worker's prefetch after it reconnects to the broker, to what its pool holds, and restores
+    it as tasks finish; but a gevent pool counts the greenlets running now, not its size, so the webhook
+    worker's prefetch fell to 2 for good. Its loop (no event loop under gevent) then asked Redis again only
+    every 2 s: after one Redis restart it took about one message a second until it was restarted itself, and
+    a backlog of finished jobs' events took minutes instead of seconds. 100 one-event messages after a
+    restart must be delivered in well under 100 s."""
+    import redis as redis_lib
+
+    from broker.celery import make_celery
+    from broker.publish import Publisher
+    from config.catalog import load_catalog
+    from store import api as q
+    from store.keys import ensure_tenant
+    from store.outbox import create_events
+    from store.tables import webhook_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+    from tests.receiver import Receiver
+
+    port = free_port()
+    broker = LocalRedis(tmp_path / "redis", port, persist=False)
+    restarted = LocalRedis(tmp_path / "redis", port, persist=False)
+    env, db, _ = isolated(fresh_database, REDIS_URL=broker.start(), ASSAY_WEBHOOK_ALLOW_PRIVATE="true")
+    receiver = Receiver(free_port()).start()
+    try:
+        hooks = stack.webhooks(**env)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGKILL)
+        broker.process.wait(10)
+        time.sleep(1)
+        redis_url = restarted.start()
+        wait_for(lambda: hooks.log_text().count("Connected to redis") >= 2, 60, what="the worker reconnected")
+
+        with db.begin() as conn:  # 100 finished jobs, each with its job.succeeded event waiting
+            tenant = ensure_tenant(conn, "faults-webhooks")
+            hooked = {"url": f"{receiver.url}/ok", "events": ["completed"]}
+            specs = [q.JobSpec("sentiment", {"text": f"restart {i}"}, webhook=hooked) for i in range(100)]
+            ids = [r["id"] for r in q.create_jobs(conn, tenant, specs).rows]
+            finish_jobs(
+                conn, [Outcome(j.id, j.attempt, result={"label": "positive"}) for j in claim_jobs(conn, ids, 60)]
+            )
+            events = create_events(conn, ids, None)
+        settings = load_settings(
+            database_url=env["DATABASE_URL"], redis_url=redis_url, queue_prefix=env["ASSAY_QUEUE_PREFIX"]
+        )
+        publisher = Publisher(redis_lib.Redis.from_url(redis_url), settings, load_catalog(), make_celery(settings))
+        started = time.monotonic()
+        for event_id in events:  # one message each, as a worker's lone finished jobs publish them
+            publisher.deliveries([event_id])
+
+        def delivered() -> bool:
+            with db.connect() as conn:
+                statuses = conn.execute(select(webhook_events.c.status).where(webhook_events.c.id.in_(events)))
+                return Counter(statuses.scalars()) == Counter({"delivered": len(events)})
+
+        wait_for(delivered, 90, interval=0.5, what="every event delivered")
+        took = time.monotonic() - started
+        assert took < 30, f"100 messages took {took:.0f} s after the broker restarted"
+    finally:
+        receiver.stop()
         restarted.stop()
         broker.stop()
 
