@@ -46,7 +46,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(16, ge=1, le=200, description="per API process (gevent: one per in-flight request)")
     db_pool_pre_ping: bool = Field(True, description="test each pooled connection before use (a round trip)")
-    db_statement_timeout_ms: int = Field(15_000, ge=100, description="PostgreSQL cancels a statement running longer")
+    db_statement_timeout_ms: int = Field(
+        15_000,
+        ge=100,
+        description="PostgreSQL cancels a statement running longer, and ends a session idle this long in a transaction",
+    )
     db_outage_patience_seconds: float = Field(
         120.0, ge=0, description="a worker retries PostgreSQL this long before giving a batch up"
     )

@@ -37,6 +37,12 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     is dropped within about a minute (an idle one: 30 s, then 3 probes 10 s apart; one with a request
     unacknowledged: 60 s), and the worker's retry-while-unreachable path takes over. The gevent processes
     also bound each wait themselves (config.green). libpq ignores these on Unix sockets.
+
+    `idle_in_transaction_session_timeout` (the statement timeout again): a process frozen inside a
+    transaction (SIGSTOP, a paused VM, a partition the server has not noticed) held its rows locked for as
+    long as it was gone, and every sweep skipped them (SKIP LOCKED), so its jobs stayed `running` long past
+    their lease. The server now ends such a session, its locks go, and the sweeper hands the jobs on. No
+    transaction here waits on anything but PostgreSQL between its statements.
     """
     return create_engine(
         settings.database_url,
@@ -46,7 +52,10 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_recycle=1800,
         connect_args={
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "options": (
+                f"-c statement_timeout={settings.db_statement_timeout_ms}"
+                f" -c idle_in_transaction_session_timeout={settings.db_statement_timeout_ms}"
+            ),
             "connect_timeout": 5,
             "application_name": "assay",
             **TCP_LIVENESS,

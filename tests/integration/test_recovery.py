@@ -91,6 +91,76 @@ def test_worker_killed_mid_batch_every_job_finishes_exactly_once(stack: Stack, f
     assert all(1 <= n <= 2 for n in tries.values())
 
 
+def test_a_worker_frozen_inside_its_write_keeps_its_jobs_no_longer_than_the_statement_timeout(
+    stack: Stack, fresh_database
+) -> None:
+    """A worker frozen (SIGSTOP, a VM paused, a partition) inside a transaction (its result write, or a lease
+    renewal, between the statement and its COMMIT) holds the rows of its batch locked. The sweeper skips locked
+    rows, so the jobs stayed `running` long after their leases ran out, for as long as the freeze lasted
+    (behind a partition, until the server's TCP keepalive gave up: two hours by default), though a lease is
+    held only by a live worker. PostgreSQL now ends a session left idle inside a transaction for
+    ASSAY_DB_STATEMENT_TIMEOUT_MS, which releases its locks, and another worker runs the jobs.
+
+    To freeze the worker there every time, the test holds one of the batch's rows itself, so the worker's
+    statements wait on it; freezes the worker; then lets go, so they complete on the server and their
+    transaction stays open."""
+    from sqlalchemy import text
+
+    env, db, key = isolated(fresh_database)
+    # A lease well past the model's time on a loaded machine: the worker is frozen before any lease lapses.
+    env.update(ASSAY_DB_STATEMENT_TIMEOUT_MS="3000", ASSAY_LEASE_SECONDS="15")
+    _, url = stack.api(**env)
+    victim = stack.worker("frozen", **env)
+    stack.sweeper(**env)
+    ids = [job["id"] for job in Client(url, key).submit_batch([f"{i}. {LONG_TEXT}" for i in range(32)])]
+
+    def updates() -> list:
+        """The sessions updating jobs, as pg_stat_activity shows them now (a fresh transaction each time:
+        the view is a snapshot per transaction)."""
+        with db.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT state, wait_event_type FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND query LIKE '%UPDATE jobs SET%'"
+                    )
+                )
+            )
+
+    with db.connect() as holder:
+        with holder.begin():
+            wait_for(lambda: status_counts(db, ids)["running"] == 32, 60, interval=0.05, what="the batch claimed")
+            holder.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": ids[-1]})
+            wait_for(
+                lambda: any(r.wait_event_type == "Lock" for r in updates()),
+                60,
+                interval=0.02,
+                what="the worker waiting on the held row",
+            )
+            victim.signal(signal.SIGSTOP)
+        try:  # the held row is let go: the worker's statement completes on the server, its transaction stays open
+            wait_for(
+                lambda: any(r.state == "idle in transaction" for r in updates()),
+                10,
+                interval=0.05,
+                what="the frozen worker's transaction left open",
+            )
+            frozen_at = time.monotonic()
+            rescuer = stack.worker("rescuer", **env)
+            final = wait_all_final(db, ids, timeout=60)
+            took = time.monotonic() - frozen_at
+        finally:
+            victim.signal(signal.SIGCONT)
+    assert Counter(final.values()) == Counter({"succeeded": 32}), final
+    assert set(attempts(db, ids).values()) == {2}, "the frozen worker's batch ran again, once"
+    ours = set(ids)
+    finished = Counter(
+        r["job_id"] for proc in (victim, rescuer) for r in proc.log_events("job finished") if r["job_id"] in ours
+    )
+    assert set(finished.values()) == {1}, "each job finished once"
+    assert took < 60
+
+
 def test_redis_emptied_after_accepting_jobs_the_sweeper_finishes_them(
     stack: Stack,
     fresh_database,
