@@ -1,6 +1,6 @@
 """Chaos: the whole stack under load while its parts are killed, as an orchestrator would see it.
 
-    .venv/bin/python -m bench.chaos [--seconds 60] [--drain 300] [--no-record]
+    .venv/bin/python -m bench.chaos [--seconds 60] [--drain 300] [--freeze-workers] [--no-record]
 
 A private PostgreSQL and a private Redis with persistence off (a killed Redis loses every message);
 the processes of the process table (gunicorn with 2 gevent workers, one CPU inference worker, the
@@ -13,9 +13,12 @@ worker, repeated texts (cache hits, attached jobs), Idempotency-Keys retried unt
 cancels. Kills, in seconds from the start: 8 inference worker (SIGKILL to its group), 18 Redis
 (SIGKILL, back empty 3 s later), 25 one gunicorn worker (SIGKILL), 32 PostgreSQL (immediate stop, back
 3 s later), 38 tabular worker, 42 webhook worker, 50 maintenance worker; 53 Redis frozen (SIGSTOP) for
-4 s, 58 PostgreSQL frozen for 8 s, past the end of the load. Then it waits until every
-accepted job is final and its final event delivered, and reads jobs, webhook events and the
-receiver's log. See ../shared/notes/fault-run.md for the run it mirrors; this one is harder.
+4 s, 58 PostgreSQL frozen for 8 s, past the end of the load. `--freeze-workers` hangs workers instead
+(SIGSTOP, then SIGCONT): 24 the inference worker for 40 s (past its 30 s lease, jobs claimed), 28 gunicorn
+reloaded (SIGHUP), 38 the tabular worker for 40 s instead of its kill, 42 the webhook worker for 50 s
+(past its 45 s claim locks) instead of its kill, so it also lives through the Redis restart. Then it
+waits until every accepted job is final and its final event delivered, and reads jobs, webhook events
+and the receiver's log. See ../shared/notes/fault-run.md for the run it mirrors; this one is harder.
 """
 
 from __future__ import annotations
@@ -189,6 +192,21 @@ def freeze(pids: list[int], seconds: float) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
+def freeze_group(member: Supervised, seconds: float) -> None:
+    """`freeze` for a supervised process's whole group (a Celery worker and its pool), on a thread of its
+    own: the rest of the timeline goes on while it hangs."""
+    proc = member.proc
+    assert proc is not None
+
+    def hang() -> None:
+        proc.signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        with contextlib.suppress(ProcessLookupError):
+            proc.signal(signal.SIGCONT)
+
+    threading.Thread(target=hang, daemon=True).start()
+
+
 def postgres_pids(datadir: Path) -> list[int]:
     """The postmaster and every backend and helper it started."""
     postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
@@ -256,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--drain", type=float, default=300, help="longest wait for everything final and delivered")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--freeze-workers",
+        action="store_true",
+        help="freeze workers past their leases and locks instead of only killing them (see FROZEN below)",
+    )
     args = parser.parse_args(argv)
     logdir = Path(tempfile.mkdtemp(prefix="assay-chaos-"))
     print(f"[chaos] logs in {logdir}", file=sys.stderr)
@@ -311,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         def at(second: float) -> None:
             time.sleep(max(0.0, started + second * args.seconds / 60 - time.monotonic()))
 
+        frozen = args.freeze_workers
         at(8)
         kill_group(worker)
         at(18)
@@ -320,16 +344,29 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3)
         broker = LocalRedis(logdir / "redis", broker_port, persist=False)
         broker.start()
+        if frozen:  # FROZEN: the restarted inference worker hangs past its lease (30 s) with jobs claimed
+            at(24)
+            freeze_group(worker, 40 * args.seconds / 60)
         at(25)
         kill_one_gunicorn_worker(api)
+        if frozen:  # FROZEN: gunicorn reloads its workers under load
+            at(28)
+            assert api.proc is not None
+            os.kill(api.proc.pid, signal.SIGHUP)
         at(32)
         pg.server.stop("immediate")
         time.sleep(3)
         pg.server.start()
         at(38)
-        kill_group(tabular)
+        if frozen:  # FROZEN: the tabular worker hangs mid-file instead of dying
+            freeze_group(tabular, 40 * args.seconds / 60)
+        else:
+            kill_group(tabular)
         at(42)
-        kill_group(deliverer)
+        if frozen:  # FROZEN: the deliverer lives through the Redis restart, then hangs past its claim locks (45 s)
+            freeze_group(deliverer, 50 * args.seconds / 60)
+        else:
+            kill_group(deliverer)
         at(50)
         kill_group(maintenance)
         at(53)
@@ -396,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(["chaos run", "value"], [[name, str(value)] for name, value in rows])
     restarts = ", ".join(f"{m.spec.kind} {m.restarts}" for m in chaos.supervised)
     notes = (
-        f"{args.seconds:.0f} s of load by 4 text clients and the mixed one; restarts by the supervisor: {restarts}; "
+        f"{args.seconds:.0f} s of load by 4 text clients and the mixed one"
+        f"{' (workers frozen past their leases and locks)' if args.freeze_workers else ''}; "
+        f"restarts by the supervisor: {restarts}; "
         f"attempts per job: {dict(sorted(attempts.items()))}; "
         f"answers by status: {dict(sorted(statuses.items()))}; failed jobs by error code: {dict(failed)}. "
         "Doubled and re-sent count final events the receiver accepted (2xx) more than once, by whether the "
