@@ -129,17 +129,27 @@ def write_outcomes(conn: Connection, outcomes: list[Outcome]) -> dict[str, RowMa
     return {row["id"]: row for row in rows}
 
 
+#: Rows another transaction holds (a cancel, an erasure, a frozen process until PostgreSQL ends its session)
+#: are skipped, not waited for: waiting, the one statement ran into the statement timeout and every lease of
+#: the batch went unrenewed, so the sweeper handed the whole batch to another worker. A skipped row keeps
+#: its lease until the next renewal, and its holder is changing it anyway.
 _RENEW_SQL = text(
     """
     UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease)
-    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS v(id, attempt)
-    WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.status = :running
+    WHERE jobs.id IN (
+        SELECT jobs.id FROM jobs
+        JOIN unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS v(id, attempt)
+            ON jobs.id = v.id AND jobs.attempts = v.attempt
+        WHERE jobs.status = :running
+        FOR UPDATE OF jobs SKIP LOCKED
+    )
     """
 )
 
 
 def renew_leases(conn: Connection, held: dict[str, int], lease_seconds: float) -> int:
-    """Extend the leases of the jobs this worker runs ({job_id: attempt}); one statement for all.
+    """Extend the leases of the jobs this worker runs ({job_id: attempt}); one statement for all, past rows
+    another transaction holds.
 
     Only a `running` row of the same attempt is renewed, so a worker can never keep alive a job
     the sweeper already gave to another.

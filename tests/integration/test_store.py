@@ -315,6 +315,27 @@ def test_leases_are_renewed_only_for_the_attempt_that_holds_them(db: Engine, own
     assert row(db, taken_over)["lease_expires_at"] < before + timedelta(seconds=5)
 
 
+def test_one_row_held_elsewhere_does_not_stop_the_other_leases_being_renewed(db: Engine, owner: str) -> None:
+    """The renewal is one statement for the batch: a row another transaction held (a cancel, a frozen process)
+    made it wait into the statement timeout, and then no lease of the batch was renewed: every job of it ran
+    again on another worker."""
+    from sqlalchemy import text
+
+    from store.worker import renew_leases
+
+    free, held = make_jobs(db, owner, 2)
+    with db.begin() as conn:
+        claimed = {c.id: c.attempt for c in claim_jobs(conn, [free, held], 1)}
+    before = row(db, free)["lease_expires_at"]
+    with db.connect() as holder, holder.begin():
+        holder.execute(select(jobs.c.id).where(jobs.c.id == held).with_for_update())
+        with db.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '2s'"))  # waiting at all is the failure
+            assert renew_leases(conn, claimed, 600) == 1
+    assert row(db, free)["lease_expires_at"] > before + timedelta(seconds=500)
+    assert row(db, held)["lease_expires_at"] < before + timedelta(seconds=5)
+
+
 def test_the_cache_lookup_probes_the_index_whatever_the_statistics(db: Engine, owner: str) -> None:
     """10,000 live jobs, freshly analysed: `cache_key = ANY(keys)` was planned as a scan of all of `jobs`
     (5 ms per 100-job batch, growing with the backlog); the lookup must stay an index probe per key, in
