@@ -6,12 +6,12 @@ for the other. Each worker writes the jobs per second it sustains when its batch
 hash per family (`<prefix>:capacity:<family>`, one field per worker: `"<jobs/s> <unix time>"`); the
 API sums the fields written in the last `FRESH_SECONDS`, so a dead worker stops counting on its own.
 Losing the hash (a Redis restart) only means admission falls back to the depth bound until the next
-full batch rewrites it.
+full batch rewrites it. Both the stamp and the freshness check read Redis's clock (TIME), not the hosts':
+with a worker's clock 30 s behind the API's, every report looked stale and admission fell back to the
+depth bound; 30 s ahead, a dead worker counted for twice as long.
 """
 
 from __future__ import annotations
-
-import time
 
 import redis
 
@@ -25,20 +25,29 @@ def capacity_key(settings: Settings, family: str) -> str:
     return f"{settings.queue_prefix}:capacity:{family}"
 
 
+#: HSET the worker's figure stamped with Redis's own clock (seconds), and keep the hash alive.
+_REPORT = """
+local now = redis.call('TIME')[1]
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. now)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+"""
+
+
 def report_capacity(client: redis.Redis, settings: Settings, family: str, worker: str, jobs_per_second: float) -> None:
     """Record one worker's busy throughput for a family (overwrites its previous figure)."""
     key = capacity_key(settings, family)
-    with client.pipeline(transaction=False) as pipe:
-        pipe.hset(key, worker, f"{jobs_per_second:.3f} {time.time():.3f}")
-        pipe.expire(key, KEY_TTL_SECONDS)
-        pipe.execute()
+    client.eval(_REPORT, 1, key, worker, f"{jobs_per_second:.3f}", KEY_TTL_SECONDS)
 
 
 def family_capacity(client: redis.Redis, settings: Settings, family: str) -> float | None:
     """Jobs per second the family's live workers sustain together; None when no worker reported lately."""
-    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.hvals(capacity_key(settings, family))
+        (seconds, _), values = pipe.execute()
+    now = float(seconds)
     total, fresh = 0.0, False
-    for raw in client.hvals(capacity_key(settings, family)):
+    for raw in values:
         try:
             rate, at = (float(part) for part in raw.split())
         except (ValueError, AttributeError):

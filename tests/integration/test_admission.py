@@ -69,3 +69,18 @@ def test_stats_shows_the_depth_of_each_queue(stack: Stack, new_key, redis_client
     stats = client.get("/v1/stats")
     assert stats.status_code == 200, stats.text
     assert stats.json()["queue_depth"][f"{prefix}.text"] == waiting, stats.json()
+
+
+def test_a_workers_pace_counts_whatever_its_hosts_clock_says(settings, redis_client: redis.Redis, monkeypatch) -> None:
+    """The report was stamped with the worker's clock and judged fresh by the API's: a worker host 40 s
+    behind looked dead from the moment it reported, and admission fell back to the depth bound."""
+    import time
+
+    from broker.capacity import family_capacity, report_capacity
+
+    scoped = settings.model_copy(update={"queue_prefix": f"clk{secrets.token_hex(3)}"})
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 40)  # the worker's host
+    report_capacity(redis_client, scoped, "text", "worker-behind", 123.0)
+    monkeypatch.setattr(time, "time", lambda: real() + 40)  # the API's host, the other way
+    assert family_capacity(redis_client, scoped, "text") == 123.0
