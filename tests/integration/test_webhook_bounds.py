@@ -331,6 +331,28 @@ def test_redelivery_racing_a_claim_leaves_the_event_to_its_deliverer(api_url: st
     assert event["status"] == "delivering" and event["attempts"] == claim.attempt, dict(event)
 
 
+def _final_events_claimed(db, tenant: str, count: int) -> tuple[str, list[str], list]:
+    """`count` succeeded jobs of a new tenant, each with its final webhook event, claimed for delivery:
+    (owner, event ids, claimed events)."""
+    from store.api import JobSpec, create_jobs
+    from store.deliveries import claim_events
+    from store.keys import ensure_tenant
+    from store.outbox import create_events
+    from store.worker import Outcome, claim_jobs, finish_jobs
+
+    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
+    with db.begin() as conn:
+        owner = ensure_tenant(conn, f"{tenant}-{secrets.token_hex(3)}")
+        specs = [JobSpec("sentiment", {"text": f"{tenant} {i}"}, webhook=hook) for i in range(count)]
+        ids = [r["id"] for r in create_jobs(conn, owner, specs).rows]
+        claimed = claim_jobs(conn, ids, 60)
+        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "positive"}) for c in claimed])
+        events = create_events(conn, ids, publish_epoch=None)
+    with db.begin() as conn:
+        taken = claim_events(conn, events, lock_seconds=60)
+    return owner, events, taken
+
+
 def test_one_record_the_database_refuses_does_not_stop_the_others(settings) -> None:
     """The recorder retried a refused statement as a whole for ever: one record with a value PostgreSQL
     does not take (a NUL in its error) held back every tenant's attempt records behind it, and their
@@ -338,25 +360,12 @@ def test_one_record_the_database_refuses_does_not_stop_the_others(settings) -> N
     from sqlalchemy import select
 
     from pipeline.attempt_recorder import AttemptRecorder
-    from store.api import JobSpec, create_jobs
     from store.db import make_engine
-    from store.deliveries import AttemptRecord, claim_events
-    from store.keys import ensure_tenant
-    from store.outbox import create_events
+    from store.deliveries import AttemptRecord
     from store.tables import webhook_events
-    from store.worker import Outcome, claim_jobs, finish_jobs
 
     db = make_engine(settings, pool_size=2)
-    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
-    with db.begin() as conn:
-        owner = ensure_tenant(conn, f"refused-{secrets.token_hex(3)}")
-        rows = create_jobs(conn, owner, [JobSpec("sentiment", {"text": f"t{i}"}, webhook=hook) for i in range(5)]).rows
-        ids = [r["id"] for r in rows]
-        claimed = claim_jobs(conn, ids, 60)
-        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "positive"}) for c in claimed])
-        events = create_events(conn, ids, publish_epoch=None)
-    with db.begin() as conn:
-        taken = claim_events(conn, events, lock_seconds=60)
+    owner, events, taken = _final_events_claimed(db, "refused", 5)
     recorder = AttemptRecorder(db, linger_seconds=0.5)
     recorder.expect(len(taken))
     for index, event in enumerate(taken):
@@ -383,23 +392,11 @@ def test_a_busy_connection_pool_holds_the_records_rather_than_dropping_them(sett
     from sqlalchemy import create_engine, select
 
     from pipeline.attempt_recorder import AttemptRecorder
-    from store.api import JobSpec, create_jobs
-    from store.deliveries import AttemptRecord, claim_events
-    from store.keys import ensure_tenant
-    from store.outbox import create_events
+    from store.deliveries import AttemptRecord
     from store.tables import webhook_events
-    from store.worker import Outcome, claim_jobs, finish_jobs
 
     db = create_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
-    hook = {"url": "https://receiver.example/hook", "events": ["completed"]}
-    with db.begin() as conn:
-        owner = ensure_tenant(conn, f"pool-{secrets.token_hex(3)}")
-        rows = create_jobs(conn, owner, [JobSpec("sentiment", {"text": f"p{i}"}, webhook=hook) for i in range(2)]).rows
-        ids = [r["id"] for r in rows]
-        claimed = claim_jobs(conn, ids, 60)
-        finish_jobs(conn, [Outcome(c.id, c.attempt, result={"label": "positive"}) for c in claimed])
-        events = create_events(conn, ids, publish_epoch=None)
-        taken = claim_events(conn, events, lock_seconds=60)
+    owner, events, taken = _final_events_claimed(db, "pool", 2)
     recorder = AttemptRecorder(db)
     held = db.connect()  # the pool's only connection, busy past the checkout timeout
     try:
